@@ -1,0 +1,81 @@
+"""The ``nasw`` command line: thin commands over library calls.
+
+Each command lives in its own module under ``workbench/cli/`` and registers itself on
+:data:`main` with ``@main.command()``; :data:`COMMAND_MODULES` lists the modules imported when
+the CLI starts. Bad input raises :class:`searchers.errors.NaswError` (or a click usage error):
+the message names the field and the allowed values, the exit code is 2 and nothing is written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from searchers.errors import NaswError
+
+EXIT_BAD_INPUT = 2
+DEFAULT_DB = "nasw.db"
+
+#: command modules, each defining one or more commands on ``main``.
+COMMAND_MODULES: list[str] = []
+
+
+def db_path(ctx: click.Context) -> Path:
+    """The database path from ``--db``, ``NASW_DB`` or ``./nasw.db``."""
+    root = ctx.find_root()
+    return Path(root.params.get("db") or os.environ.get("NASW_DB") or DEFAULT_DB)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    """Print ``message`` to stderr and exit with ``code`` (2: bad input)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a :class:`NaswError` into a one-line message and exit code 2."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NaswError as err:
+            fail(str(err))
+
+    return wrapper
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", type=click.Path(dir_okay=False), default=None,
+              help="SQLite database (default: $NASW_DB or ./nasw.db).")
+@click.version_option(package_name="nasw")
+@click.pass_context
+def main(ctx: click.Context, db: str | None) -> None:
+    """NAS Workbench: neural architecture search under hardware constraints.
+
+    With no command, opens the terminal UI on the database.
+    """
+    if ctx.invoked_subcommand is None:
+        from workbench.app import run_app
+
+        run_app(db_path(ctx))
+
+
+def _load_commands() -> None:
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"workbench.cli.{name}")
+
+
+_load_commands()
