@@ -1,0 +1,414 @@
+"""RCAS: lazy cost-effective greedy search under params and MAdds budgets.
+
+Xiong, Mehta & Singh, *Resource Constrained Neural Network Architecture Search* (ICCV 2019),
+§3 and Algorithms 1-3. The ground set V holds one element per (position, block type); a set S
+fills each chosen position with its block type and leaves the others empty (identity). The set
+function F(S) is the validation accuracy of the network built from S after an early-stopped
+proxy training (§3.1); every F(S) is cached by set, so no set is ever trained twice, not even
+across the three greedy runs.
+
+Algorithm 3 runs Algorithm 2 (lazy cost-effective greedy, LCEG) three times — with unit cost
+(UC), with each block's parameter count (APR) and with its MAdds (AMR) as the cost in the
+marginal-gain ratio of Eq. (9) — and returns the most accurate of the three sets.
+
+Choices where the paper is silent or ambiguous (each tested in ``tests/test_rcas.py``):
+
+* ``F(∅) = 0``, as Lemma 1 assumes: the empty network is never trained.
+* A block's cost ``c(v)`` is its increment over the empty position in the space's additive
+  cost LUT (``space.cost_tables``); budgets bound the *whole* network (stem and head included),
+  as the user's constraints do. Every ``<=`` constraint on an additive metric (params, madds,
+  flops) is a knapsack budget; ``>=`` bounds and intensity/latency bounds do not steer the
+  greedy, they only mark candidates feasible or not.
+* Only one block may fill a position (§4.1): adding ``(n, l)`` removes every ``(n, l')`` from
+  the queue.
+* An element that no longer fits the remaining budget is dropped from the queue for good: the
+  costs of S only grow.
+* Ties in the gain ratio are broken by the lower element index, identically in the lazy and the
+  non-lazy greedy, so on a submodular F both pick the same set (Minoux's argument).
+* A failed or diverged training counts as ``F(S) = 0``.
+
+**Ask/tell by replay.** The greedy is sequential, the evaluations are not: the searcher keeps
+only the cache ``{set: F(set)}`` and, on every ``ask``, replays the three greedy runs from
+scratch against it. A replay stops where a value is missing and reports the sets it needs; the
+three runs are replayed independently, so their needs are asked together as one batch, and the
+first iteration (all singletons) is one batch of ``|V|`` jobs. Because the replay is a pure
+function of the cache, a resumed run continues the same trajectory by construction.
+
+**Laziness and batching.** Pure lazy evaluation re-evaluates one stale element at a time.
+``speculate = k`` also asks for the next ``k`` stale elements of the queue in the same batch,
+so ``k + 1`` workers stay busy during lazy steps. Speculation never changes the chosen sets — the
+replay only *uses* a cached value when the sequential algorithm would have asked for it — it can
+only add evaluations that the sequential algorithm would not have made (at most ``k`` per lazy
+step). The ``evaluations`` event reports the F evaluations made against what the non-lazy CEG
+would have needed for the same trajectory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from searchers.base import Job, Result, Searcher
+from searchers.errors import NaswError
+
+ADDITIVE_METRICS = ("params", "madds", "flops")
+COST_RULES = ("uc", "apr", "amr")
+_RULE_METRIC = {"uc": None, "apr": "params", "amr": "madds"}
+
+Subset = frozenset[int]
+
+
+class MissingValues(Exception):
+    """Raised by a set-function oracle for sets whose value is not known yet."""
+
+    def __init__(self, sets: Iterable[Subset]) -> None:
+        self.sets = list(dict.fromkeys(sets))
+        super().__init__(f"{len(self.sets)} set values missing")
+
+
+@dataclass(frozen=True)
+class GreedyProblem:
+    """A budgeted set-function maximisation over elements with additive costs.
+
+    ``increments[metric][e]`` is what element ``e`` adds to ``base[metric]``; ``budgets`` bound
+    the totals; ``groups[e]`` is the position of ``e`` (at most one element per group).
+    """
+
+    n_elements: int
+    increments: Mapping[str, np.ndarray]
+    base: Mapping[str, float]
+    budgets: Mapping[str, float]
+    groups: tuple[int, ...]
+
+    def fits(self, totals: Mapping[str, float], element: int) -> bool:
+        return all(totals[m] + self.increments[m][element] <= limit + 1e-9
+                   for m, limit in self.budgets.items())
+
+    def rule_cost(self, rule: str, element: int) -> float:
+        metric = _RULE_METRIC[rule]
+        if metric is None:
+            return 1.0
+        return max(float(self.increments[metric][element]), 1e-12)
+
+
+@dataclass
+class GreedyTrace:
+    """What one greedy run did: the chosen elements in order, with gains and spent budget."""
+
+    rule: str
+    chosen: list[int] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    value: float = 0.0
+    complete: bool = False
+    ceg_evaluations: int = 0
+
+    @property
+    def subset(self) -> Subset:
+        return frozenset(self.chosen)
+
+
+def cost_effective_greedy(problem: GreedyProblem, value: Callable[[Subset], float], rule: str,
+                          lazy: bool = True, speculate: int = 0) -> GreedyTrace:
+    """Algorithm 2 (``lazy=True``) or Algorithm 1 (``lazy=False``) under every budget.
+
+    ``value(S)`` returns F(S) or raises :class:`MissingValues`; this function raises
+    :class:`MissingValues` with every set it needs before it can go on (a batch).
+    """
+    if rule not in COST_RULES:
+        raise NaswError("searcher.params.rules", rule, COST_RULES)
+    trace = GreedyTrace(rule)
+    totals = {m: float(problem.base.get(m, 0.0)) for m in problem.budgets}
+    chosen: Subset = frozenset()
+    current = 0.0  # F(empty set) = 0, as Lemma 1 assumes
+    used_groups: set[int] = set()
+    candidates = [e for e in range(problem.n_elements) if problem.fits(totals, e)]
+
+    def ratio(e: int, f_with: float) -> float:
+        return (f_with - current) / problem.rule_cost(rule, e)
+
+    # First iteration: every singleton, one batch.
+    singles = _values(value, [chosen | {e} for e in candidates])
+    heap = [(-ratio(e, f), e, 0) for e, f in zip(candidates, singles)]  # (-key, elem, stamp)
+    heapq.heapify(heap)
+    stamp = 0  # number of elements chosen so far; a key is fresh when computed at this stamp
+    while heap:
+        trace.ceg_evaluations += sum(
+            1 for _, e, _ in heap if problem.groups[e] not in used_groups and problem.fits(totals, e))
+        if lazy:
+            pick = _lazy_pick(problem, value, heap, chosen, totals, used_groups, stamp,
+                              ratio, speculate)
+        else:
+            pick = _full_pick(problem, value, heap, chosen, totals, used_groups, ratio)
+        if pick is None:
+            break
+        element, f_with = pick
+        gain = f_with - current
+        chosen = chosen | {element}
+        current = f_with
+        used_groups.add(problem.groups[element])
+        for m in totals:
+            totals[m] += float(problem.increments[m][element])
+        stamp += 1
+        trace.chosen.append(element)
+        trace.steps.append({"element": element, "gain": gain, "value": f_with,
+                            "ratio": gain / problem.rule_cost(rule, element),
+                            "totals": dict(totals)})
+    trace.value = current
+    trace.complete = True
+    return trace
+
+
+def _values(value: Callable[[Subset], float], sets: Sequence[Subset]) -> list[float]:
+    """Evaluate all ``sets``, gathering every missing one into one MissingValues."""
+    missing: list[Subset] = []
+    found: list[float] = []
+    for s in sets:
+        try:
+            found.append(value(s))
+        except MissingValues as err:
+            missing.extend(err.sets)
+    if missing:
+        raise MissingValues(missing)
+    return found
+
+
+def _usable(problem: GreedyProblem, e: int, totals: Mapping[str, float],
+            used_groups: set[int]) -> bool:
+    return problem.groups[e] not in used_groups and problem.fits(totals, e)
+
+
+def _lazy_pick(problem, value, heap, chosen, totals, used_groups, stamp, ratio, speculate):
+    """Minoux's lazy step: re-evaluate the stale top until a fresh element stays on top."""
+    while heap:
+        neg_key, e, e_stamp = heap[0]
+        if not _usable(problem, e, totals, used_groups):
+            heapq.heappop(heap)  # its position is taken or it no longer fits: never again
+            continue
+        if e_stamp == stamp:
+            heapq.heappop(heap)
+            return e, _values(value, [chosen | {e}])[0]
+        try:
+            f_with = value(chosen | {e})
+        except MissingValues as err:
+            extra = [chosen | {o} for _, o, o_stamp in heapq.nsmallest(speculate + 1, heap)[1:]
+                     if o_stamp != stamp and _usable(problem, o, totals, used_groups)]
+            raise MissingValues(err.sets + _missing_only(value, extra)) from None
+        heapq.heapreplace(heap, (-ratio(e, f_with), e, stamp))
+    return None
+
+
+def _missing_only(value: Callable[[Subset], float], sets: Sequence[Subset]) -> list[Subset]:
+    out: list[Subset] = []
+    for s in sets:
+        try:
+            value(s)
+        except MissingValues as err:
+            out.extend(err.sets)
+    return out
+
+
+def _full_pick(problem, value, heap, chosen, totals, used_groups, ratio):
+    """Algorithm 1's step: recompute every usable element's gain ratio, take the best."""
+    usable = sorted({e for _, e, _ in heap if _usable(problem, e, totals, used_groups)})
+    if not usable:
+        heap.clear()
+        return None
+    found = _values(value, [chosen | {e} for e in usable])
+    best = max(zip(usable, found), key=lambda ef: (ratio(ef[0], ef[1]), -ef[0]))
+    heap[:] = [(-ratio(e, f), e, 0) for e, f in zip(usable, found) if e != best[0]]
+    heapq.heapify(heap)
+    return best
+
+
+def rcas(problem: GreedyProblem, value: Callable[[Subset], float],
+         rules: Sequence[str] = COST_RULES, lazy: bool = True,
+         speculate: int = 0) -> tuple[list[GreedyTrace], list[Subset]]:
+    """Algorithm 3: every rule's greedy run; returns the completed traces and the sets still
+    needed by the runs that could not complete (all of them, as one batch)."""
+    traces: list[GreedyTrace] = []
+    needed: list[Subset] = []
+    for rule in rules:
+        try:
+            traces.append(cost_effective_greedy(problem, value, rule, lazy, speculate))
+        except MissingValues as err:
+            needed.extend(err.sets)
+            traces.append(GreedyTrace(rule))
+    return traces, list(dict.fromkeys(needed))
+
+
+def best_trace(traces: Sequence[GreedyTrace]) -> GreedyTrace | None:
+    """The most accurate completed run (the first rule wins ties)."""
+    done = [t for t in traces if t.complete]
+    return max(done, key=lambda t: t.value) if done else None
+
+
+class RCASSearcher(Searcher):
+    """RCAS over the ``rcas`` space (N positions x 6 depthwise block types)."""
+
+    name = "rcas"
+    presets = {
+        # §4.1: 10 proxy epochs, SGD nesterov 0.9, LR 0.1 decayed x0.1 at epochs 4, 7, 9,
+        # weight decay 4e-5; 10 validation images per class (CIFAR-100: 1,000 of 50,000).
+        "rcas-paper": {
+            "train": {"dataset": "cifar100", "epochs": 10, "batch_size": 128, "lr": 0.1,
+                      "momentum": 0.9, "nesterov": True, "weight_decay": 4e-5,
+                      "schedule": "step", "val_fraction": 0.02},
+        },
+        "rcas-digits": {
+            "train": {"dataset": "digits", "epochs": 4, "batch_size": 64, "lr": 0.1,
+                      "momentum": 0.9, "nesterov": True, "weight_decay": 4e-5,
+                      "schedule": "step", "val_fraction": 0.2},
+        },
+    }
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"rules": list(COST_RULES), "lazy": True, "speculate": 0}
+
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        if getattr(space, "name", None) != "rcas":
+            raise NaswError("space", getattr(space, "name", space), ["rcas"],
+                            hint="RCAS fills the positions of the rcas space")
+        rules = list(self.params["rules"])
+        for rule in rules:
+            if rule not in COST_RULES:
+                raise NaswError("searcher.params.rules", rule, COST_RULES)
+        if not rules:
+            raise NaswError("searcher.params.rules", rules, COST_RULES)
+        if int(self.params["speculate"]) < 0:
+            raise NaswError("searcher.params.speculate", self.params["speculate"],
+                            "an integer >= 0")
+        self.rules = rules
+        self.problem = self._problem()
+        self.cache: dict[Subset, float] = {}
+        self._asked: dict[Subset, int] = {}  # set -> job id, while in flight
+        self._emitted_steps: dict[str, int] = {rule: 0 for rule in rules}
+        self._finished_rules: set[str] = set()
+        self._traces: list[GreedyTrace] = []
+        self._needed: list[Subset] = []
+        self._replay()
+
+    # -- problem ----------------------------------------------------------------------------
+    def _problem(self) -> GreedyProblem:
+        base, tables = self.space.cost_tables(self.input_shape, self.num_classes)
+        n_positions, n_columns = np.asarray(tables["params"]).shape
+        elements = [(n, t) for n in range(n_positions) for t in range(1, n_columns)]
+        self.elements = elements
+        budgets: dict[str, float] = {}
+        for c in self.constraints:
+            if c.op == "<=" and c.metric in ADDITIVE_METRICS:
+                budgets[c.metric] = min(budgets.get(c.metric, math.inf), c.value)
+        increments = {}
+        for metric in set(budgets) | {"params", "madds"}:
+            table = np.asarray(tables[metric], dtype=float)
+            increments[metric] = np.array([table[n, t] - table[n, 0] for n, t in elements])
+        # An empty network's totals are the base plus every position's empty column.
+        empty = {m: float(base.get(m, 0.0)) + float(np.asarray(tables[m])[:, 0].sum())
+                 for m in increments}
+        return GreedyProblem(len(elements), increments, empty, budgets,
+                             tuple(n for n, _ in elements))
+
+    def genotype_of(self, subset: Iterable[int]) -> dict[str, Any]:
+        """The rcas genotype that fills the positions of ``subset`` (others stay empty)."""
+        blocks = [0] * (max(n for n, _ in self.elements) + 1)
+        for e in subset:
+            position, block_type = self.elements[e]
+            blocks[position] = block_type
+        return {"space": "rcas", "preset": self.space.preset, "blocks": blocks}
+
+    # -- replay -----------------------------------------------------------------------------
+    def _value(self, subset: Subset) -> float:
+        if not subset:
+            return 0.0
+        if subset in self.cache:
+            return self.cache[subset]
+        raise MissingValues([subset])
+
+    def _replay(self) -> None:
+        self._traces, self._needed = rcas(self.problem, self._value, self.rules,
+                                          bool(self.params["lazy"]),
+                                          int(self.params["speculate"]))
+        lazy_evals = len(self.cache)
+        for trace in self._traces:
+            first = self._emitted_steps[trace.rule]
+            for index in range(first, len(trace.steps)):
+                step = trace.steps[index]
+                position, block_type = self.elements[step["element"]]
+                blocks = self.genotype_of(trace.chosen[:index + 1])["blocks"]
+                self.emit("greedy_step", self.n_told,
+                          {"rule": trace.rule, "position": position, "block": block_type,
+                           "blocks": blocks},
+                          gain=step["gain"], value=step["value"],
+                          **{f"{m}_used": v for m, v in step["totals"].items()})
+            self._emitted_steps[trace.rule] = max(first, len(trace.steps))
+            if trace.complete and trace.rule not in self._finished_rules:
+                self._finished_rules.add(trace.rule)
+                self.emit("rule_done", self.n_told,
+                          {"rule": trace.rule, "blocks": self.genotype_of(trace.chosen)["blocks"]},
+                          value=trace.value, ceg_evaluations=trace.ceg_evaluations,
+                          lazy_evaluations=lazy_evals)
+
+    # -- ask/tell ---------------------------------------------------------------------------
+    def _ask(self, n: int) -> list[Job]:
+        room = self.budget - self.n_told - len(self._pending)
+        jobs = []
+        for subset in self._needed:
+            if len(jobs) >= min(n, room):
+                break
+            if subset in self._asked:
+                continue
+            elements = sorted(subset)
+            job = self.new_job(self.genotype_of(elements), tag=f"|S|={len(elements)}",
+                               meta={"set": elements})
+            self._asked[subset] = job.id
+            jobs.append(job)
+        return jobs
+
+    def _tell(self, job: Job, result: Result) -> None:
+        subset = frozenset(int(e) for e in job.meta["set"])
+        self._asked.pop(subset, None)
+        self.cache[subset] = float(result.accuracy) if result.ok else 0.0
+        self._replay()
+        self.emit("evaluations", self.n_told, {},
+                  lazy=len(self.cache),
+                  ceg=sum(t.ceg_evaluations for t in self._traces if t.complete))
+
+    def done(self) -> bool:
+        complete = all(t.complete for t in self._traces)
+        return complete or self.n_told >= self.budget
+
+    # -- results ----------------------------------------------------------------------------
+    def result_summary(self) -> dict[str, Any]:
+        """The three runs and the winner (Algorithm 3's argmax)."""
+        winner = best_trace(self._traces)
+        return {
+            "runs": {t.rule: {"blocks": self.genotype_of(t.chosen)["blocks"], "value": t.value,
+                              "complete": t.complete, "steps": len(t.steps)}
+                     for t in self._traces},
+            "best_rule": winner.rule if winner else None,
+            "best": self.genotype_of(winner.chosen) if winner else None,
+            "evaluations": len(self.cache),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["cache"] = [(sorted(s), v) for s, v in self.cache.items()]
+        state["asked"] = [(sorted(s), job_id) for s, job_id in self._asked.items()]
+        state["emitted_steps"] = dict(self._emitted_steps)
+        state["finished_rules"] = sorted(self._finished_rules)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.cache = {frozenset(s): float(v) for s, v in state["cache"]}
+        self._asked = {frozenset(s): int(j) for s, j in state["asked"]}
+        self._emitted_steps = dict(state["emitted_steps"])
+        self._finished_rules = set(state["finished_rules"])
+        self._replay()
+        self._events.clear()  # already emitted before the checkpoint

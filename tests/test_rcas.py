@@ -1,0 +1,242 @@
+"""RCAS: the greedy core on known submodular functions, and the searcher's ask/tell."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from searchers.base import Result
+from searchers.errors import NaswError
+from searchers.rcas import (
+    GreedyProblem,
+    MissingValues,
+    RCASSearcher,
+    best_trace,
+    cost_effective_greedy,
+    rcas,
+)
+
+BOUND = 0.5 * (1 - 1 / math.e)
+
+
+def coverage_problem(rng: np.random.Generator, n_elements: int = 10, n_items: int = 25):
+    """A random weighted-coverage function (monotone submodular, F(empty) = 0)."""
+    weights = rng.uniform(0.1, 1.0, n_items)
+    covers = [set(np.flatnonzero(rng.random(n_items) < 0.25)) for _ in range(n_elements)]
+    params = rng.uniform(1, 10, n_elements)
+    madds = rng.uniform(1, 10, n_elements)
+    problem = GreedyProblem(
+        n_elements=n_elements,
+        increments={"params": params, "madds": madds},
+        base={"params": 0.0, "madds": 0.0},
+        budgets={"params": float(params.sum() * rng.uniform(0.2, 0.5)),
+                 "madds": float(madds.sum() * rng.uniform(0.2, 0.5))},
+        groups=tuple(range(n_elements)),
+    )
+    calls: list[frozenset[int]] = []
+
+    def value(subset: frozenset[int]) -> float:
+        calls.append(subset)
+        covered = set().union(*(covers[e] for e in subset)) if subset else set()
+        return float(sum(weights[i] for i in covered))
+
+    return problem, value, calls
+
+
+def brute_force(problem: GreedyProblem, value) -> float:
+    best = 0.0
+    for r in range(1, problem.n_elements + 1):
+        for combo in itertools.combinations(range(problem.n_elements), r):
+            if all(sum(problem.increments[m][e] for e in combo) <= b
+                   for m, b in problem.budgets.items()):
+                best = max(best, value(frozenset(combo)))
+    return best
+
+
+def test_lazy_and_plain_greedy_pick_the_same_set_with_fewer_evaluations() -> None:
+    rng = np.random.default_rng(0)
+    lazy_total = plain_total = 0
+    for _ in range(30):
+        problem, value, calls = coverage_problem(rng, n_elements=14)
+        for rule in ("uc", "apr", "amr"):
+            calls.clear()
+            lazy = cost_effective_greedy(problem, value, rule, lazy=True)
+            lazy_calls = len(set(calls))
+            calls.clear()
+            plain = cost_effective_greedy(problem, value, rule, lazy=False)
+            plain_calls = len(set(calls))
+            assert lazy.chosen == plain.chosen
+            assert lazy.value == pytest.approx(plain.value)
+            assert lazy_calls <= plain_calls
+            lazy_total += lazy_calls
+            plain_total += plain_calls
+    assert lazy_total < plain_total
+    print(f"lazy/plain evaluations: {lazy_total}/{plain_total} = {lazy_total / plain_total:.2f}")
+
+
+def test_rcas_reaches_the_approximation_bound_on_100_instances() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        problem, value, _ = coverage_problem(rng, n_elements=10)
+        traces, needed = rcas(problem, value)
+        assert not needed
+        best = best_trace(traces)
+        optimum = brute_force(problem, value)
+        assert best.value >= BOUND * optimum - 1e-12
+        for trace in traces:  # every run respects both budgets
+            for m, limit in problem.budgets.items():
+                assert sum(problem.increments[m][e] for e in trace.chosen) <= limit + 1e-9
+
+
+def test_one_block_per_position() -> None:
+    problem = GreedyProblem(4, {"params": np.ones(4), "madds": np.ones(4)},
+                            {"params": 0, "madds": 0}, {"params": 10}, groups=(0, 0, 1, 1))
+    trace = cost_effective_greedy(problem, lambda s: float(len(s)) + 0.1 * sum(s), "uc")
+    assert sorted(problem.groups[e] for e in trace.chosen) == [0, 1]
+
+
+def test_missing_values_are_reported_as_one_batch() -> None:
+    rng = np.random.default_rng(2)
+    problem, _, _ = coverage_problem(rng, n_elements=6)
+
+    def unknown(subset):
+        raise MissingValues([subset])
+
+    with pytest.raises(MissingValues) as err:
+        cost_effective_greedy(problem, unknown, "apr")
+    fits = [e for e in range(6) if problem.fits(dict(problem.base), e)]
+    assert sorted(min(s) for s in err.value.sets) == fits
+
+
+# -- the searcher, on a small fake rcas space -------------------------------------------------
+
+class FakeRCASSpace:
+    """Five positions x (empty + 6 types) with additive costs (what the real space provides)."""
+
+    name = "rcas"
+    preset = "fake"
+    input_shape = (1, 8, 8)
+    num_classes = 10
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(7)
+        self.params = np.concatenate([np.zeros((5, 1)), rng.integers(50, 500, (5, 6))], axis=1)
+        self.madds = np.concatenate([np.zeros((5, 1)), rng.integers(500, 5000, (5, 6))], axis=1)
+        self.quality = rng.uniform(0.05, 0.3, (5, 7))
+
+    def cost_tables(self, input_shape=None, num_classes=None):
+        return ({"params": 100.0, "madds": 1000.0},
+                {"params": self.params, "madds": self.madds, "flops": 2 * self.madds})
+
+    def accuracy(self, genotype) -> float:
+        """Monotone with diminishing returns in the filled blocks."""
+        filled = sum(self.quality[n, t] for n, t in enumerate(genotype["blocks"]) if t)
+        return 1 - math.exp(-filled)
+
+    def evaluate(self, job) -> Result:
+        blocks = job.genotype["blocks"]
+        costs = {"params": 100.0 + sum(self.params[n, t] for n, t in enumerate(blocks)),
+                 "madds": 1000.0 + sum(self.madds[n, t] for n, t in enumerate(blocks))}
+        return Result(accuracy=self.accuracy(job.genotype), costs=costs)
+
+
+CONSTRAINTS = ["params<=900", "madds<=9000"]
+
+
+def drive(searcher: RCASSearcher, space: FakeRCASSpace, batch: int = 4, stop_after: int | None = None):
+    told = 0
+    while not searcher.done():
+        jobs = searcher.ask(batch)
+        assert jobs, "a searcher that is not done must ask for something"
+        for job in jobs:
+            searcher.tell(job, space.evaluate(job))
+            told += 1
+            if stop_after is not None and told == stop_after:
+                return searcher
+    return searcher
+
+
+def test_searcher_finds_the_same_sets_as_the_direct_algorithm() -> None:
+    space = FakeRCASSpace()
+    searcher = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000), space)
+    summary = searcher.result_summary()
+    problem = searcher.problem
+
+    def value(subset):
+        return space.accuracy(searcher.genotype_of(subset)) if subset else 0.0
+
+    traces, needed = rcas(problem, value)
+    assert not needed
+    assert summary["best"] == searcher.genotype_of(best_trace(traces).chosen)
+    best = searcher.best()
+    assert best["feasible"]
+    # the winner respects both budgets
+    job_costs = space.evaluate(type("J", (), {"genotype": summary["best"]})()).costs
+    assert job_costs["params"] <= 900 and job_costs["madds"] <= 9000
+    # no set was evaluated twice
+    hashes = [tuple(h["genotype"]["blocks"]) for h in searcher.history]
+    assert len(hashes) == len(set(hashes))
+
+
+def test_first_batch_is_every_singleton_that_fits() -> None:
+    space = FakeRCASSpace()
+    searcher = RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000)
+    jobs = searcher.ask(1000)
+    fitting = [e for e in range(searcher.problem.n_elements)
+               if searcher.problem.fits(dict(searcher.problem.base), e)]
+    assert len(jobs) == len(fitting)
+    assert all(sum(1 for b in j.genotype["blocks"] if b) == 1 for j in jobs)
+
+
+def test_kill_and_resume_continues_the_same_trajectory() -> None:
+    space = FakeRCASSpace()
+    full = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000, speculate=2), space)
+
+    partial = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000, speculate=2),
+                    space, stop_after=40)
+    state = partial.state_dict()
+    resumed = RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000, speculate=2)
+    resumed.load_state_dict(state)
+    for job in resumed.pending:  # in flight at the kill: re-issued once
+        resumed.tell(job, space.evaluate(job))
+    drive(resumed, space)
+    assert resumed.result_summary() == full.result_summary()
+    assert [h["genotype"] for h in resumed.history] == [h["genotype"] for h in full.history]
+
+
+def test_speculation_changes_evaluations_not_choices() -> None:
+    space = FakeRCASSpace()
+    plain = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000), space, batch=1)
+    eager = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000, speculate=3), space,
+                  batch=8)
+    assert plain.result_summary()["runs"] == eager.result_summary()["runs"]
+    assert eager.result_summary()["evaluations"] >= plain.result_summary()["evaluations"]
+
+
+def test_events_report_steps_and_lazy_savings() -> None:
+    space = FakeRCASSpace()
+    searcher = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000), space)
+    events = searcher.pop_events()
+    steps = [e for e in events if e.kind == "greedy_step"]
+    assert {e.data["rule"] for e in steps} == {"uc", "apr", "amr"}
+    last = [e for e in events if e.kind == "evaluations"][-1]
+    assert last.metrics["lazy"] < last.metrics["ceg"]
+
+
+def test_budget_caps_the_number_of_evaluations() -> None:
+    space = FakeRCASSpace()
+    searcher = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=12), space)
+    assert searcher.n_told == 12 and searcher.done()
+
+
+def test_bad_parameters_name_the_field() -> None:
+    space = FakeRCASSpace()
+    with pytest.raises(NaswError, match="searcher.params.rules"):
+        RCASSearcher(space, rules=["uc", "fast"])
+    with pytest.raises(NaswError, match="searcher.params.speculate"):
+        RCASSearcher(space, speculate=-1)
+    with pytest.raises(NaswError, match="searcher.params.unknown"):
+        RCASSearcher(space, unknown=1)
