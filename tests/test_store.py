@@ -1,0 +1,216 @@
+"""The SQLite store: schema, migrations, batched writes, incremental reads, permissions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from searchers.errors import NaswError
+from workbench import store as store_module
+from workbench.store import CandidateRow, Progress, Store
+
+CONFIG = {"name": "t", "space": {"name": "mbconv", "preset": "ponas-digits"},
+          "searcher": {"name": "random"}, "evaluator": "synthetic",
+          "budget": {"candidates": 4}, "constraints": ["params<=3M"]}
+
+
+@pytest.fixture()
+def store(tmp_path):
+    with Store(tmp_path / "nasw.db") as opened:
+        yield opened
+
+
+def test_new_database_has_schema_wal_and_is_not_world_writable(tmp_path) -> None:
+    old = os.umask(0)
+    try:
+        with Store(tmp_path / "a.db") as opened:
+            health = opened.health()
+    finally:
+        os.umask(old)
+    assert health["journal_mode"] == "wal"
+    assert health["schema_version"] == store_module.SCHEMA_VERSION
+    assert health["integrity"] == "ok"
+    assert not health["world_writable"]
+    assert not os.stat(tmp_path / "a.db").st_mode & stat.S_IWOTH
+
+
+def test_umask_is_respected(tmp_path) -> None:
+    old = os.umask(0o077)
+    try:
+        Store(tmp_path / "b.db").close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "b.db").st_mode) == 0o600
+
+
+def test_missing_database_is_not_created_when_reading(tmp_path) -> None:
+    with pytest.raises(NaswError, match="db"):
+        Store(tmp_path / "missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_forward_migrations_apply_once_in_order(tmp_path, monkeypatch) -> None:
+    Store(tmp_path / "m.db").close()
+
+    def v2_add_notes(db) -> None:
+        db["runs"].add_column("notes", str)
+
+    monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, v2_add_notes])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    with Store(tmp_path / "m.db") as opened:
+        assert opened.schema_version() == 2
+        assert "notes" in opened.db["runs"].columns_dict
+        assert opened.migrate() == 2  # idempotent
+        versions = [r[0] for r in opened.conn.execute("SELECT version FROM schema_version")]
+    assert versions == [1, 2]
+
+
+def test_newer_database_is_refused(tmp_path) -> None:
+    with Store(tmp_path / "n.db") as opened:
+        opened.conn.execute("INSERT INTO schema_version VALUES (99, 0)")
+        opened.conn.commit()
+    with pytest.raises(NaswError, match="schema_version"):
+        Store(tmp_path / "n.db")
+
+
+def test_record_writes_candidates_metrics_events_state_in_one_go(store) -> None:
+    run_id = store.create_run(CONFIG)
+    store.record(run_id, Progress(
+        candidates=[CandidateRow(id=0, genotype={"space": "mbconv"}, costs={"params": 10.0}),
+                    CandidateRow(id=1, genotype={"space": "mbconv"}, costs={"params": 20.0})],
+        state=b"state-1", summary={"n_asked": 2, "status": "running"}))
+    first = store.candidates(run_id)
+    assert [c["status"] for c in first] == ["running", "running"]
+    last_seq = max(c["seq"] for c in first)
+    store.record(run_id, Progress(
+        candidates=[CandidateRow(id=1, genotype={"space": "mbconv"}, status="ok", accuracy=0.8,
+                                 reward=0.8, feasible=True, costs={"params": 20.0})],
+        metrics=[(1, "candidate/accuracy", 0.8)],
+        events=[(1, "episode", {"reward": 0.8})],
+        table_rows=[{"layer": 0, "choice": 2, "accuracy": 0.7, "loss": 0.1, "costs": {}}],
+        summary={"n_done": 1, "best_accuracy": 0.8, "best_candidate": 1, "best_feasible": 1}))
+    changed = store.candidates(run_id, since_seq=last_seq)
+    assert [(c["id"], c["status"], c["accuracy"]) for c in changed] == [(1, "ok", 0.8)]
+    assert changed[0]["started"] == first[1]["started"]  # start time survives the update
+    assert store.candidates(run_id, since_id=0)[0]["id"] == 1
+    assert store.metrics(run_id)[0]["key"] == "candidate/accuracy"
+    assert store.metrics(run_id, since_rowid=store.metrics(run_id)[0]["rowid"]) == []
+    assert store.events(run_id, kind="episode")[0]["data"] == {"reward": 0.8}
+    assert store.accuracy_table(run_id)[0]["choice"] == 2
+    assert store.best_candidate(run_id)["id"] == 1
+    summary = store.run(run_id)
+    assert summary["n_done"] == 1 and summary["progress"] == 0.25
+    assert summary["best_feasible"] is True
+
+
+def test_failed_write_leaves_nothing_behind(store) -> None:
+    run_id = store.create_run(CONFIG)
+    with pytest.raises(KeyError):
+        store.record(run_id, Progress(
+            candidates=[CandidateRow(id=0, genotype={"space": "mbconv"})],
+            summary={"not_a_column": 1}))
+    assert store.candidates(run_id) == []
+
+
+def test_state_round_trip(store) -> None:
+    run_id = store.create_run(CONFIG)
+    assert store.load_state(run_id) is None
+    store.save_state(run_id, {"name": "random", "next_id": 3})
+    assert store.load_state(run_id) == {"name": "random", "next_id": 3}
+
+
+def test_interrupted_is_computed_from_dead_pid_or_stale_heartbeat(store) -> None:
+    run_id = store.create_run(CONFIG)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store.update_run(run_id, status="running", pid=dead.pid, host=socket.gethostname(),
+                     heartbeat=time.time())
+    assert store.run(run_id)["status"] == "interrupted"
+    assert store.run(run_id)["stored_status"] == "running"
+    store.update_run(run_id, pid=os.getpid())
+    assert store.run(run_id)["status"] == "running"
+    store.update_run(run_id, host="elsewhere", heartbeat=time.time() - 3600)
+    assert store.run(run_id)["status"] == "interrupted"
+    store.update_run(run_id, status="finished")
+    assert store.run(run_id)["status"] == "finished"
+
+
+def test_commands_are_consumed_once(store) -> None:
+    run_id = store.create_run(CONFIG)
+    store.send_command(run_id, "pause")
+    store.send_command(run_id, "cancel")
+    assert store.take_commands(run_id) == ["pause", "cancel"]
+    assert store.take_commands(run_id) == []
+    with pytest.raises(NaswError, match="command"):
+        store.send_command(run_id, "explode")
+    with pytest.raises(NaswError, match="run"):
+        store.send_command(run_id + 5, "pause")
+
+
+def test_specializations_and_latency_luts(store) -> None:
+    run_id = store.create_run(CONFIG)
+    sid = store.add_specialization(run_id, ["params<=3M"], {"feasible": True}, "dp", 1.5)
+    assert store.specializations(run_id)[0]["id"] == sid
+    store.save_latency_lut("mbconv", "p", "cpu", 1, {"0": [1.0]})
+    store.save_latency_lut("mbconv", "p", "cpu", 1, {"0": [2.0]})
+    assert store.latency_lut("mbconv", "p", "cpu", 1) == {"0": [2.0]}
+    assert store.latency_lut("mbconv", "p", "gpu", 1) is None
+
+
+def test_two_writers_and_a_polling_reader_never_see_locked(tmp_path) -> None:
+    """Two coordinators writing different runs plus a 5 ms reader: no 'database is locked'."""
+    path = tmp_path / "c.db"
+    with Store(path) as setup:
+        runs = [setup.create_run(CONFIG), setup.create_run(CONFIG)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def writer(run_id: int) -> None:
+        try:
+            with Store(path) as own:
+                for i in range(150):
+                    own.record(run_id, Progress(
+                        candidates=[CandidateRow(id=i, genotype={"space": "x"}, status="ok",
+                                                 accuracy=0.5)],
+                        metrics=[(i, "candidate/accuracy", 0.5)], state=b"s" * 2000,
+                        summary={"n_done": i + 1}))
+        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    def reader() -> None:
+        try:
+            with Store(path) as own:
+                while not stop.is_set():
+                    own.runs()
+                    own.candidates(runs[0])
+                    time.sleep(0.005)
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(r,)) for r in runs]
+    poller = threading.Thread(target=reader)
+    poller.start()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    poller.join()
+    assert not errors, errors
+    with Store(path) as check:
+        assert [check.run(r)["n_done"] for r in runs] == [150, 150]
+        assert len(check.candidates(runs[1])) == 150
+
+
+def test_sql_injection_is_inert(store) -> None:
+    run_id = store.create_run({**CONFIG, "name": "x'); DROP TABLE runs; --"})
+    assert store.run(run_id)["name"].startswith("x');")
+    assert store.candidates(run_id, status="ok' OR '1'='1") == []
+    assert store.db["runs"].exists()
