@@ -1,0 +1,351 @@
+"""Run configuration: the YAML schema, its validation, and what it builds.
+
+A config is read with ``yaml.safe_load`` only (a ``!!python/object`` tag is an error, never an
+object) and validated in two passes:
+
+1. **Structure and types** with pydantic models (``extra="forbid"``: a misspelt key is an error,
+   not silently ignored).
+2. **Names and meaning** against the live registries: the space and its preset, the searcher and
+   its preset/parameters, the dataset, the evaluator, the constraints (parsed with
+   :func:`searchers.constraints.parse_constraints`; bounds outside what the space can reach,
+   when its cost tables can tell, are rejected as impossible).
+
+Every error is a :class:`NaswError` whose message names the field path
+(``budget.candidates``), the bad value and what is allowed; the CLI prints it and exits 2.
+
+Example (``sample_configs/random-synthetic.yaml``)::
+
+    name: random-synthetic
+    space: {name: mbconv, preset: ponas-digits}
+    evaluator: synthetic
+    searcher: {name: random}
+    constraints: ["params<=60k"]
+    budget: {candidates: 200}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from searchers.base import Searcher, TrainSpec, get_searcher, searcher_class, searcher_names
+from searchers.constraints import Constraint, parse_constraints
+from searchers.errors import NaswError, UnknownName
+from searchers.spaces import Space, get_space, space_class, space_names
+
+#: a run with only a wall-time budget still gives searchers a finite candidate budget
+UNLIMITED_CANDIDATES = 1_000_000
+#: dataset names used when ``searchers.data`` is unavailable (kept equal to its list)
+FALLBACK_DATASETS = ("cifar10", "cifar100", "digits", "fashion-mnist", "imagefolder", "mnist",
+                     "npz", "synthetic")
+#: Searcher keyword arguments accepted in ``searcher.params`` besides the algorithm's own
+BASE_SEARCHER_PARAMS = ("reward_p",)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+
+
+class SpaceConfig(_Model):
+    """Which search space, at which preset, with which preset settings overridden."""
+
+    name: str
+    preset: str | None = None
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class DatasetConfig(_Model):
+    name: str = "digits"
+    root: str | None = None
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+
+
+class SearcherConfig(_Model):
+    name: str = "random"
+    preset: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConstraintConfig(_Model):
+    metric: str
+    op: str
+    value: float | str
+
+
+class BudgetConfig(_Model):
+    """Stop after ``candidates`` evaluations and/or ``wall_time_s`` seconds of running."""
+
+    candidates: int | None = Field(None, gt=0)
+    wall_time_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some_budget(self) -> BudgetConfig:
+        if self.candidates is None and self.wall_time_s is None:
+            raise NaswError("budget", None, "candidates and/or wall_time_s",
+                            hint="a run needs an end")
+        return self
+
+
+class TrainConfig(_Model):
+    """The proxy training of each candidate (``TrainSpec`` minus the dataset fields)."""
+
+    epochs: int = Field(5, ge=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(0.05, gt=0)
+    lr_min: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+    compile: bool = False
+    augment: bool = True
+    max_batches: int | None = Field(None, gt=0)
+    seed: int | None = Field(None, ge=0)
+
+
+class BackendConfig(_Model):
+    """Where candidates are evaluated.
+
+    ``workers``: number of local worker processes; ``0`` evaluates in the coordinator process
+    (no workers: the fast path for the synthetic evaluator, and the default for it); unset
+    means one per GPU in ``CUDA_VISIBLE_DEVICES`` times ``jobs_per_gpu``, else
+    ``max(1, cpus // 2)`` CPU workers.
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    workers: int | None = Field(None, ge=0)
+    jobs_per_gpu: int = Field(1, gt=0)
+    address: str | None = None
+    gpus_per_job: float = Field(1.0, ge=0)
+    cpus_per_job: float = Field(1.0, gt=0)
+
+
+class RunConfig(_Model):
+    """One search, as written in YAML."""
+
+    name: str = Field("run", min_length=1, max_length=200)
+    space: SpaceConfig
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    evaluator: Literal["train", "synthetic"] = "train"
+    searcher: SearcherConfig = Field(default_factory=SearcherConfig)
+    constraints: list[str | ConstraintConfig] = Field(default_factory=list)
+    hard_constraints: bool = False
+    budget: BudgetConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    seed: int = Field(0, ge=0)
+
+    def parsed_constraints(self) -> list[Constraint]:
+        return parse_constraints(
+            [c if isinstance(c, str) else c.model_dump() for c in self.constraints])
+
+    def train_spec(self) -> TrainSpec:
+        fields = self.train.model_dump()
+        if fields["seed"] is None:
+            fields["seed"] = self.seed
+        return TrainSpec(dataset=self.dataset.name, data_root=self.dataset.root,
+                         val_fraction=self.dataset.val_fraction, **fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, stored with the run (and accepted back by :func:`parse_config`)."""
+        return self.model_dump(mode="json")
+
+
+# -- validation ------------------------------------------------------------------------------
+def dataset_names() -> list[str]:
+    try:
+        from searchers.data import dataset_names as names
+    except ImportError:
+        return list(FALLBACK_DATASETS)
+    return list(names())
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part in ("str", "ConstraintConfig"):  # union branch names are noise to a user
+            continue
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "config"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the (nested) model a misspelt key sat in."""
+    for part in loc[:-1]:
+        if isinstance(part, int) or part in ("str",):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            if part == "ConstraintConfig":
+                model = ConstraintConfig
+            continue
+        annotation = field.annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        for candidate in candidates:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    return sorted(model.model_fields)
+
+
+def _from_validation_error(err: ValidationError) -> NaswError:
+    """The most useful single message of a pydantic error (field, bad value, what is allowed)."""
+    errors = err.errors()
+    # a constraint (str | mapping union) reports both branches: keep the one the user meant
+    errors = [e for e in errors
+              if not ("str" in e["loc"] and not isinstance(e.get("input"), str))
+              and not ("ConstraintConfig" in e["loc"] and e["loc"][-1] == "ConstraintConfig"
+                       and isinstance(e.get("input"), str))] or errors
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")  # a typo explains the rest
+    first = errors[0]
+    for candidate in errors:
+        if isinstance(candidate.get("ctx", {}).get("error"), NaswError):
+            first = candidate
+            break
+    original = first.get("ctx", {}).get("error")
+    if isinstance(original, NaswError):
+        return original
+    field = _loc(first["loc"])
+    value = first.get("input")
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return NaswError(field, value, _allowed_keys(RunConfig, first["loc"]),
+                         hint="unknown key")
+    if first["loc"][0] == "constraints" and len(first["loc"]) > 1 and not isinstance(
+            value, (str, Mapping)):
+        return NaswError(field, value, "'params<=3M' strings or {metric, op, value} mappings")
+    if kind == "missing":
+        return NaswError(field, None, "a value is required")
+    message = first["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    return NaswError(field, value, message)
+
+
+def _check_names(config: RunConfig) -> None:
+    """Registry look-ups and constraint meaning; raises NaswError naming the field."""
+    if config.space.name not in space_names():
+        raise UnknownName("space.name", config.space.name, space_names())
+    presets = sorted(space_class(config.space.name).presets)
+    if config.space.preset is not None and config.space.preset not in presets:
+        raise UnknownName("space.preset", config.space.preset, presets)
+    if config.searcher.name not in searcher_names():
+        raise UnknownName("searcher.name", config.searcher.name, searcher_names())
+    cls = searcher_class(config.searcher.name)
+    if config.searcher.preset is not None and config.searcher.preset not in cls.presets:
+        raise UnknownName("searcher.preset", config.searcher.preset, sorted(cls.presets))
+    allowed_params = sorted({*cls.default_params(), *BASE_SEARCHER_PARAMS})
+    for key in config.searcher.params:
+        if key not in allowed_params:
+            raise UnknownName(f"searcher.params.{key}", config.searcher.params[key],
+                              allowed_params)
+    base = config.dataset.name.partition(":")[0].strip().lower()
+    if base not in dataset_names():
+        raise UnknownName("dataset.name", config.dataset.name, dataset_names())
+    config.parsed_constraints()
+
+
+def _reachable_range(space: Space) -> dict[str, tuple[float, float]]:
+    """Min/max of each additive cost over the space, from its cost tables (when it has them)."""
+    cost_tables = getattr(space, "cost_tables", None)
+    if cost_tables is None:
+        return {}
+    base, tables = cost_tables()
+    ranges = {}
+    for metric, table in tables.items():
+        if metric == "intensity":
+            continue
+        rows = [[float(v) for v in row if math.isfinite(float(v))] for row in table]
+        ranges[metric] = (float(base.get(metric, 0.0)) + sum(min(r) for r in rows if r),
+                          float(base.get(metric, 0.0)) + sum(max(r) for r in rows if r))
+    return ranges
+
+
+def check_constraints_reachable(space: Space, constraints: list[Constraint]) -> None:
+    """Reject a bound no architecture of the space can meet (e.g. ``params<=10``)."""
+    ranges = _reachable_range(space)
+    for index, constraint in enumerate(constraints):
+        if constraint.metric not in ranges:
+            continue
+        low, high = ranges[constraint.metric]
+        impossible = (constraint.value < low if constraint.op == "<=" else constraint.value > high)
+        if impossible:
+            raise NaswError(f"constraints[{index}]", str(constraint),
+                            f"{constraint.metric} between {low:.4g} and {high:.4g} in "
+                            f"{space.name}/{space.preset}", hint="no architecture can meet it")
+
+
+def parse_config(data: Any) -> RunConfig:
+    """Validate a config mapping (from YAML, the TUI form, or a stored run)."""
+    if not isinstance(data, Mapping):
+        raise NaswError("config", type(data).__name__, "a mapping of settings (YAML keys)")
+    try:
+        config = RunConfig.model_validate(dict(data))
+    except ValidationError as err:
+        raise _from_validation_error(err) from None
+    _check_names(config)
+    space = build_space(config)
+    check_constraints_reachable(space, config.parsed_constraints())
+    return config
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config (``yaml.safe_load`` only)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise NaswError("config", str(path), "a readable YAML file",
+                        hint=err.strerror or "") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise NaswError("config", str(path), "plain YAML (no tags)",
+                        hint=f"{where}{problem}") from None
+    return parse_config(data)
+
+
+def build_space(config: RunConfig) -> Space:
+    try:
+        return get_space(config.space.name, config.space.preset, **config.space.overrides)
+    except NaswError as err:
+        key = err.field.removeprefix("space.")
+        if key in config.space.overrides:
+            raise NaswError(f"space.overrides.{key}", err.value, err.allowed) from None
+        raise
+    except (TypeError, ValueError) as err:
+        raise NaswError("space.overrides", config.space.overrides, hint=str(err)) from None
+
+
+def make_searcher(config: RunConfig) -> tuple[Space, Searcher]:
+    """The space and the searcher a run config describes."""
+    space = build_space(config)
+    kwargs: dict[str, Any] = {
+        "constraints": config.parsed_constraints(),
+        "budget": config.budget.candidates or UNLIMITED_CANDIDATES,
+        "seed": config.seed, "train": config.train_spec(),
+        "hard_constraints": config.hard_constraints, **config.searcher.params,
+    }
+    if config.searcher.preset is not None:
+        kwargs["preset"] = config.searcher.preset
+    return space, get_searcher(config.searcher.name, space=space, **kwargs)
+
+
+__all__ = [
+    "BackendConfig", "BudgetConfig", "DatasetConfig", "RunConfig", "SearcherConfig",
+    "SpaceConfig", "TrainConfig", "build_space", "check_constraints_reachable", "dataset_names",
+    "load_config", "make_searcher", "parse_config",
+]
