@@ -12,10 +12,12 @@ The conventions follow ``searchers.costs.measure`` (DESIGN "Costs"), for a batch
 - ``madds``: conv ``k_h*k_w*(c_in/groups)*c_out*h_out*w_out``; linear ``in*out``; nothing
   else (bias additions are not multiply-adds).
 - ``flops``: ``2*madds`` for conv/linear plus one FLOP per point-wise output element of every
-  other op (bias, ReLU, BatchNorm, element-wise add, pooling, global pooling); concatenation
-  is data movement and costs no FLOPs.
-- ``bytes``: 4 bytes per element read or written by each op: its inputs, its outputs and its
-  parameters (EPNAS supplement: weights + inputs + outputs, fp32).
+  other op (bias, ReLU, BatchNorm, element-wise add); pooling costs one per element of every
+  window (``c*h_out*w_out*k*k``), global pooling one per input element; concatenation is data
+  movement and costs nothing.
+- ``bytes``: 4 bytes per element read or written by each op that computes something
+  (flops > 0): its inputs, its outputs and its parameters (EPNAS supplement: weights +
+  inputs + outputs, fp32).
 """
 
 from __future__ import annotations
@@ -83,20 +85,18 @@ def record_costs(record: OpRecord) -> tuple[int, int, int, int]:
         params = 2 * c if kind == "bn" else 0
         return params, 0, n, 4 * (2 * n + params)
     if kind in ("maxpool", "avgpool"):
-        _, c, _, hi, wi, ho, wo = record
+        _, c, k, hi, wi, ho, wo = record
         out = c * ho * wo
-        return 0, 0, out, 4 * (c * hi * wi + out)
+        return 0, 0, out * k * k, 4 * (c * hi * wi + out)
     if kind == "add":
         _, c, h, w, n_inputs = record
         n = c * h * w
         return 0, 0, n * (n_inputs - 1), 4 * (n * n_inputs + n)
     if kind == "concat":
-        _, c, h, w = record
-        n = c * h * w
-        return 0, 0, 0, 4 * 2 * n
+        return 0, 0, 0, 0
     if kind == "gap":
         _, c, h, w = record
-        return 0, 0, c, 4 * (c * h * w + c)
+        return 0, 0, c * h * w, 4 * (c * h * w + c)
     if kind == "linear":
         _, n_in, n_out, bias = record
         params = n_in * n_out + (n_out if bias else 0)
