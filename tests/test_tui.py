@@ -1,0 +1,383 @@
+"""Pilot tests of every screen and action of the workbench, on databases written through the
+real store API by the real random searcher and synthetic evaluator (see ``tui_support``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.command import CommandPalette
+from textual.widgets import DataTable, Input, Static
+from tui_support import (
+    SPACE,
+    config_for,
+    fixed_clock,
+    get_space,
+    make_db,
+    make_run,
+    record_candidates,
+    record_table,
+)
+
+from searchers import get_searcher
+from workbench import tui_data
+from workbench.app import NaswApp
+from workbench.screens.detail import RunDetailScreen, candidate_matches
+from workbench.screens.modals import ConfirmScreen, HelpScreen
+from workbench.screens.new_run import NewRunScreen, field_for_error
+from workbench.screens.runs import RunsScreen
+from workbench.store import Store
+
+
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def text_of(widget: Static) -> str:
+    return str(widget.render())
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three finished/failed runs (read-only tests share it)."""
+    return make_db(tmp_path_factory.mktemp("tui") / "nasw.db")
+
+
+def app_on(path: Path, **kwargs) -> NaswApp:
+    clock = fixed_clock(path) if path.exists() else time.time()
+    return NaswApp(path, clock=lambda: clock, poll_interval=0.1, **kwargs)
+
+
+def runs_table(app: NaswApp) -> DataTable:
+    return app.screen.query_one("#runs-table", DataTable)
+
+
+def detail(app: NaswApp) -> RunDetailScreen:
+    assert isinstance(app.screen, RunDetailScreen)
+    return app.screen
+
+
+# -- runs screen -------------------------------------------------------------------------------
+def test_runs_screen_lists_every_run_with_its_summary(db: Path) -> None:
+    async def go() -> None:
+        app = app_on(db)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_for(pilot, lambda: runs_table(app).row_count == 3)
+            table = runs_table(app)
+            rows = {table.get_row_at(i)[0]: [str(c) for c in table.get_row_at(i)]
+                    for i in range(3)}
+            assert rows["1"][1:6] == ["random-synthetic", "finished", "random", "mbconv", "40/40"]
+            assert rows["3"][2] == "failed" and rows["3"][5] == "3/50"
+            assert rows["2"][8] == "1h ago"  # created 90 min before the pinned clock
+            with Store(db) as store:
+                assert rows["1"][6] == f"{store.run(1)['best_accuracy']:.4f}"
+            assert rows["1"][7] == "yes" and rows["3"][7] == "no"
+            assert [table.get_row_at(i)[0] for i in range(3)] == ["3", "2", "1"]  # newest first
+    asyncio.run(go())
+
+
+def test_runs_sort_and_filter(db: Path) -> None:
+    async def go() -> None:
+        app = app_on(db)
+        async with app.run_test(size=(100, 24)) as pilot:
+            await wait_for(pilot, lambda: runs_table(app).row_count == 3)
+            await pilot.press("s")  # -> Name, descending
+            names = [str(runs_table(app).get_row_at(i)[1]) for i in range(3)]
+            assert names == sorted(names, reverse=True)
+            await pilot.press("S")
+            names = [str(runs_table(app).get_row_at(i)[1]) for i in range(3)]
+            assert names == sorted(names)
+            await pilot.press("slash", *"failed")
+            await wait_for(pilot, lambda: runs_table(app).row_count == 1)
+            assert str(runs_table(app).get_row_at(0)[1]) == "too-tight"
+            await pilot.press("enter", "escape")  # leave the box, then clear the filter
+            await wait_for(pilot, lambda: runs_table(app).row_count == 3)
+    asyncio.run(go())
+
+
+def test_missing_database_shows_an_empty_list_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+
+    async def go() -> None:
+        app = app_on(path)
+        async with app.run_test() as pilot:
+            await pilot.pause(0.3)
+            message = text_of(app.screen.query_one("#runs-message", Static))
+            assert "No runs in" in message and runs_table(app).row_count == 0
+    asyncio.run(go())
+    assert not path.exists()
+
+
+def test_empty_database_and_help_and_command_palette(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    Store(path).close()
+
+    async def go() -> None:
+        app = app_on(path)
+        async with app.run_test() as pilot:
+            await pilot.pause(0.2)
+            assert "No runs in" in text_of(app.screen.query_one("#runs-message", Static))
+            await pilot.press("question_mark")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("escape")
+            assert isinstance(app.screen, RunsScreen)
+            await pilot.press("ctrl+p")
+            await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette))
+            await pilot.press(*"new run")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+    asyncio.run(go())
+
+
+def test_pause_and_cancel_write_command_rows_after_confirmation(tmp_path: Path) -> None:
+    path = tmp_path / "live.db"
+    with Store(path) as store:
+        run_id = make_run(store, "live", 5, status="running", pid=os.getpid())
+
+    async def go() -> None:
+        app = app_on(path)
+        async with app.run_test() as pilot:
+            await wait_for(pilot, lambda: runs_table(app).row_count == 1)
+            assert str(runs_table(app).get_row_at(0)[2]) == "running"
+            await pilot.press("p")
+            await pilot.press("c")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("n")  # declined: nothing written
+            await pilot.press("c")
+            await pilot.press("y")
+            await pilot.pause(0.1)
+    asyncio.run(go())
+    with Store(path) as store:
+        assert store.take_commands(run_id) == ["pause", "cancel"]
+
+
+def test_delete_asks_then_removes_the_run_and_its_rows(tmp_path: Path) -> None:
+    path = make_db(tmp_path / "del.db")
+
+    async def go() -> None:
+        app = app_on(path)
+        async with app.run_test() as pilot:
+            await wait_for(pilot, lambda: runs_table(app).row_count == 3)
+            await pilot.press("d")  # cursor on run 3 (newest first)
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await wait_for(pilot, lambda: runs_table(app).row_count == 2)
+    asyncio.run(go())
+    with Store(path) as store:
+        assert store.run_ids() == [1, 2]
+        assert store.candidates(3) == []
+
+
+def test_resume_relaunches_an_interrupted_run(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "int.db"
+    with Store(path) as store:
+        run_id = make_run(store, "killed", 5, status="running", pid=2 ** 22 + 12345)
+        assert store.run(run_id)["status"] == "interrupted"  # its coordinator is gone
+    relaunched: list[int] = []
+    monkeypatch.setattr(tui_data, "resume_run", lambda db, rid: relaunched.append(rid))
+
+    async def go() -> None:
+        app = app_on(path)
+        async with app.run_test() as pilot:
+            await wait_for(pilot, lambda: runs_table(app).row_count == 1)
+            await pilot.press("r")
+            await wait_for(pilot, lambda: relaunched == [run_id])
+    asyncio.run(go())
+
+
+# -- run detail --------------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [(80, 24), (200, 60)])
+def test_every_tab_of_a_finished_run(db: Path, size: tuple[int, int]) -> None:
+    async def go() -> None:
+        app = app_on(db, run_id=1)
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                           and len(detail(app).candidates) == 40)
+            screen = detail(app)
+            overview = text_of(screen.query_one("#overview-body", Static))
+            assert "40/40 (100%)" in overview and "params<=60k" in overview
+            with Store(db) as store:
+                best = store.best_candidate(1)
+            assert f"#{best['id']} accuracy {best['accuracy']:.4f}" in overview
+            await pilot.press("2")
+            table = screen.query_one("#candidate-table", DataTable)
+            assert table.row_count == 40 and app.focused is table
+            await pilot.press("3")
+            assert len(screen.query_one("#curves-plot").series) == 40
+            await pilot.press("4")
+            await wait_for(pilot, lambda: screen.graph_for == best["id"])
+            arch = text_of(screen.query_one("#arch-view", Static))
+            assert f"Candidate #{best['id']}" in arch and "L0 " in arch and "params" in arch
+            await pilot.press("5")
+            pareto = screen.query_one("#pareto-plot")
+            front = pareto.front()
+            assert best["id"] in front  # the best feasible is on the feasible front
+            await pilot.press("m")
+            assert pareto.metric == "madds"
+            await pilot.press("6", "7")
+            assert "specialization needs a PONAS" in text_of(
+                screen.query_one("#specialize-status", Static))
+            await pilot.press("escape", "escape")
+            assert isinstance(app.screen, RunsScreen)
+    asyncio.run(go())
+
+
+def test_candidate_filter_sort_and_selection_everywhere(db: Path) -> None:
+    async def go() -> None:
+        app = app_on(db, run_id=1)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                           and len(detail(app).candidates) == 40)
+            screen = detail(app)
+            await pilot.press("2", "slash", *"feasible", "enter")
+            table = screen.query_one("#candidate-table", DataTable)
+            feasible = [c for c in screen.candidates.values() if c["feasible"]]
+            assert 0 < table.row_count == len(feasible) < 40
+            await pilot.press("s")  # sort by accuracy, best first
+            accuracies = [float(str(table.get_row_at(i)[2])) for i in range(table.row_count)]
+            assert accuracies == sorted(accuracies, reverse=True)
+            await pilot.press("down", "enter")  # the second best: selected everywhere
+            chosen = int(str(table.get_row_at(1)[0]))
+            assert screen.selected_id == chosen
+            assert screen.query_one("#pareto-plot").selected == chosen
+            await wait_for(pilot, lambda: screen.graph_for == chosen)
+            assert screen.query_one("#run-tabs").active == "architecture"
+            assert f"selected #{chosen}" in text_of(screen.query_one("#run-summary", Static))
+    asyncio.run(go())
+
+
+def test_candidate_filter_language() -> None:
+    cand = {"id": 7, "status": "ok", "accuracy": 0.91, "reward": 0.9, "feasible": False,
+            "costs": {"params": 2.5e6, "madds": 4e8}, "tag": "level 2", "device": "cuda:1"}
+    assert candidate_matches(cand, "acc>0.9 params<3M infeasible cuda:1")
+    assert not candidate_matches(cand, "madds<=300M")
+    assert not candidate_matches(cand, "feasible")
+    assert candidate_matches(cand, "level")
+
+
+def test_accuracy_table_and_specialize_on_a_ponas_run(db: Path) -> None:
+    async def go() -> None:
+        app = app_on(db, run_id=2)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                           and len(detail(app).query_one("#heatmap").table) == 72)
+            screen = detail(app)
+            await pilot.press("6")
+            heat = text_of(screen.query_one("#heatmap", Static))
+            assert "72/72 cells measured" in heat and "importance" in heat
+            await pilot.press("7", *"params<=45k", "enter")
+            out = screen.query_one("#specialize-result", Static)
+            await wait_for(pilot, lambda: "Best architecture" in text_of(out)
+                           or "red" in str(out.render().spans))
+            text = text_of(out)
+            assert "optimal (proven)" in text and "estimated accuracy" in text
+            result = screen.query_one("#specialize-pane").result
+            assert result["feasible"] and result["costs"]["params"] <= 45e3
+            await pilot.press("ctrl+s")
+            await pilot.press("escape")  # out of the input: digits switch tabs again
+            await pilot.press("1")
+            assert screen.query_one("#run-tabs").active == "overview"
+            await pilot.press("7")
+            screen.query_one("#constraint-input", Input).value = ""
+            await pilot.press(*"params<=1k", "enter")
+            await wait_for(pilot, lambda: "No architecture" in text_of(out))
+            assert "Smallest reachable" in text_of(out)
+    asyncio.run(go())
+    with Store(db) as store:
+        saved = store.specializations(2)
+    assert len(saved) == 1 and saved[0]["constraints"][0]["metric"] == "params"
+    assert saved[0]["result"]["genotype"]["space"] == SPACE
+
+
+def test_a_run_written_during_the_test_fills_in_live(tmp_path: Path) -> None:
+    """A writer thread records candidates and table rows while the app polls."""
+    path = tmp_path / "live.db"
+    with Store(path) as store:
+        run_id = store.create_run(config_for("live", "ponas", budget=30))
+        store.update_run(run_id, status="running", pid=os.getpid(),
+                         started=store.run(run_id)["created"])
+    done = threading.Event()
+
+    def writer() -> None:
+        with Store(path) as store:
+            space = get_space(SPACE, "ponas-digits")
+            searcher = get_searcher("random", space=space, budget=30, seed=0,
+                                    constraints=["params<=60k"])
+            created = store.run(run_id)["created"]
+            for _ in range(6):
+                record_candidates(store, run_id, searcher, 5, created)
+                time.sleep(0.05)
+            record_table(store, run_id, space, layers=3)
+            store.update_run(run_id, status="finished")
+        done.set()
+
+    async def go() -> None:
+        app = app_on(path, run_id=run_id)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen))
+            screen = detail(app)
+            thread = threading.Thread(target=writer)
+            thread.start()
+            await pilot.press("2")
+            await wait_for(pilot, lambda: done.is_set()
+                           and len(screen.query_one("#heatmap").table) == 36
+                           and screen.query_one("#candidate-table").row_count == 30
+                           and (screen.run or {}).get("status") == "finished", timeout=10)
+            thread.join()
+            assert screen.feed.polls > 2  # it was polled while the writer wrote
+            assert len(screen.query_one("#curves-plot").series) == 30
+    asyncio.run(go())
+
+
+def test_a_run_that_disappears_is_reported_not_fatal(tmp_path: Path) -> None:
+    path = make_db(tmp_path / "gone.db")
+
+    async def go() -> None:
+        app = app_on(path, run_id=3)
+        async with app.run_test() as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                           and detail(app).run is not None)
+            tui_data.delete_run(path, 3)
+            await wait_for(pilot, lambda: detail(app).gone)
+            assert "no longer exists" in text_of(app.screen.query_one("#run-summary", Static))
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: runs_table(app).row_count == 2)
+    asyncio.run(go())
+
+
+def test_detail_pause_resume_cancel_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keys.db"
+    with Store(path) as store:
+        run_id = make_run(store, "live", 5, status="running", pid=os.getpid())
+
+    async def go() -> None:
+        app = app_on(path, run_id=run_id)
+        async with app.run_test() as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                           and detail(app).run is not None)
+            await pilot.press("p", "r")  # resume refused: the run is running, not paused
+            await pilot.press("c", "y")
+            await pilot.pause(0.1)
+    asyncio.run(go())
+    with Store(path) as store:
+        assert store.take_commands(run_id) == ["pause", "cancel"]
+
+
+# -- new run -----------------------------------------------------------------------------------
+def test_field_for_error_maps_config_paths_to_form_fields() -> None:
+    assert field_for_error("budget.candidates") == "candidates"
+    assert field_for_error("constraints[0].value") == "constraints"
+    assert field_for_error("searcher.params.max_tries") == "params"
+    assert field_for_error("space.preset") == "preset"
+    assert field_for_error("budget") == "candidates"
+    assert field_for_error("train.lr") is None

@@ -1,0 +1,84 @@
+"""The Textual workbench: ``nasw`` opens it on a database, ``run_app(db, run_id)`` on a run.
+
+Start-up is kept light: this module imports Textual and the runs screen only. The store
+(sqlite-utils), the run-detail screen (plots: plotext), networkx and the spaces are imported
+when first needed, in thread workers where they would block the UI, and torch never is (a
+subprocess test checks ``sys.modules``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from workbench.screens.runs import RunsScreen
+
+STYLES = Path(__file__).with_name("workbench.tcss")
+
+
+class NaswApp(App[None]):
+    """Runs list first; ``run_id`` opens straight on a run's detail (``nasw run --tui``).
+
+    ``clock`` (seconds since the epoch) and ``poll_interval`` are injectable so tests and
+    snapshots can freeze ages and drive polls themselves.
+    """
+
+    CSS_PATH = str(STYLES)
+    TITLE = "NAS Workbench"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, db_path: str | Path, run_id: int | None = None,
+                 clock: Callable[[], float] = time.time, poll_interval: float = 1.0) -> None:
+        super().__init__()
+        self.db_path = Path(db_path)
+        self.initial_run_id = run_id
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.sub_title = str(self.db_path)
+
+    def on_mount(self) -> None:
+        self.push_screen(RunsScreen())
+        if self.initial_run_id is not None:
+            self.open_run(self.initial_run_id)
+
+    # -- navigation ----------------------------------------------------------------------
+    def open_run(self, run_id: int, tab: str | None = None) -> None:
+        from workbench.screens.detail import RunDetailScreen
+
+        self.push_screen(RunDetailScreen(run_id, tab=tab))
+
+    def action_new_run(self) -> None:
+        from workbench.screens.new_run import NewRunScreen
+
+        self.push_screen(NewRunScreen())
+
+    def action_help(self) -> None:
+        from workbench.screens.modals import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("New run", "Pick a template, edit it, launch it", self.action_new_run)
+        yield SystemCommand("Help", "Key bindings of every screen", self.action_help)
+        yield SystemCommand("Runs", "Back to the list of runs", self.action_show_runs)
+        yield from getattr(screen, "palette_commands", lambda: [])()
+
+    def action_show_runs(self) -> None:
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, RunsScreen):
+            self.pop_screen()
+
+
+def run_app(db_path: str | Path, run_id: int | None = None) -> None:
+    """Open the TUI on ``db_path`` (which may not exist yet: the runs list is then empty)."""
+    NaswApp(db_path, run_id=run_id).run()

@@ -1,0 +1,571 @@
+"""One run, live: Overview, Candidates, Curves, Architecture, Pareto, Accuracy table, Specialize.
+
+A thread worker polls the store through :class:`workbench.tui_data.RunFeed` (rows newer than
+the last poll only) and posts a :class:`RunUpdated` message; the handler hands each tab just
+the new rows. Selecting a candidate in the table selects it everywhere: the Architecture tab
+draws it, the Pareto plot marks it, the Overview names it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections import Counter, deque
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from searchers.constraints import format_number
+from workbench import tui_data
+from workbench.screens.specialize_pane import SpecializePane
+from workbench.tui_data import (
+    RunDelta,
+    RunFeed,
+    constraints_of,
+    eta_seconds,
+    fmt_accuracy,
+    fmt_age,
+    fmt_cost,
+    fmt_duration,
+    status_text,
+)
+from workbench.widgets.arch_graph import ArchitectureView
+from workbench.widgets.heatmap import AccuracyHeatmap
+from workbench.widgets.plots import CurvesPlot, MetricsPlot, ParetoPlot
+
+TABS = ("overview", "candidates", "curves", "architecture", "pareto", "table", "specialize")
+TAB_TITLES = ("Overview", "Candidates", "Curves", "Architecture", "Pareto", "Accuracy table",
+              "Specialize")
+CANDIDATE_COLUMNS = ("ID", "Status", "Accuracy", "Reward", "Feasible", "Params", "MAdds", "Tag",
+                     "Device", "Time")
+SORTABLE = {
+    "ID": lambda c: c["id"],
+    "Accuracy": lambda c: c.get("accuracy") if c.get("accuracy") is not None else -1.0,
+    "Reward": lambda c: c.get("reward") if c.get("reward") is not None else -1.0,
+    "Params": lambda c: (c.get("costs") or {}).get("params", math.inf),
+    "MAdds": lambda c: (c.get("costs") or {}).get("madds", math.inf),
+    "Status": lambda c: str(c.get("status")),
+    "Time": lambda c: c.get("wall_time") or 0.0,
+}
+SORT_ORDER = ("ID", "Accuracy", "Reward", "Params", "MAdds", "Status", "Time")
+_COMPARISON = re.compile(r"^(?P<key>[a-z_]+)(?P<op><=|>=|<|>|=)(?P<num>[-+]?[\d.]+(e[-+]?\d+)?)"
+                         r"(?P<suffix>[kKmMgG]?)$")
+_SCALE = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
+RECENT_EVENTS = 8
+
+
+class RunUpdated(Message):
+    def __init__(self, delta: RunDelta, elapsed_ms: float) -> None:
+        super().__init__()
+        self.delta = delta
+        self.elapsed_ms = elapsed_ms
+
+
+class GraphReady(Message):
+    def __init__(self, candidate_id: int, graph: Any, title: str, error: str = "") -> None:
+        super().__init__()
+        self.candidate_id = candidate_id
+        self.graph = graph
+        self.title = title
+        self.error = error
+
+
+def candidate_matches(cand: dict[str, Any], query: str) -> bool:
+    """Filter words: ``feasible``/``infeasible``, a status, a tag or device word, or a
+    comparison such as ``acc>0.9``, ``reward>=0.5``, ``params<3M``, ``madds<=300M``."""
+    for word in query.lower().split():
+        match = _COMPARISON.match(word)
+        if match:
+            key = {"acc": "accuracy"}.get(match["key"], match["key"])
+            value = cand.get(key) if key in ("accuracy", "reward", "id") else (
+                cand.get("costs") or {}).get(key)
+            if value is None:
+                return False
+            bound = float(match["num"]) * _SCALE[match["suffix"]]
+            op = match["op"]
+            ok = {"<": value < bound, "<=": value <= bound, ">": value > bound,
+                  ">=": value >= bound, "=": value == bound}[op]
+            if not ok:
+                return False
+        elif word == "feasible":
+            if not cand.get("feasible"):
+                return False
+        elif word == "infeasible":
+            if cand.get("feasible") is not False:
+                return False
+        elif word not in " ".join(str(cand.get(k) or "") for k in
+                                  ("status", "tag", "device", "id")).lower():
+            return False
+    return True
+
+
+class RunDetailScreen(Screen[None]):
+    BINDINGS = [
+        Binding("escape", "back", "Runs"),
+        Binding("1", "show_tab('overview')", "Overview", show=False),
+        Binding("2", "show_tab('candidates')", "Candidates", show=False),
+        Binding("3", "show_tab('curves')", "Curves", show=False),
+        Binding("4", "show_tab('architecture')", "Arch", show=False),
+        Binding("5", "show_tab('pareto')", "Pareto", show=False),
+        Binding("6", "show_tab('table')", "Table", show=False),
+        Binding("7", "show_tab('specialize')", "Specialize", show=False),
+        Binding("p", "command('pause')", "Pause"),
+        Binding("r", "command('resume')", "Resume"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("s", "sort", "Sort", show=False),
+        Binding("slash", "filter", "Filter", key_display="/", show=False),
+        Binding("x", "toggle_axis", "Step/time", show=False),
+        Binding("v", "cycle_metric", "Metric", show=False),
+        Binding("m", "toggle_pareto_metric", "Params/MAdds", show=False),
+    ]
+
+    selected_id: reactive[int | None] = reactive(None)
+
+    def __init__(self, run_id: int, tab: str | None = None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.initial_tab = tab or "overview"
+        self.feed: RunFeed | None = None
+        self.run: dict[str, Any] | None = None
+        self.candidates: dict[int, dict[str, Any]] = {}
+        self.finished_times: deque[float] = deque(maxlen=200)
+        self.devices: Counter[str] = Counter()
+        self.in_flight: set[int] = set()
+        self.events: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.sort_column = "ID"
+        self.sort_reverse = False
+        self.filter_text = ""
+        self.gone = False
+        self.last_refresh_ms = 0.0
+        self.apply_ms = 0.0
+        self.graph_for: int | None = None
+
+    # -- layout --------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(f"Run {self.run_id}: loading…", id="run-summary")
+        with TabbedContent(initial=self.initial_tab, id="run-tabs"):
+            with TabPane("1 Overview", id="overview"):
+                yield VerticalScroll(Static("", id="overview-body"), id="overview-scroll")
+            with TabPane("2 Candidates", id="candidates"), Vertical():
+                yield Input(placeholder="filter: feasible, acc>0.9, params<3M, a tag…",
+                            id="candidate-filter", classes="hidden")
+                yield DataTable(id="candidate-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="candidate-status")
+            with TabPane("3 Curves", id="curves"), Vertical():
+                yield CurvesPlot(id="curves-plot")
+                yield MetricsPlot(id="metrics-plot")
+            with TabPane("4 Architecture", id="architecture"):
+                yield VerticalScroll(ArchitectureView(id="arch-view"), id="arch-scroll")
+            with TabPane("5 Pareto", id="pareto"):
+                yield ParetoPlot(id="pareto-plot")
+            with TabPane("6 Accuracy table", id="table"):
+                yield VerticalScroll(AccuracyHeatmap(id="heatmap"), id="heatmap-scroll")
+            with TabPane("7 Specialize", id="specialize"):
+                yield SpecializePane(self.run_id, id="specialize-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#candidate-table", DataTable)
+        for column in CANDIDATE_COLUMNS:
+            table.add_column(column, key=column)
+        self.query_one("#arch-view", ArchitectureView).show_message(
+            "Select a candidate (Candidates tab, enter) to draw its architecture; "
+            "the best one is shown once results arrive.")
+        self.feed = RunFeed(self.app.db_path, self.run_id)
+        self.poll()
+        self.poll_timer = self.set_interval(self.app.poll_interval, self.poll)
+        self.focus_tab_content(self.initial_tab)
+
+    # -- polling -------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="run-poll")
+    def poll(self) -> None:
+        if self.feed is None or self.gone:
+            return
+        started = time.perf_counter()
+        try:
+            delta = self.feed.poll()
+        except Exception as err:  # the DB being migrated or replaced: say so, keep polling
+            self.app.call_from_thread(self.show_error, f"cannot read the run: {err}")
+            return
+        self.post_message(RunUpdated(delta, 1000 * (time.perf_counter() - started)))
+
+    def show_error(self, message: str) -> None:
+        self.query_one("#run-summary", Static).update(Text(message, style="red"))
+
+    def on_run_updated(self, message: RunUpdated) -> None:
+        started = time.perf_counter()
+        self.apply(message.delta)
+        self.apply_ms = 1000 * (time.perf_counter() - started)
+        self.last_refresh_ms = message.elapsed_ms + self.apply_ms
+
+    def apply(self, delta: RunDelta) -> None:
+        """Hand every tab the rows that are new since the previous poll."""
+        if delta.run is None:
+            self.gone = True
+            self.query_one("#run-summary", Static).update(Text(
+                f"Run {self.run_id} no longer exists in {self.app.db_path} (deleted?). "
+                "Press escape to go back to the runs.", style="bold red"))
+            return
+        first_time = self.run is None
+        self.run = delta.run
+        if first_time:
+            self.query_one("#pareto-plot", ParetoPlot).set_constraints(constraints_of(self.run))
+            self.query_one("#specialize-pane", SpecializePane).set_run(self.run)
+        new_finished = []
+        for cand in delta.candidates:
+            previous = self.candidates.get(cand["id"])
+            self.candidates[cand["id"]] = cand
+            if cand["status"] == "running":
+                self.in_flight.add(cand["id"])
+                continue
+            self.in_flight.discard(cand["id"])
+            if previous is None or previous["status"] == "running":
+                new_finished.append(cand)
+                if cand.get("finished"):
+                    self.finished_times.append(cand["finished"])
+                if cand.get("device"):
+                    self.devices[cand["device"]] += 1
+        self.update_candidate_table(delta.candidates)
+        if new_finished:
+            started = self.run.get("started") or self.run.get("created")
+            self.query_one("#curves-plot", CurvesPlot).add_candidates(new_finished, started)
+            self.query_one("#pareto-plot", ParetoPlot).add_candidates(new_finished)
+        if delta.metrics:
+            self.query_one("#metrics-plot", MetricsPlot).add_metrics(delta.metrics)
+        self.events.extend(delta.events)
+        if delta.table_rows:
+            self.query_one("#heatmap", AccuracyHeatmap).add_rows(delta.table_rows)
+            self.query_one("#specialize-pane", SpecializePane).set_table(delta.table_rows)
+        if self.selected_id is None and self.run.get("best_candidate") is not None:
+            self.selected_id = self.run["best_candidate"]
+        self.update_summary()
+        self.update_overview()
+
+    # -- summary and overview ------------------------------------------------------------
+    def update_summary(self) -> None:
+        run = self.run or {}
+        line = Text()
+        line.append(f"Run {self.run_id} · {run.get('name')} ", style="bold")
+        line.append_text(status_text(run.get("status")))
+        line.append(f"  {run.get('searcher')} on {run.get('space')}/{run.get('preset')}"
+                    f" · {run.get('n_done') or 0}/{run.get('budget') or '?'} candidates"
+                    f" · best {fmt_accuracy(run.get('best_accuracy'))}")
+        if self.selected_id is not None:
+            line.append(f" · selected #{self.selected_id}", style="cyan")
+        self.query_one("#run-summary", Static).update(line)
+
+    def update_overview(self) -> None:
+        run = self.run or {}
+        now = self.app.clock()
+        done, budget = run.get("n_done") or 0, run.get("budget")
+        text = Text()
+        text.append("Progress  ", style="bold")
+        if budget:
+            width = 30
+            filled = round(width * min(1.0, done / budget))
+            text.append("█" * filled, style="green")
+            text.append("░" * (width - filled), style="dim")
+            text.append(f" {done}/{budget} ({100 * done / budget:.0f}%)")
+        else:
+            text.append(f"{done} candidates")
+        elapsed = run.get("elapsed") or 0.0
+        live = run.get("status") in ("running", "created")
+        if live and run.get("started"):
+            elapsed = max(elapsed, now - run["started"])
+        eta = eta_seconds(self.finished_times, done, budget) if live else None
+        text.append(f"\n          elapsed {fmt_duration(elapsed)}"
+                    f" · ETA {fmt_duration(eta) if live else '-'}"
+                    f" · started {fmt_age(run.get('started') or run.get('created'), now)}\n")
+        best_id = run.get("best_candidate")
+        best = self.candidates.get(best_id) if best_id is not None else None
+        text.append("Best      ", style="bold")
+        if best is None:
+            text.append("none yet\n", style="dim")
+        else:
+            costs = best.get("costs") or {}
+            text.append(f"#{best_id} accuracy {fmt_accuracy(best.get('accuracy'))}"
+                        f" · reward {fmt_accuracy(best.get('reward'))}"
+                        f" · params {fmt_cost(costs.get('params'))}"
+                        f" · madds {fmt_cost(costs.get('madds'))} ")
+            text.append("feasible\n" if best.get("feasible") else "infeasible\n",
+                        style="green" if best.get("feasible") else "red")
+        constraints = constraints_of(run)
+        text.append("Limits    ", style="bold")
+        text.append(", ".join(str(c) for c in constraints) or "none")
+        n_ok = run.get("n_ok") or 0
+        n_feasible = run.get("n_feasible") or 0
+        fraction = f"{n_feasible}/{n_ok} ({100 * n_feasible / n_ok:.0f}%)" if n_ok else "-"
+        text.append(f" · feasible {fraction} · failed {run.get('n_failed') or 0}\n")
+        text.append("Workers   ", style="bold")
+        workers = run.get("workers")
+        if isinstance(workers, list) and workers:
+            text.append(f"{len(workers)}: " + ", ".join(
+                str(w.get("device", w)) if isinstance(w, dict) else str(w) for w in workers))
+        elif isinstance(workers, dict) and workers:
+            text.append(", ".join(f"{k} {v}" for k, v in sorted(workers.items())))
+        else:
+            text.append("-", style="dim")
+        text.append(f" · in flight {len(self.in_flight)}")
+        if self.devices:
+            text.append(" · results by device: " + ", ".join(
+                f"{d} {n}" for d, n in sorted(self.devices.items())))
+        text.append("\n")
+        if run.get("error"):
+            text.append("Error     ", style="bold red")
+            text.append(str(run["error"]).strip().splitlines()[-1] + "\n", style="red")
+        if self.selected_id is not None and self.selected_id in self.candidates:
+            cand = self.candidates[self.selected_id]
+            text.append("Selected  ", style="bold")
+            text.append(f"#{cand['id']} {cand.get('status')} accuracy "
+                        f"{fmt_accuracy(cand.get('accuracy'))} tag {cand.get('tag') or '-'}\n",
+                        style="cyan")
+        text.append("\nRecent events\n", style="bold")
+        if not self.events:
+            text.append("  none yet\n", style="dim")
+        for event in reversed(self.events):
+            data = event.get("data") or {}
+            summary = ", ".join(f"{k}={_short(v)}" for k, v in list(data.items())[:4])
+            text.append(f"  {fmt_age(event.get('time'), now):>8}  step {event.get('step'):>4}"
+                        f"  {event.get('kind'):<12} {summary}\n")
+        self.query_one("#overview-body", Static).update(text)
+
+    # -- candidates table ----------------------------------------------------------------
+    def candidate_cells(self, cand: dict[str, Any]) -> list[Any]:
+        costs = cand.get("costs") or {}
+        feasible = cand.get("feasible")
+        return [
+            str(cand["id"]), status_text(cand.get("status")), fmt_accuracy(cand.get("accuracy")),
+            fmt_accuracy(cand.get("reward")),
+            Text("yes", style="green") if feasible else
+            Text("no", style="red") if feasible is False else Text("-", style="dim"),
+            fmt_cost(costs.get("params")), fmt_cost(costs.get("madds")),
+            str(cand.get("tag") or "")[:24], str(cand.get("device") or ""),
+            f"{cand['wall_time']:.1f}s" if cand.get("wall_time") else "-",
+        ]
+
+    def update_candidate_table(self, changed: list[dict[str, Any]]) -> None:
+        """Add new rows, rewrite updated ones; a full rebuild only for a sort or filter."""
+        if not changed:
+            return
+        table = self.query_one("#candidate-table", DataTable)
+        new_rows = []
+        for cand in changed:
+            key = str(cand["id"])
+            if key in table.rows:
+                for column, value in zip(CANDIDATE_COLUMNS, self.candidate_cells(cand),
+                                         strict=True):
+                    table.update_cell(key, column, value)
+            elif not self.filter_text or candidate_matches(cand, self.filter_text):
+                new_rows.append(cand)
+        if self.sort_column != "ID" or self.sort_reverse:
+            new_rows.sort(key=SORTABLE[self.sort_column], reverse=self.sort_reverse)
+        for cand in new_rows:
+            table.add_row(*self.candidate_cells(cand), key=str(cand["id"]))
+        self.update_candidate_status()
+
+    def rebuild_candidate_table(self) -> None:
+        table = self.query_one("#candidate-table", DataTable)
+        selected = self.selected_id
+        table.clear()
+        rows = [c for c in self.candidates.values()
+                if not self.filter_text or candidate_matches(c, self.filter_text)]
+        rows.sort(key=SORTABLE[self.sort_column], reverse=self.sort_reverse)
+        for cand in rows:
+            table.add_row(*self.candidate_cells(cand), key=str(cand["id"]))
+        if selected is not None and str(selected) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(selected)))
+        self.update_candidate_status()
+
+    def update_candidate_status(self) -> None:
+        table = self.query_one("#candidate-table", DataTable)
+        mark = "▼" if self.sort_reverse else "▲"
+        self.query_one("#candidate-status", Static).update(
+            f"{len(table.rows)} of {len(self.candidates)} candidates · sort {self.sort_column} "
+            f"{mark} (s) · filter (/) {self.filter_text or '-'} · enter: select + architecture")
+
+    @on(DataTable.RowHighlighted, "#candidate-table")
+    def candidate_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None:
+            self.selected_id = int(event.row_key.value)
+
+    @on(DataTable.RowSelected, "#candidate-table")
+    def candidate_chosen(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.selected_id = int(event.row_key.value)
+            self.action_show_tab("architecture")
+
+    def watch_selected_id(self, candidate_id: int | None) -> None:
+        if candidate_id is None or not self.is_mounted:
+            return
+        self.query_one("#pareto-plot", ParetoPlot).select(candidate_id)
+        self.update_summary()
+        cand = self.candidates.get(candidate_id)
+        if cand is not None:
+            self.build_graph(candidate_id, cand["genotype"])
+
+    @work(thread=True, exclusive=True, group="graph")
+    def build_graph(self, candidate_id: int, genotype: dict[str, Any]) -> None:
+        """``space.graph(g)`` off the UI thread: the first call imports networkx and a space."""
+        cand = self.candidates.get(candidate_id) or {}
+        title = (f"Candidate #{candidate_id} · {genotype.get('space')}/{genotype.get('preset')}"
+                 f" · accuracy {fmt_accuracy(cand.get('accuracy'))}")
+        try:
+            from searchers.spaces import space_of
+
+            graph = space_of(genotype).graph(genotype)
+        except Exception as err:
+            self.post_message(GraphReady(candidate_id, None, title, error=str(err)))
+            return
+        self.post_message(GraphReady(candidate_id, graph, title))
+
+    def on_graph_ready(self, message: GraphReady) -> None:
+        view = self.query_one("#arch-view", ArchitectureView)
+        if message.candidate_id != self.selected_id:
+            return
+        self.graph_for = message.candidate_id
+        if message.error:
+            view.show_message(f"{message.title}\ncannot draw it: {message.error}")
+        else:
+            view.show_graph(message.graph, message.title)
+
+    # -- actions -------------------------------------------------------------------------
+    def action_back(self) -> None:
+        """Escape leaves a text box first (so 1..7 switch tabs again), then the screen."""
+        focused = self.focused
+        if isinstance(focused, Input):
+            if focused.id == "candidate-filter":
+                self.query_one("#candidate-table", DataTable).focus()
+            else:
+                self.query_one("#run-tabs Tabs").focus()
+            return
+        self.app.pop_screen()
+
+    def action_show_tab(self, tab: str) -> None:
+        self.query_one("#run-tabs", TabbedContent).active = tab
+        self.focus_tab_content(tab)
+
+    def focus_tab_content(self, tab: str) -> None:
+        target = {"candidates": "#candidate-table", "architecture": "#arch-scroll",
+                  "table": "#heatmap-scroll", "overview": "#overview-scroll",
+                  "specialize": "#constraint-input"}.get(tab)
+        if target:
+            self.call_after_refresh(lambda: self.query_one(target).focus())
+        else:
+            self.call_after_refresh(lambda: self.query_one("#run-tabs Tabs").focus())
+
+    def action_sort(self) -> None:
+        self.sort_column = SORT_ORDER[(SORT_ORDER.index(self.sort_column) + 1) % len(SORT_ORDER)]
+        self.sort_reverse = self.sort_column in ("Accuracy", "Reward")
+        self.rebuild_candidate_table()
+
+    def action_filter(self) -> None:
+        self.action_show_tab("candidates")
+        box = self.query_one("#candidate-filter", Input)
+        box.remove_class("hidden")
+        self.call_after_refresh(box.focus)
+
+    @on(Input.Changed, "#candidate-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.rebuild_candidate_table()
+
+    @on(Input.Submitted, "#candidate-filter")
+    def filter_done(self) -> None:
+        self.query_one("#candidate-table", DataTable).focus()
+
+    def action_toggle_axis(self) -> None:
+        self.query_one("#curves-plot", CurvesPlot).toggle_axis()
+
+    def action_cycle_metric(self) -> None:
+        self.query_one("#metrics-plot", MetricsPlot).cycle()
+
+    def action_toggle_pareto_metric(self) -> None:
+        self.query_one("#pareto-plot", ParetoPlot).toggle_metric()
+
+    def action_command(self, command: str) -> None:
+        status = (self.run or {}).get("status")
+        if command == "pause" and status != "running":
+            self.notify(f"run is {status}: only a running run pauses", severity="warning")
+            return
+        if command == "resume":
+            if status == "interrupted":
+                self.relaunch()
+                return
+            if status != "paused":
+                self.notify(f"run is {status}: only paused or interrupted runs resume",
+                            severity="warning")
+                return
+        try:
+            tui_data.send_command(self.app.db_path, self.run_id, command)
+        except Exception as err:
+            self.notify(f"{command} failed: {err}", severity="error")
+            return
+        self.notify(f"{command} sent to run {self.run_id}")
+
+    @work(thread=True, group="run-action")
+    def relaunch(self) -> None:
+        try:
+            tui_data.resume_run(self.app.db_path, self.run_id)
+        except Exception as err:
+            self.app.call_from_thread(self.notify, f"resume failed: {err}", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"run {self.run_id} resumed in the background")
+
+    def action_cancel(self) -> None:
+        from workbench.screens.modals import ConfirmScreen
+
+        status = (self.run or {}).get("status")
+        if status not in ("running", "paused"):
+            self.notify(f"run is {status}: nothing to cancel", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.action_command("cancel")
+
+        self.app.push_screen(ConfirmScreen(
+            f"Cancel run {self.run_id}? Finished candidates are kept."), answered)
+
+    def palette_commands(self) -> list[Any]:
+        from textual.app import SystemCommand
+
+        commands = [SystemCommand(f"Tab: {title}", f"Show the {title} tab of this run",
+                                  lambda tab=tab: self.action_show_tab(tab))
+                    for tab, title in zip(TABS, TAB_TITLES, strict=True)]
+        commands += [
+            SystemCommand("Pause run", "Write a pause command row",
+                          lambda: self.action_command("pause")),
+            SystemCommand("Resume run", "Resume a paused or interrupted run",
+                          lambda: self.action_command("resume")),
+            SystemCommand("Cancel run", "Cancel (asks first)", self.action_cancel),
+        ]
+        return commands
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        text = str(value)
+        return format_number(value) if isinstance(value, int) and abs(value) >= 10000 else (
+            text if len(text) <= 20 else text[:19] + "…")
+    text = str(value)
+    return text if len(text) <= 20 else text[:19] + "…"

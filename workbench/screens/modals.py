@@ -1,0 +1,80 @@
+"""Small modal screens: yes/no confirmation and the key-binding help."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask before anything destructive (cancel, delete). ``y``/``enter`` yes, ``n``/``esc`` no."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-box"):
+            yield Label(self.question, id="confirm-question")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Yes (y)", id="yes", variant="error")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+HELP_TEXT = """\
+[b]NAS Workbench[/b] — everything works from the keyboard.
+
+[b]Everywhere[/b]
+  ?          this help                 ctrl+p   command palette
+  escape     back                      q        quit
+
+[b]Runs[/b]
+  enter      open the run              n        new run
+  /          filter (text)             s / S    sort by next column / reverse
+  p          pause                     r        resume (paused or interrupted)
+  c          cancel (asks first)       d        delete (asks first)
+
+[b]Run detail[/b]
+  1..7       Overview, Candidates, Curves, Architecture, Pareto, Accuracy table, Specialize
+  tab        next widget               p / r / c  pause / resume / cancel the run
+  Candidates: enter selects a candidate everywhere and shows its architecture;
+              / filters (text, 'feasible', 'acc>0.9'), s sorts by the next column
+  Curves:     x switches step / time, v cycles the searcher metric
+  Pareto:     m switches params / MAdds
+  Specialize: type constraints ('params<=3M, madds<=300M'), enter solves;
+              ctrl+s saves, ctrl+o exports, ctrl+t shows train;
+              escape leaves a text box (then 1..7 switch tabs)
+
+[b]New run[/b]
+  pick a template, edit fields (tab moves), errors show under each field;
+  ctrl+l launches the run detached and opens it
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Static(Text.from_markup(HELP_TEXT))
+
+    def action_close(self) -> None:
+        self.dismiss(None)

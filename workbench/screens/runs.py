@@ -1,0 +1,273 @@
+"""The runs list: status, searcher, space, progress, best accuracy, feasibility and age.
+
+Polled by a thread worker; sorting and filtering happen on the rows already loaded, so they
+are instant. Pause / resume / cancel write command rows (the coordinator obeys them), resume of
+an interrupted run relaunches its coordinator, delete removes the run's rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from workbench import tui_data
+from workbench.tui_data import fmt_accuracy, fmt_age, status_text
+
+COLUMNS = ("ID", "Name", "Status", "Searcher", "Space", "Progress", "Best acc", "Feasible", "Age")
+SORT_KEYS = {
+    "ID": lambda r: r["id"],
+    "Name": lambda r: str(r.get("name") or ""),
+    "Status": lambda r: str(r.get("status") or ""),
+    "Searcher": lambda r: str(r.get("searcher") or ""),
+    "Space": lambda r: str(r.get("space") or ""),
+    "Progress": lambda r: r.get("n_done") or 0,
+    "Best acc": lambda r: r.get("best_accuracy") if r.get("best_accuracy") is not None else -1,
+    "Feasible": lambda r: bool(r.get("best_feasible")),
+    "Age": lambda r: -(r.get("created") or 0),
+}
+
+
+class RunsLoaded(Message):
+    def __init__(self, rows: list[dict[str, Any]], error: str = "") -> None:
+        super().__init__()
+        self.rows = rows
+        self.error = error
+
+
+def run_matches(row: dict[str, Any], text: str) -> bool:
+    """Every word of ``text`` appears in one of the run's visible fields."""
+    haystack = " ".join(str(row.get(k) or "") for k in
+                        ("id", "name", "status", "searcher", "space", "preset", "dataset")).lower()
+    return all(word in haystack for word in text.lower().split())
+
+
+class RunsScreen(Screen[None]):
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=True),
+        Binding("n", "app.new_run", "New"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "sort_reverse", "Reverse", show=False),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "resume", "Resume"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("d", "delete", "Delete"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, Any]] = []
+        self.sort_column = "ID"
+        self.sort_reverse = True
+        self.filter_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter runs: words match name, status, searcher, space",
+                    id="runs-filter", classes="hidden")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="runs-message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for column in COLUMNS:
+            table.add_column(column, key=column)
+        table.focus()
+        self.poll()
+        self.set_interval(max(self.app.poll_interval, 0.5), self.poll)
+
+    def on_screen_resume(self) -> None:
+        self.poll()
+
+    # -- data ----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="runs-poll")
+    def poll(self) -> None:
+        try:
+            rows = tui_data.reader(self.app.db_path).runs()
+        except Exception as err:  # a DB being created or migrated: show it, poll again
+            self.post_message(RunsLoaded([], error=f"cannot read {self.app.db_path}: {err}"))
+            return
+        self.post_message(RunsLoaded(rows))
+
+    def on_runs_loaded(self, message: RunsLoaded) -> None:
+        self.rows = message.rows
+        self.redraw(message.error)
+
+    def visible_rows(self) -> list[dict[str, Any]]:
+        rows = [r for r in self.rows if run_matches(r, self.filter_text)]
+        return sorted(rows, key=SORT_KEYS[self.sort_column], reverse=self.sort_reverse)
+
+    def redraw(self, error: str = "") -> None:
+        table = self.query_one(DataTable)
+        selected = self.selected_run_id()
+        now = self.app.clock()
+        table.clear()
+        for row in self.visible_rows():
+            budget = row.get("budget")
+            progress = f"{row.get('n_done') or 0}/{budget}" if budget else str(row.get("n_done") or 0)
+            feasible = row.get("best_feasible")
+            table.add_row(
+                str(row["id"]), str(row.get("name") or ""), status_text(row.get("status")),
+                str(row.get("searcher") or ""), str(row.get("space") or ""), progress,
+                fmt_accuracy(row.get("best_accuracy")),
+                Text("yes", style="green") if feasible else
+                Text("no", style="red") if feasible is not None else Text("-", style="dim"),
+                fmt_age(row.get("created"), now), key=str(row["id"]))
+        if selected is not None and str(selected) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(selected)))
+        sort_mark = "▼" if self.sort_reverse else "▲"
+        message = error or (
+            f"{len(table.rows)} of {len(self.rows)} runs · sorted by {self.sort_column} "
+            f"{sort_mark}" + (f" · filter '{self.filter_text}'" if self.filter_text else ""))
+        if not self.rows and not error:
+            message = (f"No runs in {self.app.db_path} yet. Press n to start one "
+                       "(or `nasw run sample_configs/quickstart.yaml --detach`).")
+        self.query_one("#runs-message", Static).update(message)
+
+    def selected_run_id(self) -> int | None:
+        table = self.query_one(DataTable)
+        if not table.rows:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return int(key.value) if key.value is not None else None
+
+    def selected_row(self) -> dict[str, Any] | None:
+        run_id = self.selected_run_id()
+        return next((r for r in self.rows if r["id"] == run_id), None)
+
+    # -- actions -------------------------------------------------------------------------
+    def action_open(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.open_run(run_id)
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def row_chosen(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.remove_class("hidden")
+        box.focus()
+
+    @on(Input.Changed, "#runs-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.redraw()
+
+    @on(Input.Submitted, "#runs-filter")
+    def filter_done(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#runs-filter", Input)
+        box.value = ""
+        box.add_class("hidden")
+        self.filter_text = ""
+        self.query_one(DataTable).focus()
+        self.redraw()
+
+    def action_sort(self) -> None:
+        self.sort_column = COLUMNS[(COLUMNS.index(self.sort_column) + 1) % len(COLUMNS)]
+        self.redraw()
+
+    def action_sort_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.redraw()
+
+    def action_pause(self) -> None:
+        self._command("pause", ("running",))
+
+    def action_resume(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            return
+        if row.get("status") == "paused":
+            self._command("resume", ("paused",))
+        elif row.get("status") == "interrupted":
+            self.relaunch(row["id"])
+        else:
+            self.notify(f"run {row['id']} is {row.get('status')}: only paused or interrupted "
+                        "runs resume", severity="warning")
+
+    @work(thread=True, group="runs-action")
+    def relaunch(self, run_id: int) -> None:
+        try:
+            tui_data.resume_run(self.app.db_path, run_id)
+        except Exception as err:
+            self.app.call_from_thread(self.notify, f"resume failed: {err}", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"run {run_id} resumed in the background")
+        self.poll()
+
+    def action_cancel(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            return
+        if row.get("status") not in ("running", "paused"):
+            self.notify(f"run {row['id']} is {row.get('status')}: nothing to cancel",
+                        severity="warning")
+            return
+        self._confirm(f"Cancel run {row['id']} ({row.get('name')})? Finished candidates are kept.",
+                      lambda: self._send(row["id"], "cancel"))
+
+    def action_delete(self) -> None:
+        row = self.selected_row()
+        if row is None:
+            return
+        if row.get("status") in ("running", "paused"):
+            self.notify(f"run {row['id']} is {row.get('status')}: cancel it before deleting",
+                        severity="warning")
+            return
+        self._confirm(f"Delete run {row['id']} ({row.get('name')}) and all its candidates?",
+                      lambda: self._delete(row["id"]))
+
+    def _confirm(self, question: str, then: Any) -> None:
+        from workbench.screens.modals import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                then()
+
+        self.app.push_screen(ConfirmScreen(question), answered)
+
+    def _command(self, command: str, allowed: tuple[str, ...]) -> None:
+        row = self.selected_row()
+        if row is None:
+            return
+        if row.get("status") not in allowed:
+            self.notify(f"run {row['id']} is {row.get('status')}: cannot {command}",
+                        severity="warning")
+            return
+        self._send(row["id"], command)
+
+    def _send(self, run_id: int, command: str) -> None:
+        try:
+            tui_data.send_command(self.app.db_path, run_id, command)
+        except Exception as err:
+            self.notify(f"{command} failed: {err}", severity="error")
+            return
+        self.notify(f"{command} sent to run {run_id}")
+        self.poll()
+
+    def _delete(self, run_id: int) -> None:
+        try:
+            tui_data.delete_run(self.app.db_path, run_id)
+        except Exception as err:
+            self.notify(f"delete failed: {err}", severity="error")
+            return
+        self.notify(f"run {run_id} deleted")
+        self.poll()

@@ -1,0 +1,130 @@
+"""The PONAS accuracy-loss table as a coloured layer x candidate grid that fills in live.
+
+Cells show the loss in accuracy points (``1.2`` = 1.2 % of validation accuracy lost by using
+that candidate block in that layer, the paper's T_d); the background goes from green (no loss)
+to red (the largest loss measured so far). Cells not measured yet show ``·``. The right column
+is the per-layer importance (the largest loss in the layer, PONAS §3.3), as a bar and a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from rich.color import Color
+from rich.style import Style
+from rich.text import Text
+from textual.widgets import Static
+
+CELL = 5
+BAR = 6
+
+
+def loss_colour(fraction: float) -> Color:
+    """Green -> yellow -> red for 0 -> 1 (clamped)."""
+    f = min(1.0, max(0.0, fraction))
+    if f < 0.5:
+        red, green = int(40 + 400 * f), 150
+    else:
+        red, green = 230, int(150 - 240 * (f - 0.5))
+    return Color.from_rgb(min(red, 230), max(green, 30), 40)
+
+
+class LossTable:
+    """Rows of ``accuracy_table`` gathered into a grid (later rows replace earlier ones)."""
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, int], float] = {}
+        self.accuracy: dict[tuple[int, int], float] = {}
+
+    def add(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        for row in rows:
+            key = (int(row["layer"]), int(row["choice"]))
+            loss = row.get("loss")
+            if loss is None and row.get("accuracy") is not None:
+                continue
+            self.cells[key] = float(loss) if loss is not None else float("nan")
+            if row.get("accuracy") is not None:
+                self.accuracy[key] = float(row["accuracy"])
+
+    @property
+    def layers(self) -> int:
+        return 1 + max((layer for layer, _ in self.cells), default=-1)
+
+    @property
+    def choices(self) -> int:
+        return 1 + max((choice for _, choice in self.cells), default=-1)
+
+    def importance(self) -> dict[int, float]:
+        """Per-layer importance: the largest accuracy loss measured in the layer."""
+        result: dict[int, float] = {}
+        for (layer, _), loss in self.cells.items():
+            result[layer] = max(result.get(layer, 0.0), loss)
+        return result
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+def render_heatmap(table: LossTable, layers: int | None = None, choices: int | None = None) -> Text:
+    n_layers = max(layers or 0, table.layers)
+    n_choices = max(choices or 0, table.choices)
+    text = Text(no_wrap=True, overflow="crop")
+    if not n_layers or not n_choices:
+        text.append("No accuracy-table rows yet (PONAS writes one per layer and candidate).",
+                    style="dim")
+        return text
+    worst = max((v for v in table.cells.values() if v == v), default=0.0) or 1e-9
+    importance = table.importance()
+    most = max(importance.values(), default=0.0) or 1e-9
+    text.append("layer", style="bold")
+    for choice in range(n_choices):
+        text.append(f"{choice:>{CELL}}", style="bold")
+    text.append("  importance\n", style="bold")
+    for layer in range(n_layers):
+        text.append(f"L{layer:<4}")
+        for choice in range(n_choices):
+            loss = table.cells.get((layer, choice))
+            if loss is None:
+                text.append(f"{'·':>{CELL}}", style="dim")
+                continue
+            style = Style(bgcolor=loss_colour(loss / worst), color="black")
+            text.append(" ")
+            text.append(f"{100 * loss:>{CELL - 1}.1f}", style=style)
+        value = importance.get(layer)
+        if value is None:
+            text.append("\n")
+            continue
+        filled = round(BAR * value / most)
+        text.append("  ")
+        text.append("█" * filled, style="red")
+        text.append("░" * (BAR - filled), style="dim")
+        text.append(f" {100 * value:.1f}\n")
+    measured = len(table)
+    text.append(f"\n{measured}/{n_layers * n_choices} cells measured · loss in accuracy points",
+                style="dim")
+    return text
+
+
+class AccuracyHeatmap(Static):
+    """Keeps a :class:`LossTable` and redraws it as rows arrive."""
+
+    DEFAULT_CSS = """
+    AccuracyHeatmap { width: auto; height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.table = LossTable()
+        self.shape: tuple[int | None, int | None] = (None, None)
+
+    def on_mount(self) -> None:
+        self.update(render_heatmap(self.table, *self.shape))
+
+    def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.table.add(rows)
+        self.update(render_heatmap(self.table, *self.shape))
+
+    def set_shape(self, layers: int | None, choices: int | None) -> None:
+        self.shape = (layers, choices)
+        self.update(render_heatmap(self.table, *self.shape))
