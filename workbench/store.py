@@ -393,6 +393,46 @@ class Store:
         return [self._decode_run(r) for r in self.db.query("SELECT * FROM runs ORDER BY id")]
 
     # -- the coordinator's writes ----------------------------------------------------------
+    def claim_run(self, run_id: int, pid: int, host: str) -> dict[str, Any]:
+        """Make ``pid`` the run's coordinator; refuses a finished run or one with a live one.
+
+        Check and claim happen in one write transaction, so two ``nasw resume`` at once
+        cannot both win. Returns the run as it was before the claim.
+        """
+        with self.write() as conn:
+            run = self.run(run_id)
+            if run["status"] == "finished":
+                raise NaswError("run", run_id, "a run that is not finished",
+                                hint="it finished; start a new run to search more")
+            if run["status"] in LIVE_STATUSES and run.get("pid") and run["pid"] != pid \
+                    and run["stored_status"] != "created":
+                raise NaswError("run", run_id, "a run with no live coordinator",
+                                hint=f"its coordinator (pid {run['pid']} on {run['host']}) "
+                                     "is still running")
+            self._update_run(conn, run_id, {"pid": pid, "host": host, "heartbeat": time.time(),
+                                            "status": "running"})
+        return run
+
+    def candidate_stats(self, run_id: int) -> dict[str, Any]:
+        """Counts and best of a run's evaluated candidates (the coordinator's summary on resume)."""
+        counts = self.conn.execute(
+            "SELECT count(*), coalesce(sum(status = 'ok'), 0), coalesce(sum(status != 'ok'), 0),"
+            " coalesce(sum(feasible = 1), 0) FROM candidates"
+            " WHERE run_id = ? AND status NOT IN ('running', 'cancelled')", (run_id,)).fetchone()
+        stats: dict[str, Any] = dict(zip(("n_done", "n_ok", "n_failed", "n_feasible"), counts))
+        best = self.best_candidate(run_id)
+        stats.update(best_key=None, best_accuracy=None, best_candidate=None, best_feasible=None)
+        if best is not None:
+            is_feasible = bool(best["feasible"])
+            stats.update(best_key=(is_feasible, best["accuracy"] if is_feasible else best["reward"]),
+                         best_accuracy=best["accuracy"], best_candidate=best["id"],
+                         best_feasible=int(is_feasible))
+        return stats
+
+    def candidate_attempts(self, run_id: int) -> dict[int, int]:
+        return dict(self.conn.execute(
+            "SELECT id, attempts FROM candidates WHERE run_id = ?", (run_id,)).fetchall())
+
     def record(self, run_id: int, progress: Progress) -> None:
         """Write one loop iteration's output in a single transaction (see module docstring)."""
         now = time.time()

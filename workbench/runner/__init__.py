@@ -1,0 +1,50 @@
+"""The run engine: a detached coordinator per run, worker backends, launch helpers.
+
+    from workbench.runner import start_run, launch_detached
+    run_id = start_run(db_path, config)            # validated RunConfig -> a `created` run
+    pid = launch_detached(db_path, run_id)         # the coordinator, in its own session
+    Coordinator(db_path, run_id).run()             # or run it in this process (attached)
+
+See :mod:`workbench.runner.coordinator` for the loop and its crash guarantees.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from workbench.runner.backend import Backend, Finished, InlineBackend, WorkerInfo, make_backend
+from workbench.runner.coordinator import Coordinator
+from workbench.runner.process import coordinator_argv, log_path_for, spawn_detached
+from workbench.store import Store
+
+
+def start_run(db_path: str | os.PathLike[str], config: object) -> int:
+    """Create a run (status ``created``) from a validated :class:`~workbench.config.RunConfig`."""
+    with Store(db_path) as store:
+        run_id = store.create_run(config.to_dict())  # type: ignore[attr-defined]
+        store.update_run(run_id, log_path=str(log_path_for(db_path, run_id)))
+    return run_id
+
+
+def launch_detached(db_path: str | os.PathLike[str], run_id: int,
+                    evaluator: str | None = None) -> int:
+    """Start the run's coordinator detached (new session, log file); returns its pid."""
+    argv = coordinator_argv(db_path, run_id)
+    if evaluator is not None:
+        argv += ["--evaluator", evaluator]
+    log = log_path_for(db_path, run_id)
+    pid = spawn_detached(argv, log)
+    with Store(db_path) as store:
+        store.update_run(run_id, log_path=str(log))
+    return pid
+
+
+def db_dir(db_path: str | os.PathLike[str]) -> Path:
+    return Path(db_path).resolve().parent
+
+
+__all__ = [
+    "Backend", "Coordinator", "Finished", "InlineBackend", "WorkerInfo", "launch_detached",
+    "make_backend", "start_run",
+]
