@@ -1,0 +1,346 @@
+"""PNAS searcher on the synthetic evaluator: counts, expansion, ranking, resume, constraints."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from searchers import get_searcher
+from searchers.base import Job, Result
+from searchers.constraints import parse_constraints, soft_reward
+from searchers.errors import NaswError
+from searchers.objectives import synthetic_result
+from searchers.pnas import PNASSearcher, search_count
+from searchers.spaces import get_space
+
+B, K = 3, 8
+#: a cheap predictor for tests (the paper's is 100-wide, 5 members, 60 epochs)
+FAST = {"predictor": "mlp-ensemble", "predictor_embedding_dim": 16, "predictor_hidden_dim": 16,
+        "predictor_ensemble_size": 3, "predictor_epochs": 20, "predictor_batch_size": 32}
+FINAL = {"final_models": 1, "final_N": [1, 2], "final_params_target": 1e5}
+
+
+@pytest.fixture(scope="module")
+def space() -> Any:
+    return get_space("cell", "pnas-digits")
+
+
+def make(space: Any, seed: int = 0, **params: Any) -> PNASSearcher:
+    return get_searcher("pnas", space=space, seed=seed, **{"B": B, "K": K, **FAST, **FINAL,
+                                                           **params})
+
+
+def drive(searcher: Any, evaluate: Callable[[Job], Result] = synthetic_result, batch: int = 64,
+          stop_after: int | None = None) -> list[tuple[Job, Result]]:
+    """Ask/tell until done (or ``stop_after`` tells); results are told in reverse ask order
+    to show that completion order does not matter."""
+    told: list[tuple[Job, Result]] = []
+    while not searcher.done():
+        jobs = searcher.ask(batch)
+        assert jobs, "a searcher that is not done and has nothing pending must give jobs"
+        for job in reversed(jobs):
+            if stop_after is not None and len(told) >= stop_after:
+                return told
+            result = evaluate(job)
+            searcher.tell(job, result)
+            told.append((job, result))
+    return told
+
+
+@pytest.fixture(scope="module")
+def finished(space: Any) -> tuple[PNASSearcher, list[tuple[Job, Result]]]:
+    searcher = make(space, seed=0)
+    return searcher, drive(searcher)
+
+
+def test_trains_exactly_136_plus_b_minus_1_times_k_then_the_final_models(finished) -> None:
+    searcher, told = finished
+    tags = Counter(job.tag for job, _ in told)
+    assert tags == {"level 1": 136, "level 2": K, "level 3": K, "final": 2}
+    assert sum(n for tag, n in tags.items() if tag != "final") == search_count(B, K) == 152
+    assert searcher.budget == len(told) == 154 and searcher.done()
+    assert [job.id for job, _ in sorted(told, key=lambda t: t[0].id)] == list(range(154))
+    assert searcher.ask(10) == []
+
+
+def test_each_level_is_one_batch_and_ask_waits_for_it(space: Any) -> None:
+    searcher = make(space)
+    first = searcher.ask(100)
+    assert len(first) == 100 and {j.tag for j in first} == {"level 1"}
+    rest = searcher.ask(100)
+    assert len(rest) == 36 and searcher.ask(5) == []
+    for job in first + rest[:-1]:
+        searcher.tell(job, synthetic_result(job))
+    assert searcher.ask(5) == []  # one result of level 1 still outstanding
+    searcher.tell(rest[-1], synthetic_result(rest[-1]))
+    level2 = searcher.ask(100)
+    assert len(level2) == K and {j.tag for j in level2} == {"level 2"}
+    assert all(j.meta["predicted"] is not None for j in level2)
+
+
+def test_levels_are_valid_unique_canonical_children_ranked_by_the_predictor(finished,
+                                                                           space: Any) -> None:
+    searcher, _ = finished
+    seen: set[str] = set()
+    for level in range(1, B + 1):
+        records = searcher.level_records(level)
+        for record in records:
+            g = record["genotype"]
+            assert len(g["blocks"]) == level
+            assert space.canonical(g) == g == space.validate(g)
+            assert space.hash(g) == record["hash"] and record["hash"] not in seen
+            seen.add(record["hash"])
+        if level == 1:
+            assert len(records) == 136
+            continue
+        parents = [r["genotype"] for r in searcher.level_records(level - 1)]
+        children = {space.hash(c) for c in space.expand(parents)}
+        assert {r["hash"] for r in records} <= children
+        predicted = [r["predicted"] for r in records]
+        assert predicted == sorted(predicted, reverse=True)
+    # the last beam is exactly the top K of all children under the last fitted predictor
+    children = space.expand([r["genotype"] for r in searcher.level_records(B - 1)])
+    scores = searcher.predictor.predict(searcher._encode_many(children))
+    top = {space.hash(children[i]) for i in np.argsort(-scores, kind="stable")[:K]}
+    assert top == {r["hash"] for r in searcher.level_records(B)}
+
+
+def test_encoding_matches_the_space_tokens(finished, space: Any) -> None:
+    searcher, _ = finished
+    for record in searcher.level_records(3)[:3]:
+        tokens = np.array(space.tokens(record["genotype"]))
+        np.testing.assert_array_equal(searcher._encode(record["genotype"]),
+                                      tokens[:, [0, 2, 1, 3]])
+
+
+def test_events_and_rank_correlation_per_level(finished) -> None:
+    searcher, _ = finished
+    events = searcher.pop_events()
+    kinds = [e.kind for e in events]
+    assert kinds == ["beam", "level"] * B + ["final", "done"]
+    beams = [e for e in events if e.kind == "beam"]
+    assert [e.data["level"] for e in beams] == [1, 2, 3]
+    assert all(c["predicted"] is not None for c in beams[1].data["cells"])
+    assert beams[1].metrics["children"] > K
+    for level_event in [e for e in events if e.kind == "level"][1:]:
+        cells = level_event.data["cells"]
+        assert all(c["accuracy"] is not None and c["predicted"] is not None for c in cells)
+        assert -1.0 <= level_event.metrics["spearman"] <= 1.0
+        assert level_event.data["spearman"] == pytest.approx(level_event.metrics["spearman"])
+    summaries = searcher.levels
+    assert [s["chosen"] for s in summaries] == [136, K, K]
+    assert summaries[0]["spearman"] is None and summaries[1]["spearman"] is not None
+    assert summaries[0]["train_spearman"] > 0.5  # rho^_1: the fit on its own data
+
+
+def test_final_models_meet_the_params_target(finished, space: Any) -> None:
+    searcher, told = finished
+    finals = [(job, result) for job, result in told if job.tag == "final"]
+    best_cell = searcher.final_beam()[0]
+    target = FINAL["final_params_target"]
+    assert sorted(job.genotype["N"] for job, _ in finals) == [1, 2]
+    for job, _ in finals:
+        g = job.genotype
+        assert g["blocks"] == best_cell["blocks"]
+
+        def gap(f: int, g: dict = g) -> float:
+            return abs(space.costs({**g, "F": f})["params"] - target)
+
+        assert gap(g["F"]) <= gap(g["F"] + 1) and (g["F"] == 1 or gap(g["F"]) <= gap(g["F"] - 1))
+    assert [r["status"] for r in searcher.final_results()] == ["ok", "ok"]
+
+
+def test_final_models_can_train_longer(space: Any) -> None:
+    searcher = make(space, B=1, final_train={"epochs": 7, "lr": 0.025})
+    told = drive(searcher)
+    final_jobs = [job for job, _ in told if job.tag == "final"]
+    assert len(told) == 136 + 2 and len(final_jobs) == 2
+    assert all(j.train.epochs == 7 and j.train.lr == 0.025 for j in final_jobs)
+    assert all(j.train.epochs == searcher.train_spec.epochs for j, _ in told if j.tag != "final")
+
+
+def test_beats_random_search_at_the_same_count_over_five_seeds(space: Any, finished) -> None:
+    """Paper Fig. 4: mean accuracy of the top 5 after 136 + (B - 1) K evaluations."""
+    pnas_top5, random_top5 = [], []
+    for seed in range(5):
+        if seed == 0:
+            told = finished[1]
+        else:
+            told = drive(make(space, seed=seed, final_models=0))
+        accuracies = [r.accuracy for job, r in told if job.tag != "final"]
+        assert len(accuracies) == search_count(B, K)
+        baseline = get_searcher("random", space=space, seed=seed, budget=len(accuracies))
+        random_accuracies = [r.accuracy for _, r in drive(baseline)]
+        assert len(random_accuracies) == len(accuracies)
+        pnas_top5.append(np.mean(sorted(accuracies)[-5:]))
+        random_top5.append(np.mean(sorted(random_accuracies)[-5:]))
+    assert np.mean(pnas_top5) > np.mean(random_top5)
+
+
+def _resume(searcher: PNASSearcher, space: Any) -> PNASSearcher:
+    """Kill (keep only a pickled checkpoint) and restart into a fresh searcher."""
+    state = pickle.loads(pickle.dumps(searcher.state_dict()))
+    fresh = make(space, seed=0)
+    fresh.load_state_dict(state)
+    return fresh
+
+
+def test_kill_and_resume_gives_the_same_final_beam(finished, space: Any) -> None:
+    reference, reference_told = finished
+    searcher = make(space, seed=0)
+    told: list[tuple[Job, Result]] = []
+    # kill mid level 1, right after the level-2 beam is chosen, and mid level 3
+    for stop in (50, 136, 147):
+        told += drive(searcher, stop_after=stop - len(told))
+        searcher = _resume(searcher, space)
+        pending = searcher.pending
+        assert {j.id for j in pending} == {j.id for j in searcher._pending.values()}
+        for job in pending:  # the coordinator re-issues in-flight jobs
+            result = synthetic_result(job)
+            searcher.tell(job, result)
+            told.append((job, result))
+    told += drive(searcher)
+    assert searcher.done() and len(told) == len(reference_told)
+    assert searcher.final_beam() == reference.final_beam()
+    assert searcher.final_results() == reference.final_results()
+    assert [s["spearman"] for s in searcher.levels] == [s["spearman"] for s in reference.levels]
+    assert sorted(j.id for j, _ in told) == list(range(len(told)))
+
+
+def test_hard_constraints_skip_infeasible_candidates_and_refill_the_beam(space: Any) -> None:
+    one_block = space.enumerate_one_block()
+    params = sorted(space.costs(g)["params"] for g in one_block)
+    limit = params[100]  # cuts some one-block cells; many 2- and 3-block ones
+    searcher = make(space, constraints=[f"params<={limit}"], hard_constraints=True,
+                    final_models=0)
+    told = drive(searcher)
+    assert all(r.costs["params"] <= limit for _, r in told)
+    levels = searcher.levels
+    assert levels[0]["chosen"] == sum(p <= limit for p in params) < 136
+    assert levels[0]["skipped_infeasible"] == 136 - levels[0]["chosen"]
+    assert [s["chosen"] for s in levels[1:]] == [K, K]  # refilled from the ranked list
+    assert levels[1]["skipped_infeasible"] + levels[2]["skipped_infeasible"] > 0
+
+
+def test_soft_constraints_rank_by_the_epnas_reward(space: Any) -> None:
+    constraints = ["params<=30k"]
+    searcher = make(space, B=2, constraints=constraints, final_models=0)
+    told = drive(searcher)
+    parsed = parse_constraints(constraints)
+    violating = 0
+    for job, result in told:
+        record = next(r for r in searcher._records if r["job_id"] == job.id)
+        assert record["reward"] == pytest.approx(soft_reward(result.accuracy, result.costs,
+                                                             parsed))
+        violating += record["reward"] < record["accuracy"]
+    assert violating > 0  # soft: violators are trained, and ranked below their accuracy
+
+
+def test_failed_candidates_are_neither_fitted_nor_expanded(space: Any) -> None:
+    def flaky(job: Job) -> Result:
+        if job.tag == "level 1" and job.id % 10 == 0:
+            return Result(status="oom", error="out of memory")
+        return synthetic_result(job)
+
+    searcher = make(space, B=2, final_models=0)
+    told = drive(searcher, evaluate=flaky)
+    assert len(told) == 136 + K and searcher.done()
+    failed = {searcher._records[i]["hash"] for i in range(0, 136, 10)}
+    ok_parents = [r["genotype"] for r in searcher.level_records(1) if r["status"] == "ok"]
+    assert len(ok_parents) == 136 - len(failed)
+    assert {r["hash"] for r in searcher.level_records(2)} <= {
+        space.hash(c) for c in space.expand(ok_parents)}
+
+
+def test_budget_is_validated_and_derived(space: Any) -> None:
+    assert make(space).budget == 136 + (B - 1) * K + 2
+    assert make(space, budget=10**6).budget == 154  # a wall-time-only run passes a huge cap
+    with pytest.raises(NaswError, match=r"budget.*at least 154"):
+        make(space, budget=153)
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"predictor": "gp"}, "searcher.params.predictor"),
+    ({"B": 6}, "searcher.params.B"),
+    ({"K": 0}, "searcher.params.K"),
+    ({"final_N": []}, "searcher.params.final_N"),
+    ({"final_params_target": -1}, "searcher.params.final_params_target"),
+    ({"final_train": {"epoch": 3}}, "train.epoch"),
+    ({"F": 0}, "searcher.params.F"),
+    ({"beam": 3}, "searcher.params.beam"),
+])
+def test_bad_params_name_the_field(space: Any, params: dict, field: str) -> None:
+    with pytest.raises(NaswError) as err:
+        make(space, **params)
+    assert err.value.field == field
+
+
+def test_other_spaces_are_rejected() -> None:
+    with pytest.raises(NaswError, match="space.*cell"):
+        get_searcher("pnas", space=get_space("mbconv", "ponas-digits"))
+
+
+def test_presets_hold_the_papers_numbers() -> None:
+    paper = get_searcher("pnas", space=get_space("cell", "pnas-cifar"), preset="pnas-paper")
+    assert (paper.num_blocks, paper.beam_size) == (5, 256)
+    assert search_count(5, 256) == 1160 and paper.budget == 1160 + 3
+    assert paper.predictor_config.kind == "mlp-ensemble"
+    assert (paper.predictor_config.embedding_dim, paper.predictor_config.hidden_dim) == (100, 100)
+    assert paper.final_params_target == 3e6 and paper.final_train_spec.epochs == 300
+    cifar = get_space("cell", "pnas-cifar")
+    assert (cifar.settings["N"], cifar.settings["F"]) == (2, 24)  # the search's N and F
+    digits = get_searcher("pnas", space=get_space("cell", "pnas-digits"), preset="pnas-digits")
+    assert digits.budget == search_count(digits.num_blocks, digits.beam_size) + 2
+    overridden = get_searcher("pnas", space=get_space("cell", "pnas-digits"),
+                              preset="pnas-digits", K=4, budget=None)
+    assert overridden.beam_size == 4
+
+
+def test_n_and_f_params_override_the_space_preset(space: Any) -> None:
+    searcher = make(space, N=2, F=12, final_models=0, B=1)
+    jobs = searcher.ask(200)
+    assert len(jobs) == 136 and {(j.genotype["N"], j.genotype["F"]) for j in jobs} == {(2, 12)}
+
+
+def test_state_dict_is_plain_data_plus_tensors(finished) -> None:
+    searcher, _ = finished
+    state = searcher.state_dict()
+    copy.deepcopy(state)
+    assert state["pnas"]["predictor"]["members"]  # the fitted predictor's weights
+    assert len(state["pnas"]["records"]) == 154
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_configs"
+
+
+@pytest.mark.parametrize("name", ["pnas-digits.yaml", "pnas-paper.yaml"])
+def test_sample_configs_build_a_pnas_searcher(name: str) -> None:
+    config_module = pytest.importorskip("workbench.config")
+    config = config_module.load_config(SAMPLE / name)
+    _, searcher = config_module.make_searcher(config)
+    assert isinstance(searcher, PNASSearcher)
+    assert config.budget.candidates == searcher.budget
+
+
+@pytest.mark.slow
+def test_real_training_of_a_level_one_candidate() -> None:
+    """The digits config's candidates train for real (the full run is in docs/pnas.md)."""
+    config_module = pytest.importorskip("workbench.config")
+    from searchers.evaluators import evaluate
+
+    config = config_module.load_config(SAMPLE / "pnas-digits.yaml")
+    _, searcher = config_module.make_searcher(config)
+    job = searcher.ask(1)[0]
+    job = Job.from_dict({**job.to_dict(), "train": {**job.train.to_dict(), "epochs": 1,
+                                                    "max_batches": 3}})
+    result = evaluate(job, "train")
+    assert result.status == "ok", result.error
+    assert 0.0 <= result.accuracy <= 1.0 and result.costs["params"] > 0
+    searcher.tell(job, result)
