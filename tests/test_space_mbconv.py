@@ -22,6 +22,15 @@ from searchers.spaces.mbconv import (
 SMALL_PRESETS = ("ponas-digits", "ponas-cifar")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Many tiny forward passes: one intra-op thread avoids thread spin on a busy 2-core box."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def forward(space: MBConvSpace, genotype: dict, batch: int = 2) -> torch.Tensor:
     model = space.build(genotype).eval()
     with torch.no_grad():

@@ -28,10 +28,15 @@ class CostPlan:
     stem: LayerCost
     head: LayerCost
     table: tuple[tuple[LayerCost, ...], ...]  # [position][option]
+    # fixed (non-searchable) layers between positions: (before_position, node, label, cost)
+    fixed: tuple[tuple[int, str, str, LayerCost], ...] = ()
 
     @property
     def base(self) -> LayerCost:
-        return self.stem + self.head
+        cost = self.stem + self.head
+        for _, _, _, fixed_cost in self.fixed:
+            cost = cost + fixed_cost
+        return cost
 
 
 _PLAN_CACHE: dict[str, CostPlan] = {}
@@ -158,21 +163,29 @@ class ChainSpace(Space):
 
     # -- graph ----------------------------------------------------------------------------
     def graph(self, genotype: Mapping[str, Any]) -> Any:
-        """``stem -> (layer nodes, add nodes for residuals) -> head``; node ``costs`` sum to
-        :meth:`costs` (an add node's cost is part of its block's node)."""
+        """``stem -> (fixed layers, chosen blocks, add nodes for residuals) -> head``; node
+        ``costs`` sum to :meth:`costs` (an add node's cost is part of its block's node); empty
+        positions (identities) have no node."""
         import networkx as nx
 
         picks = self.picks(genotype)
         plan = self.cost_plan()
+        fixed_before: dict[int, list[tuple[str, str, LayerCost]]] = {}
+        for before, node, label, cost in plan.fixed:
+            fixed_before.setdefault(before, []).append((node, label, cost))
         g = nx.DiGraph()
         g.add_node("stem", label=self._stem_label(), costs=plan.stem.as_dict())
         previous = "stem"
-        for position, option in enumerate(picks):
-            if self._is_empty(option):
+        for position, option in enumerate([*picks, None]):
+            for node, label, cost in fixed_before.get(position, []):
+                g.add_node(node, label=label, costs=cost.as_dict())
+                g.add_edge(previous, node, kind="seq")
+                previous = node
+            if option is None or self._is_empty(option):
                 continue
             info = self._position_info(position)
             node = f"{self._token_prefix}{position}"
-            label = (f"{node} {self.option_label(option)} {info['c_in']}->{info['c_out']}"
+            label = (f"{node} {self.option_description(option)} {info['c_in']}->{info['c_out']}"
                      + (f" s{info['stride']}" if info["stride"] != 1 else ""))
             g.add_node(node, label=label, costs=plan.table[position][option].as_dict(),
                        position=position, option=option)
@@ -190,6 +203,10 @@ class ChainSpace(Space):
 
     def _is_empty(self, option: int) -> bool:
         return False
+
+    def option_description(self, option: int) -> str:
+        """Longer name of an option for graph labels (default: :meth:`option_label`)."""
+        return self.option_label(option)
 
     def _stem_label(self) -> str:
         return "stem"
