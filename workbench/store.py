@@ -400,17 +400,21 @@ class Store:
         cannot both win. Returns the run as it was before the claim.
         """
         with self.write() as conn:
-            run = self.run(run_id)
-            if run["status"] == "finished":
-                raise NaswError("run", run_id, "a run that is not finished",
-                                hint="it finished; start a new run to search more")
-            if run["status"] in LIVE_STATUSES and run.get("pid") and run["pid"] != pid \
-                    and run["stored_status"] != "created":
-                raise NaswError("run", run_id, "a run with no live coordinator",
-                                hint=f"its coordinator (pid {run['pid']} on {run['host']}) "
-                                     "is still running")
+            run = self.check_resumable(run_id, pid)
             self._update_run(conn, run_id, {"pid": pid, "host": host, "heartbeat": time.time(),
                                             "status": "running"})
+        return run
+
+    def check_resumable(self, run_id: int, pid: int | None = None) -> dict[str, Any]:
+        """The run, if a (new) coordinator may take it; NaswError saying why not otherwise."""
+        run = self.run(run_id)
+        if run["status"] == "finished":
+            raise NaswError("run", run_id, "a run that is not finished",
+                            hint="it finished; start a new run to search more")
+        if run["status"] in LIVE_STATUSES and run.get("pid") and run["pid"] != pid:
+            raise NaswError("run", run_id, "a run with no live coordinator",
+                            hint=f"its coordinator (pid {run['pid']} on {run['host']}) "
+                                 "is still running")
         return run
 
     def candidate_stats(self, run_id: int) -> dict[str, Any]:

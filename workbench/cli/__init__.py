@@ -25,13 +25,33 @@ EXIT_BAD_INPUT = 2
 DEFAULT_DB = "nasw.db"
 
 #: command modules, each defining one or more commands on ``main``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["run", "runs", "cost", "doctor"]
 
 
 def db_path(ctx: click.Context) -> Path:
-    """The database path from ``--db``, ``NASW_DB`` or ``./nasw.db``."""
+    """The database path from ``--db`` (before or after the command), ``NASW_DB`` or ``./nasw.db``."""
     root = ctx.find_root()
-    return Path(root.params.get("db") or os.environ.get("NASW_DB") or DEFAULT_DB)
+    return Path(ctx.meta.get("nasw.db") or root.params.get("db") or os.environ.get("NASW_DB")
+                or DEFAULT_DB)
+
+
+def _remember_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.meta["nasw.db"] = value
+
+
+def db_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--db PATH`` accepted after a subcommand too (``nasw ls --db x.db``); read it with
+    :func:`db_path`."""
+    return click.option("--db", type=click.Path(dir_okay=False), default=None, expose_value=False,
+                        callback=_remember_db, is_eager=True,
+                        help="SQLite database (default: $NASW_DB or ./nasw.db).")(func)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--json``: machine-readable output (passed to the command as ``as_json``)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Print JSON instead of a table.")(func)
 
 
 def echo_json(data: Any) -> None:

@@ -200,9 +200,6 @@ class Coordinator:
                 if self.on_progress is not None:
                     self.on_progress(store.run(self.run_id))
             if final:
-                if status == "finished":
-                    print(f"run {self.run_id} finished: {self.stats['n_done']} candidates",
-                          flush=True)
                 return status
             for job in asked:
                 in_flight[job.id] = job
@@ -325,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     except NaswError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
-    print(f"run {args.run}: {status}", flush=True)
+    print(f"run {args.run}: {status} after {coordinator.stats['n_done']} candidates", flush=True)
     return 0
 
 
