@@ -1,0 +1,375 @@
+"""EPNAS: progressive REINFORCE search under soft resource constraints (Zhou et al.).
+
+One *episode* (paper Fig. 1): ``N`` branches each start from a network ``X_{0,n}`` and the
+policy morphs it ``T`` times, ``X_{t+1,n} = morph(X_{t,n}, a_{t,n})``, ``a ~ pi(.|X_{t,n})``.
+The ``N * T`` morphed networks are the episode's candidates. Because a morph needs only the
+previous network, not its reward, the whole episode is sampled up front and asked as one batch
+(``ask`` hands out its jobs, the coordinator runs them in parallel). When every result is told:
+
+* reward ``r = accuracy * prod_i p_i ** violation_i`` (Eq. 2-3, :func:`soft_reward`);
+* one Adam step on the paper's gradient
+  ``g = 1/N sum_n sum_t grad log pi(a_{t,n}|X_{t,n}) (sum_{t'>=t} r_{t',n} - b_t)``
+  with ``b_t`` a moving average of the returns at step ``t``;
+* the top-``N`` candidates (by reward, distinct architectures) start the next episode's
+  branches. The first episode starts from random networks (paper: "a randomly generated
+  architecture"), or from the space's small initial network with ``initial="small"``.
+
+Search patterns (§3.3): layer by layer over the ``layerwise`` space (insert adds a layer) and
+module search over the ``cell`` space (insert adds a branch to the cell).
+
+Performance prediction (§3.4): with ``performance_prediction`` the jobs train with the short,
+large-batch, high-learning-rate ``prediction_train`` overrides of the run's training spec
+(paper: LR 0.5, batch 1024, stop at 10 epochs), and with ``share_weights`` they start from a
+global dictionary keyed by (layer number, op type): each result sends its trained weights back,
+a key keeps the weights of the most accurate model per parameter-shape signature (up to
+``shared_variants`` signatures), and a job inherits, per key, the stored signature closest to
+its own shapes; :func:`searchers.training.inherit_weights` crops or pads the remaining
+differences. An evaluator that never returns weights (``synthetic``) turns sharing off at its
+first successful result.
+
+Choices the paper leaves open (each tested in ``tests/test_epnas.py``):
+
+* The baseline ``b(X_t)`` is an exponential moving average (``baseline_decay``) of the mean
+  return at step ``t``, initialised with the first episode's means.
+* The next episode's branches are the top ``N`` *distinct* architectures of the episode (by
+  canonical hash, ties broken by the earlier job), repeated cyclically if fewer exist. Without
+  the dedup, repeated "keep" morphs fill the branches with copies.
+* Every candidate is evaluated, duplicates included: a repeated architecture is a fresh noisy
+  estimate, as in the paper.
+* A budget that ends mid-episode truncates the episode in (step, branch) order; the policy still
+  learns from the candidates that were evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+
+from searchers.base import Job, Result, Searcher
+from searchers.errors import NaswError
+
+PAPER_PREDICTION_TRAIN: dict[str, Any] = {
+    "epochs": 10, "batch_size": 1024, "lr": 0.5, "lr_min": 0.001, "schedule": "cosine",
+    "nesterov": True,
+}
+DIGITS_PREDICTION_TRAIN: dict[str, Any] = {
+    "epochs": 4, "batch_size": 256, "lr": 0.2, "lr_min": 0.001, "schedule": "cosine",
+    "nesterov": True,
+}
+DEFAULT_STEPS = {"layerwise": 10, "cell": 5}  # paper: episode steps per search pattern
+INITIAL_NETWORKS = ("random", "small")
+
+
+class EPNASSearcher(Searcher):
+    """EPNAS (see the module docstring). Parameters: :meth:`default_params`."""
+
+    name: ClassVar[str] = "epnas"
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # The paper's CIFAR-10 training details (§4.1): 8 branches, T = 10 (layer by layer) or
+        # 5 (module search), LSTMs of 32 / 128 units, Adam 6e-4, uniform init in [-0.1, 0.1].
+        "epnas-paper": {},
+        # Digits on a CPU: the same algorithm, a short proxy and a faster-learning policy, since
+        # a few hundred candidates give the policy only ~10 updates instead of the paper's 15
+        # episodes of large batches.
+        "epnas-digits": {"steps": 5, "lr": 0.005,
+                         "prediction_train": dict(DIGITS_PREDICTION_TRAIN)},
+    }
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {
+            "branches": 8, "steps": None, "embed_dim": 32, "embed_hidden": 32,
+            "controller_hidden": 128, "lr": 0.0006, "init_range": 0.1, "baseline_decay": 0.9,
+            "entropy_weight": 0.0, "initial": "random", "share_weights": True,
+            "shared_variants": 4, "performance_prediction": True,
+            "prediction_train": dict(PAPER_PREDICTION_TRAIN),
+        }
+
+    def __init__(self, space: Any, **kwargs: Any) -> None:
+        super().__init__(space, **kwargs)
+        import torch
+
+        from searchers._epnas_morph import morpher_for
+        from searchers._epnas_policy import EPNASPolicy, single_thread
+
+        p = self.params
+        for key in ("branches", "embed_dim", "embed_hidden", "controller_hidden",
+                    "shared_variants"):
+            if not isinstance(p[key], int) or isinstance(p[key], bool) or p[key] < 1:
+                raise NaswError(f"searcher.params.{key}", p[key], "a positive integer")
+        if p["steps"] is None:
+            p["steps"] = DEFAULT_STEPS.get(space.name, 5)
+        if not isinstance(p["steps"], int) or p["steps"] < 1:
+            raise NaswError("searcher.params.steps", p["steps"], "a positive integer or null")
+        if p["initial"] not in INITIAL_NETWORKS:
+            raise NaswError("searcher.params.initial", p["initial"], INITIAL_NETWORKS)
+        if not 0.0 <= float(p["baseline_decay"]) < 1.0:
+            raise NaswError("searcher.params.baseline_decay", p["baseline_decay"], "0 <= d < 1")
+        self.morpher = morpher_for(space)
+        self.job_train = self.train_spec
+        if p["performance_prediction"]:
+            overrides = dict(p["prediction_train"] or {})
+            self.job_train = type(self.train_spec).from_dict(
+                {**self.train_spec.to_dict(), **overrides})
+        self.rng = np.random.default_rng(self.seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self._single_thread = single_thread
+        self.policy = EPNASPolicy(self.morpher.shape, embed_dim=p["embed_dim"],
+                                  embed_hidden=p["embed_hidden"],
+                                  controller_hidden=p["controller_hidden"],
+                                  init_range=float(p["init_range"]), generator=self.generator)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=float(p["lr"]))
+        self.baseline: np.ndarray | None = None
+        self.episode_index = 0
+        self.branches: list[dict[str, Any]] = []
+        self.episode: dict[str, Any] | None = None  # entries + queue of the running episode
+        self.sharing: dict[str, list[dict[str, Any]]] = {}
+        self.sharing_active = bool(p["share_weights"])
+
+    # -- ask / tell ----------------------------------------------------------------------
+    def done(self) -> bool:
+        return self.n_told >= self.budget
+
+    def _ask(self, n: int) -> list[Job]:
+        if self.episode is None:
+            if self._next_id >= self.budget:
+                return []
+            self._start_episode()
+        assert self.episode is not None
+        jobs = []
+        queue = self.episode["queue"]
+        while queue and len(jobs) < n:
+            index = queue.pop(0)
+            entry = self.episode["entries"][index]
+            job = self.new_job(
+                entry["genotype"], train=self.job_train,
+                tag=f"episode {self.episode['index']} / branch {entry['branch']} / "
+                    f"step {entry['step']}",
+                inherit=self._inherit_for(entry["genotype"]) if self.sharing_active else None,
+                return_weights=self.sharing_active,
+                meta={"episode": self.episode["index"], "branch": entry["branch"],
+                      "step": entry["step"], "entry": index})
+            entry["job_id"] = job.id
+            jobs.append(job)
+        return jobs
+
+    def _tell(self, job: Job, result: Result) -> None:
+        episode = self.episode
+        if episode is None or job.meta.get("episode") != episode["index"]:
+            raise NaswError("job.meta.episode", job.meta.get("episode"),
+                            [episode["index"]] if episode else "no episode is running")
+        entry = episode["entries"][int(job.meta["entry"])]
+        told = self.history[-1]
+        entry.update(reward=told["reward"], accuracy=told["accuracy"], feasible=told["feasible"])
+        if result.ok and job.return_weights:
+            if result.weights is None:
+                self.sharing_active = False  # this evaluator never sends weights back
+                self.sharing = {}
+            else:
+                self._share(job.genotype, result.weights, float(result.accuracy))
+        asked = [e for e in episode["entries"] if e["job_id"] is not None]
+        if not episode["queue"] and all(e["reward"] is not None for e in asked):
+            self._finish_episode()
+
+    # -- episodes ------------------------------------------------------------------------
+    def _initial_networks(self) -> list[dict[str, Any]]:
+        n = self.params["branches"]
+        if self.params["initial"] == "small":
+            return [self.space.initial() for _ in range(n)]
+        return [self.space.sample(self.rng) for _ in range(n)]
+
+    def _start_episode(self) -> None:
+        """Sample all T morph steps of all N branches now: no reward is needed in between."""
+        if not self.branches:
+            self.branches = self._initial_networks()
+        networks = [copy.deepcopy(g) for g in self.branches]
+        entries: list[dict[str, Any]] = []
+        for step in range(self.params["steps"]):
+            tokens = [self.morpher.tokens(g) for g in networks]
+            masks = [self.morpher.group_mask(g) for g in networks]
+            with self._single_thread():
+                decisions = self.policy.sample(tokens, masks, self.generator)
+            for branch, decision in enumerate(decisions):
+                networks[branch] = self.morpher.morph(networks[branch], decision)
+                entries.append({
+                    "step": step, "branch": branch, "tokens": tokens[branch],
+                    "mask": masks[branch],
+                    "decision": {"scale": decision["scale"], "insert": decision["insert"]},
+                    "entropy": decision["entropy"], "genotype": networks[branch],
+                    "job_id": None, "reward": None, "accuracy": None, "feasible": None})
+        remaining = self.budget - self._next_id
+        self.episode = {"index": self.episode_index, "entries": entries,
+                        "queue": list(range(min(len(entries), remaining)))}
+
+    def _finish_episode(self) -> None:
+        """Policy gradient step, events, and the next episode's branches."""
+        from searchers._epnas_policy import reinforce_update, returns_to_go, update_baseline
+
+        assert self.episode is not None
+        entries = [e for e in self.episode["entries"] if e["reward"] is not None]
+        n_branches, n_steps = self.params["branches"], self.params["steps"]
+        rewards = np.zeros((n_branches, n_steps))
+        told = np.zeros((n_branches, n_steps), dtype=bool)
+        for e in entries:
+            rewards[e["branch"], e["step"]] = e["reward"]
+            told[e["branch"], e["step"]] = True
+        returns = returns_to_go(rewards)
+        new_baseline = update_baseline(self.baseline, returns, told,
+                                       float(self.params["baseline_decay"]))
+        used_baseline = self.baseline if self.baseline is not None else new_baseline
+        advantages = [returns[e["branch"], e["step"]] - used_baseline[e["step"]]
+                      for e in entries]
+        with self._single_thread():
+            stats = reinforce_update(
+                self.policy, self.optimizer, [e["tokens"] for e in entries],
+                [e["mask"] for e in entries], [e["decision"] for e in entries], advantages,
+                n_branches, float(self.params["entropy_weight"]))
+        self.baseline = new_baseline
+        episode_rewards = [e["reward"] for e in entries]
+        metrics = {
+            "mean_reward": float(np.mean(episode_rewards)),
+            "max_reward": float(np.max(episode_rewards)),
+            "feasible_fraction": float(np.mean([bool(e["feasible"]) for e in entries])),
+            "entropy": float(np.mean([e["entropy"] for e in entries])),
+            "loss": stats["loss"], "baseline": float(np.mean(self.baseline)),
+        }
+        best = self.best()
+        if best is not None and best["feasible"]:
+            metrics["best_feasible_accuracy"] = float(best["accuracy"])
+        self.emit("episode", self.episode["index"],
+                  {"episode": self.episode["index"], "candidates": len(entries),
+                   "best_id": best["id"] if best else None,
+                   "branches": [e["job_id"] for e in self._top_entries(entries)]},
+                  **metrics)
+        self.branches = [copy.deepcopy(e["genotype"]) for e in self._top_entries(entries)]
+        self.episode = None
+        self.episode_index += 1
+
+    def _top_entries(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The top-N distinct architectures by reward, repeated cyclically to fill N."""
+        ranked = sorted(entries, key=lambda e: (-e["reward"], e["job_id"]))
+        seen: set[str] = set()
+        distinct = []
+        for e in ranked:
+            key = self.space.hash(e["genotype"])
+            if key not in seen:
+                seen.add(key)
+                distinct.append(e)
+        if not distinct:
+            return []
+        return [distinct[i % len(distinct)] for i in range(self.params["branches"])]
+
+    # -- parameter sharing ---------------------------------------------------------------
+    def _split(self, genotype: Mapping[str, Any], names: list[str]
+               ) -> dict[str, tuple[str, list[str]]]:
+        """Group state-dict names by sharing key: ``key -> (prefix, names)``."""
+        from searchers._epnas_morph import OTHER_KEY
+
+        groups: dict[str, tuple[str, list[str]]] = {}
+        claimed: set[str] = set()
+        for prefix, key in self.morpher.sharing_keys(genotype):
+            mine = [name for name in names if name.startswith(prefix)]
+            claimed.update(mine)
+            groups[key] = (prefix, mine)
+        groups[OTHER_KEY] = ("", [name for name in names if name not in claimed])
+        return groups
+
+    def _share(self, genotype: Mapping[str, Any], weights: Mapping[str, Any],
+               accuracy: float) -> None:
+        """Store a trained model's weights per key; on a clash keep the more accurate one."""
+        for key, (prefix, names) in self._split(genotype, sorted(weights)).items():
+            if not names:
+                continue
+            tensors = {name[len(prefix):]: weights[name].detach().clone().cpu()
+                       for name in names}
+            signature = _signature(tensors)
+            variants = self.sharing.setdefault(key, [])
+            same = [v for v in variants if v["signature"] == signature]
+            if same:
+                if accuracy > same[0]["accuracy"]:
+                    same[0].update(accuracy=accuracy, tensors=tensors)
+            else:
+                variants.append({"signature": signature, "accuracy": accuracy,
+                                 "tensors": tensors})
+                variants.sort(key=lambda v: -v["accuracy"])
+                del variants[self.params["shared_variants"]:]
+
+    def _inherit_for(self, genotype: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A state dict assembled from the dictionary: per key, the closest-shaped variant."""
+        if not self.sharing:
+            return None
+        shapes = self._shapes(genotype)
+        inherit: dict[str, Any] = {}
+        for key, (prefix, names) in self._split(genotype, sorted(shapes)).items():
+            variants = self.sharing.get(key)
+            if not variants or not names:
+                continue
+            wanted = {name[len(prefix):]: shapes[name] for name in names}
+            best = min(variants, key=lambda v: (_shape_distance(v["signature"], wanted),
+                                                -v["accuracy"]))
+            for suffix, tensor in best["tensors"].items():
+                if suffix in wanted:
+                    inherit[prefix + suffix] = tensor
+        return inherit or None
+
+    def _shapes(self, genotype: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Parameter/buffer shapes of the built candidate (built on the meta device: free)."""
+        import torch
+
+        with torch.device("meta"):
+            model = self.space.build(genotype, self.input_shape, self.num_classes)
+        return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update({
+            "policy": {k: v.clone() for k, v in self.policy.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "generator": self.generator.get_state(),
+            "rng": copy.deepcopy(self.rng.bit_generator.state),
+            "baseline": None if self.baseline is None else self.baseline.tolist(),
+            "episode_index": self.episode_index,
+            "branches": copy.deepcopy(self.branches),
+            "episode": copy.deepcopy(self.episode),
+            "sharing": copy.deepcopy(self.sharing),
+            "sharing_active": self.sharing_active,
+            "params": dict(self.params),
+        })
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = copy.deepcopy(state["rng"])
+        self.baseline = None if state["baseline"] is None else np.asarray(state["baseline"])
+        self.episode_index = int(state["episode_index"])
+        self.branches = copy.deepcopy(state["branches"])
+        self.episode = copy.deepcopy(state["episode"])
+        self.sharing = copy.deepcopy(state["sharing"])
+        self.sharing_active = bool(state["sharing_active"])
+
+
+def _signature(tensors: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    return tuple(sorted((name, tuple(t.shape)) for name, t in tensors.items()))
+
+
+def _shape_distance(signature: tuple[tuple[str, tuple[int, ...]], ...],
+                    wanted: Mapping[str, tuple[int, ...]]) -> float:
+    """How far stored shapes are from wanted ones: sum of |log ratio| of dimensions; a name
+    missing on either side counts as a large distance."""
+    stored = dict(signature)
+    distance = 0.0
+    for name in set(stored) | set(wanted):
+        a, b = stored.get(name), wanted.get(name)
+        if a is None or b is None or len(a) != len(b):
+            distance += 10.0
+            continue
+        distance += sum(abs(math.log(max(x, 1)) - math.log(max(y, 1))) for x, y in zip(a, b))
+    return distance
