@@ -285,12 +285,18 @@ class SurrogatePredictor:
                 groups.append((np.asarray(indices), torch.from_numpy(
                     np.stack([encoded[i] for i in indices]))))
         result = np.zeros(sum(len(g[0]) for g in groups), dtype=np.float64)
-        with torch.no_grad():
-            for indices, stacked in groups:
-                for start in range(0, len(indices), chunk):
-                    x = stacked[start:start + chunk]
-                    mean = sum(m(x).double() for m in self.members) / len(self.members)
-                    result[indices[start:start + chunk]] = mean.numpy()
+        threads = torch.get_num_threads()
+        # below ~10^5 cells thread start-up and contention cost more than they save
+        torch.set_num_threads(max(1, min(threads, len(result) // 100_000)))
+        try:
+            with torch.no_grad():
+                for indices, stacked in groups:
+                    for start in range(0, len(indices), chunk):
+                        x = stacked[start:start + chunk]
+                        mean = sum(m(x).double() for m in self.members) / len(self.members)
+                        result[indices[start:start + chunk]] = mean.numpy()
+        finally:
+            torch.set_num_threads(threads)
         return result
 
     def _check(self, cell: np.ndarray) -> np.ndarray:

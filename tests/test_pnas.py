@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 from collections import Counter
 from collections.abc import Callable
@@ -29,7 +30,22 @@ FINAL = {"final_models": 1, "final_N": [1, 2], "final_params_target": 1e5}
 
 @pytest.fixture(scope="module")
 def space() -> Any:
-    return get_space("cell", "pnas-digits")
+    """The digits cell space with ``expand`` memoised: every run expands the same 136 one-block
+    cells (31,620 children), and ``expand`` is deterministic (tested in the cell space's own
+    tests), so the suite pays for that expansion once instead of once per run."""
+    space = get_space("cell", "pnas-digits")
+    expand = space.expand
+    cache: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def memoised_expand(cells: Any) -> list[dict[str, Any]]:
+        cells = list(cells)
+        key = tuple(json.dumps(c, sort_keys=True) for c in cells)
+        if key not in cache:
+            cache[key] = expand(cells)
+        return list(cache[key])
+
+    space.expand = memoised_expand
+    return space
 
 
 def make(space: Any, seed: int = 0, **params: Any) -> PNASSearcher:
@@ -71,7 +87,7 @@ def test_trains_exactly_136_plus_b_minus_1_times_k_then_the_final_models(finishe
 
 
 def test_each_level_is_one_batch_and_ask_waits_for_it(space: Any) -> None:
-    searcher = make(space)
+    searcher = make(space, B=2)
     first = searcher.ask(100)
     assert len(first) == 100 and {j.tag for j in first} == {"level 1"}
     rest = searcher.ask(100)
@@ -218,20 +234,19 @@ def test_hard_constraints_skip_infeasible_candidates_and_refill_the_beam(space: 
     one_block = space.enumerate_one_block()
     params = sorted(space.costs(g)["params"] for g in one_block)
     limit = params[100]  # cuts some one-block cells; many 2- and 3-block ones
-    searcher = make(space, constraints=[f"params<={limit}"], hard_constraints=True,
+    searcher = make(space, B=2, constraints=[f"params<={limit}"], hard_constraints=True,
                     final_models=0)
     told = drive(searcher)
     assert all(r.costs["params"] <= limit for _, r in told)
     levels = searcher.levels
     assert levels[0]["chosen"] == sum(p <= limit for p in params) < 136
     assert levels[0]["skipped_infeasible"] == 136 - levels[0]["chosen"]
-    assert [s["chosen"] for s in levels[1:]] == [K, K]  # refilled from the ranked list
-    assert levels[1]["skipped_infeasible"] + levels[2]["skipped_infeasible"] > 0
+    assert levels[1]["chosen"] == K and levels[1]["skipped_infeasible"] > 0  # refilled
 
 
 def test_soft_constraints_rank_by_the_epnas_reward(space: Any) -> None:
     constraints = ["params<=30k"]
-    searcher = make(space, B=2, constraints=constraints, final_models=0)
+    searcher = make(space, B=1, constraints=constraints, final_models=0)
     told = drive(searcher)
     parsed = parse_constraints(constraints)
     violating = 0
