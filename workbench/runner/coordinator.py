@@ -307,7 +307,7 @@ def _error_text(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m workbench.runner.coordinator --db PATH --run ID`` (what ``--detach`` runs)."""
+    """``python -m workbench.runner --db PATH --run ID`` (what ``--detach`` runs)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", required=True)
     parser.add_argument("--run", type=int, required=True)

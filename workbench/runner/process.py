@@ -24,7 +24,7 @@ def log_path_for(db_path: str | os.PathLike[str], run_id: int) -> Path:
 
 
 def coordinator_argv(db_path: str | os.PathLike[str], run_id: int) -> list[str]:
-    return [sys.executable, "-m", "workbench.runner.coordinator", "--db",
+    return [sys.executable, "-m", "workbench.runner", "--db",
             str(Path(db_path).resolve()), "--run", str(int(run_id))]
 
 
