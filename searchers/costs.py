@@ -365,8 +365,32 @@ def fvcore_counts(model: Any, input_shape: Sequence[int]) -> dict[str, int]:
     return {"params": int(parameter_count(model)[""]), "madds": madds}
 
 
+def cross_check(space: Any, genotype: Mapping[str, Any], input_shape: Sequence[int] | None = None,
+                num_classes: int | None = None, use_fvcore: bool = True) -> dict[str, Any]:
+    """Compare a space's own costs with the tracer and (optionally) fvcore on one genotype.
+
+    Works for any space (``mbconv``, ``rcas``, ``layerwise``, ``cell``): ``space.costs`` must
+    equal :func:`measure` on ``space.build`` in every metric, and params / MAdds must equal
+    fvcore's. Returns ``{"space", "traced", "fvcore", "mismatches"}`` where ``mismatches``
+    lists one readable line per disagreement (empty when all agree).
+    """
+    shape = tuple(input_shape or space.input_shape)
+    classes = num_classes or space.num_classes
+    own = space.costs(genotype, shape, classes)
+    model = space.build(genotype, shape, classes)
+    traced = measure(model, shape)
+    mismatches = [f"{metric}: space.costs {own.get(metric)!r} != measure {traced[metric]!r}"
+                  for metric in (*METRICS, "intensity") if own.get(metric) != traced[metric]]
+    independent: dict[str, int] = {}
+    if use_fvcore:
+        independent = fvcore_counts(model, shape)
+        mismatches += [f"{metric}: measure {traced[metric]!r} != fvcore {value!r}"
+                       for metric, value in independent.items() if traced[metric] != value]
+    return {"space": own, "traced": traced, "fvcore": independent, "mismatches": mismatches}
+
+
 __all__ = [
     "BYTES_PER_VALUE", "METRICS", "LayerCost", "activation", "batchnorm", "channel_scale",
-    "conv2d", "conv_out_size", "fvcore_counts", "global_pool", "linear", "measure",
+    "conv2d", "conv_out_size", "cross_check", "fvcore_counts", "global_pool", "linear", "measure",
     "measure_latency", "pointwise", "pool2d", "residual_add", "total", "with_intensity",
 ]

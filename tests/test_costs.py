@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +10,8 @@ import torchvision
 from torch import nn
 
 from searchers import costs as C
-from searchers.costs import fvcore_counts, measure, measure_latency
+from searchers.costs import cross_check, fvcore_counts, measure, measure_latency
+from searchers.spaces import get_space
 
 # (constructor, exact params, published MAdds, exact MAdds of our counter)
 PUBLISHED = [
@@ -147,3 +149,28 @@ def test_costs_module_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.parametrize("space_name", ["mbconv", "rcas"])
+def test_cross_check_agrees_on_the_chain_spaces(space_name: str) -> None:
+    space = get_space(space_name)
+    report = cross_check(space, space.sample(np.random.default_rng(0)))
+    assert report["mismatches"] == []
+    assert report["fvcore"]["madds"] == report["space"]["madds"] > 0
+
+
+def test_cross_check_reports_a_disagreement() -> None:
+    class OffByOne:
+        """A space whose own count forgets one parameter."""
+
+        input_shape, num_classes = (2, 5, 5), 3
+
+        def costs(self, genotype, input_shape, num_classes):
+            counted = measure(TinyNet(), input_shape)
+            return {**counted, "params": counted["params"] - 1}
+
+        def build(self, genotype, input_shape, num_classes):
+            return TinyNet()
+
+    report = cross_check(OffByOne(), {}, use_fvcore=False)
+    assert report["mismatches"] == ["params: space.costs 134.0 != measure 135.0"]
