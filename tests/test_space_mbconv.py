@@ -222,3 +222,26 @@ def test_largest_block_state_dict_crops_onto_every_choice_by_name() -> None:
         assert "layers.0.expand.conv.weight" in names and "layers.0.dw.conv.weight" in names
         assert "layers.0.project.bn.weight" in names
         assert ("layers.0.se.reduce.weight" in names) == info["se"]
+
+
+def test_inherit_weights_crops_the_meta_network_onto_a_candidate() -> None:
+    """End to end with the trainer's ``inherit_weights``: nothing missing, exact crops."""
+    from searchers.training import inherit_weights
+
+    space = get_space("mbconv", preset="ponas-digits")
+    meta = space.build(space.largest()).state_dict()
+    candidate = space.build(space.validate({"space": "mbconv", "preset": "ponas-digits",
+                                            "choices": [choice_index(3, 3, True)] * 6}))
+    report = inherit_weights(candidate, meta)
+    assert report.missing == []
+    own = candidate.state_dict()
+    expanded = 16 * 3  # layer 1: 16 -> 16, expansion 3
+    assert torch.equal(own["layers.1.dw.conv.weight"],
+                       meta["layers.1.dw.conv.weight"][:expanded, :, 2:5, 2:5])
+    assert torch.equal(own["layers.1.expand.conv.weight"],
+                       meta["layers.1.expand.conv.weight"][:expanded])
+    assert torch.equal(own["layers.1.se.reduce.weight"],
+                       meta["layers.1.se.reduce.weight"][:, :expanded])
+    assert torch.equal(own["layers.1.project.conv.weight"],
+                       meta["layers.1.project.conv.weight"][:, :expanded])
+    assert torch.equal(own["head.classifier.weight"], meta["head.classifier.weight"])
