@@ -120,7 +120,7 @@ class Coordinator:
     def _loop(self, store: Store, resumed: bool) -> str:
         run = store.run(self.run_id)
         in_flight: dict[int, Job] = {}
-        attempts = store.candidate_attempts(self.run_id)
+        attempts = self.attempts = store.candidate_attempts(self.run_id)
         reissue = self.searcher.pending
         start = Progress(summary={
             "status": "running", "workers": [w.to_dict() for w in self.backend.workers()],
@@ -254,8 +254,10 @@ class Coordinator:
         ok = result.ok
         reward = self.searcher.reward(result)
         is_feasible = bool(ok and feasible(result.costs, self.constraints))
+        # a re-issued job's earlier attempts (before a crash) count, plus the backend's retries
+        total_attempts = self.attempts.get(job.id, 1) + item.attempts - 1
         row = dataclasses.replace(
-            self._running_row(job, item.attempts), status=result.status,
+            self._running_row(job, total_attempts), status=result.status,
             costs=dict(result.costs), accuracy=result.accuracy if ok else None,
             val_loss=result.val_loss, reward=reward, feasible=is_feasible,
             wall_time=result.wall_time, device=result.device, error=result.error,
