@@ -1,0 +1,145 @@
+"""Sample efficiency of the searchers against random search, on the synthetic evaluator.
+
+One function per searcher, each registered in ``BENCHES``; pick one or all:
+
+    .venv/bin/python bench/bench_search.py --searcher pnas
+    .venv/bin/python bench/bench_search.py --searcher all
+
+Every comparison is measured in the same run against the ``random`` searcher over the same
+space and seeds, on :func:`searchers.objectives.synthetic_result` (instant and deterministic),
+and printed as figures and ratios, never as pass/fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from searchers import get_searcher  # noqa: E402
+from searchers.objectives import synthetic_result  # noqa: E402
+from searchers.spaces import get_space  # noqa: E402
+
+
+def run_synthetic(searcher: Any, limit: int | None = None,
+                  keep: Callable[[Any], bool] = lambda job: True) -> list[float]:
+    """Drive ``searcher`` on the synthetic evaluator; the accuracies of the kept jobs in the
+    order they were evaluated (at most ``limit``)."""
+    accuracies: list[float] = []
+    while not searcher.done() and (limit is None or len(accuracies) < limit):
+        jobs = searcher.ask(256)
+        if not jobs:
+            raise RuntimeError(f"{searcher.name} asked for nothing while not done")
+        for job in jobs:
+            result = synthetic_result(job)
+            searcher.tell(job, result)
+            if keep(job) and result.ok:
+                accuracies.append(float(result.accuracy))
+    return accuracies[:limit] if limit is not None else accuracies
+
+
+def top_m_curve(accuracies: Sequence[float], m: int = 5) -> np.ndarray:
+    """Best-so-far mean of the top ``m`` accuracies after each evaluation (NaN before m)."""
+    curve = np.full(len(accuracies), np.nan)
+    best: list[float] = []
+    for i, accuracy in enumerate(accuracies):
+        best = sorted([*best, accuracy], reverse=True)[:m]
+        if len(best) == m:
+            curve[i] = float(np.mean(best))
+    return curve
+
+
+def evaluations_to_reach(curve: np.ndarray, level: float) -> int | None:
+    """1-based number of evaluations after which ``curve`` first reaches ``level``."""
+    hits = np.flatnonzero(np.nan_to_num(curve, nan=-np.inf) >= level)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def bench_pnas(args: argparse.Namespace) -> dict[str, Any]:
+    """PNAS vs random (paper Fig. 4 / Table 2): top-5 mean after 136 + (B - 1) K evaluations,
+    and how many evaluations random search needs to match it."""
+    space = get_space("cell", args.cell_preset)
+    params = {"B": args.B, "K": args.K, "final_models": 0}
+    if args.predictor:
+        params["predictor"] = args.predictor
+    pnas_curves, random_curves, rhos = [], [], []
+    pnas_seconds = random_seconds = 0.0
+    for seed in range(args.seeds):
+        started = time.perf_counter()
+        searcher = get_searcher("pnas", space=space, seed=seed, **params)
+        pnas = run_synthetic(searcher)
+        pnas_seconds += time.perf_counter() - started
+        rhos.append([s["spearman"] for s in searcher.levels[1:]])
+        started = time.perf_counter()
+        budget = args.random_factor * len(pnas)
+        baseline = get_searcher("random", space=space, seed=seed, budget=budget)
+        random_accuracies = run_synthetic(baseline, limit=budget)
+        random_seconds += time.perf_counter() - started
+        pnas_curves.append(top_m_curve(pnas))
+        random_curves.append(top_m_curve(random_accuracies))
+        print(f"  seed {seed}: PNAS top-5 {pnas_curves[-1][-1]:.4f} after {len(pnas)}; random "
+              f"top-5 {random_curves[-1][len(pnas) - 1]:.4f} at {len(pnas)}, "
+              f"{random_curves[-1][-1]:.4f} at {len(random_accuracies)}", flush=True)
+    count = len(pnas_curves[0])
+    pnas_mean = np.mean(pnas_curves, axis=0)
+    random_mean = np.mean(random_curves, axis=0)
+    needed = evaluations_to_reach(random_mean, pnas_mean[-1])
+    rho = np.nanmean(np.array(rhos, dtype=float), axis=0)
+    print(f"PNAS B={args.B} K={args.K} on cell/{args.cell_preset}, {args.seeds} seeds, "
+          f"synthetic evaluator")
+    print(f"  evaluations: 136 + (B - 1) * K = {count}")
+    print(f"  PNAS   top-5 mean at {count}: {pnas_mean[-1]:.4f} "
+          f"(curve at 25/50/100%: {pnas_mean[count // 4 - 1]:.4f} "
+          f"{pnas_mean[count // 2 - 1]:.4f} {pnas_mean[-1]:.4f})")
+    print(f"  random top-5 mean at {count}: {random_mean[count - 1]:.4f}; at "
+          f"{len(random_mean)}: {random_mean[-1]:.4f}")
+    if needed is None:
+        print(f"  random needs > {len(random_mean)} evaluations to match PNAS "
+              f"(> {len(random_mean) / count:.1f}x)")
+    else:
+        print(f"  random needs {needed} evaluations to match PNAS ({needed / count:.2f}x)")
+    print("  predictor Spearman per level (rho~_b, mean over seeds): "
+          + " ".join(f"b={b + 2}:{r:.3f}" for b, r in enumerate(rho)))
+    print(f"  wall time: PNAS {pnas_seconds:.1f}s, random {random_seconds:.1f}s "
+          f"({args.random_factor}x the evaluations)")
+    return {"count": count, "pnas_top5": float(pnas_mean[-1]),
+            "random_top5_same_count": float(random_mean[count - 1]),
+            "random_evaluations_to_match": needed, "spearman_per_level": rho.tolist()}
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "pnas": bench_pnas,
+}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--searcher", choices=[*sorted(BENCHES), "all"], default="all")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--random-factor", type=int, default=10,
+                        help="random search runs this many times the searcher's evaluations")
+    pnas = parser.add_argument_group("pnas")
+    pnas.add_argument("--B", type=int, default=5, help="PNAS: max blocks per cell")
+    pnas.add_argument("--K", type=int, default=32, help="PNAS: beam size")
+    pnas.add_argument("--predictor", default=None, help="PNAS: predictor (default: paper's)")
+    pnas.add_argument("--cell-preset", default="pnas-digits")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    names = sorted(BENCHES) if args.searcher == "all" else [args.searcher]
+    for name in names:
+        print(f"== {name} ==", flush=True)
+        BENCHES[name](args)
+
+
+if __name__ == "__main__":
+    main()
