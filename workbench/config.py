@@ -26,6 +26,7 @@ Example (``sample_configs/random-synthetic.yaml``)::
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -229,6 +230,7 @@ def _from_validation_error(err: ValidationError) -> NaswError:
     if kind == "missing":
         return NaswError(field, None, "a value is required")
     message = first["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    message = re.sub(r" or instance of \w+$", "", message)
     return NaswError(field, value, message)
 
 
@@ -287,6 +289,8 @@ def check_constraints_reachable(space: Space, constraints: list[Constraint]) -> 
 
 def parse_config(data: Any) -> RunConfig:
     """Validate a config mapping (from YAML, the TUI form, or a stored run)."""
+    if data is None:
+        raise NaswError("config", "an empty file", "a mapping of settings (YAML keys)")
     if not isinstance(data, Mapping):
         raise NaswError("config", type(data).__name__, "a mapping of settings (YAML keys)")
     try:
