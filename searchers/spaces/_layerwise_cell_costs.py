@@ -6,24 +6,19 @@ cost needs. :func:`record_costs` turns one record into params / madds / flops / 
 cached, so costing thousands of genotypes that share layers is cheap. :func:`total_costs`
 sums a plan and adds ``intensity``.
 
-The conventions follow ``searchers.costs.measure`` (DESIGN "Costs"), for a batch of one:
-
-- ``params``: trainable parameters (BatchNorm running statistics are buffers, not params).
-- ``madds``: conv ``k_h*k_w*(c_in/groups)*c_out*h_out*w_out``; linear ``in*out``; nothing
-  else (bias additions are not multiply-adds).
-- ``flops``: ``2*madds`` for conv/linear plus one FLOP per point-wise output element of every
-  other op (bias, ReLU, BatchNorm, element-wise add); pooling costs one per element of every
-  window (``c*h_out*w_out*k*k``), global pooling one per input element; concatenation is data
-  movement and costs nothing.
-- ``bytes``: 4 bytes per element read or written by each op that computes something
-  (flops > 0): its inputs, its outputs and its parameters (EPNAS supplement: weights +
-  inputs + outputs, fp32).
+Each record is costed by the analytic rules of :mod:`searchers.costs` (one source of truth
+for params, madds, flops, bytes and intensity, batch of one), the same rules ``measure``
+applies while tracing the built model, so ``space.costs(g) == measure(space.build(g))``.
+Concatenation is data movement and costs nothing; ReLU, BatchNorm, element-wise adds and
+pooling cost one FLOP per element (pooling: per window element).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
+
+from searchers import costs
 
 #: A leaf operation: ``(kind, *shape_ints)``; see the constructors below for each layout.
 OpRecord = tuple
@@ -46,9 +41,10 @@ def relu(c: int, hw: tuple[int, int]) -> OpRecord:
     return ("relu", c, hw[0], hw[1])
 
 
-def pool(kind: str, c: int, kernel: int, in_hw: tuple[int, int],
+def pool(kind: str, c: int, kernel: int, stride: int, in_hw: tuple[int, int],
          out_hw: tuple[int, int]) -> OpRecord:
-    return (kind, c, kernel, in_hw[0], in_hw[1], out_hw[0], out_hw[1])
+    """A ``kernel x kernel`` max/avg pooling with ``kernel // 2`` padding."""
+    return (kind, c, kernel, stride, in_hw[0], in_hw[1], out_hw[0], out_hw[1])
 
 
 def add(c: int, hw: tuple[int, int], n_inputs: int = 2) -> OpRecord:
@@ -69,40 +65,40 @@ def linear(n_in: int, n_out: int, bias: bool = True) -> OpRecord:
 
 @lru_cache(maxsize=65536)
 def record_costs(record: OpRecord) -> tuple[int, int, int, int]:
-    """``(params, madds, flops, bytes)`` of one leaf op (cached: plans share records)."""
+    """``(params, madds, flops, bytes)`` of one leaf op by ``searchers.costs``' rules (cached:
+    plans of different genotypes share most records)."""
     kind = record[0]
     if kind == "conv":
         _, c_in, c_out, kh, kw, groups, hi, wi, ho, wo, bias, _, _ = record
-        weights = kh * kw * (c_in // groups) * c_out
-        params = weights + (c_out if bias else 0)
-        out = c_out * ho * wo
-        madds = weights * ho * wo
-        flops = 2 * madds + (out if bias else 0)
-        return params, madds, flops, 4 * (c_in * hi * wi + out + params)
-    if kind in ("bn", "relu"):
+        cost = costs.conv2d_from_shapes(c_in, c_out, (kh, kw), groups, bool(bias), hi * wi,
+                                        ho, wo)
+    elif kind == "bn":
         _, c, h, w = record
-        n = c * h * w
-        params = 2 * c if kind == "bn" else 0
-        return params, 0, n, 4 * (2 * n + params)
-    if kind in ("maxpool", "avgpool"):
-        _, c, k, hi, wi, ho, wo = record
-        out = c * ho * wo
-        return 0, 0, out * k * k, 4 * (c * hi * wi + out)
-    if kind == "add":
+        cost = costs.batchnorm(c, h, w)
+    elif kind == "relu":
+        _, c, h, w = record
+        cost = costs.activation(c * h * w)
+    elif kind in ("maxpool", "avgpool"):
+        _, c, k, stride, hi, wi, ho, wo = record
+        cost, h_out, w_out = costs.pool2d(c, hi, wi, k, stride, k // 2)
+        if (h_out, w_out) != (ho, wo):
+            raise ValueError(f"pool record {record}: output is {h_out}x{w_out}")
+    elif kind == "add":
         _, c, h, w, n_inputs = record
-        n = c * h * w
-        return 0, 0, n * (n_inputs - 1), 4 * (n * n_inputs + n)
-    if kind == "concat":
-        return 0, 0, 0, 0
-    if kind == "gap":
+        if n_inputs != 2:
+            raise ValueError("only two-input adds are recorded")
+        cost = costs.residual_add(c * h * w)
+    elif kind == "concat":
+        cost = costs.ZERO  # data movement
+    elif kind == "gap":
         _, c, h, w = record
-        return 0, 0, c * h * w, 4 * (c * h * w + c)
-    if kind == "linear":
+        cost = costs.global_pool(c, h, w)
+    elif kind == "linear":
         _, n_in, n_out, bias = record
-        params = n_in * n_out + (n_out if bias else 0)
-        madds = n_in * n_out
-        return params, madds, 2 * madds + (n_out if bias else 0), 4 * (n_in + n_out + params)
-    raise ValueError(f"unknown op record kind {kind!r}")
+        cost = costs.linear(n_in, n_out, bool(bias))
+    else:
+        raise ValueError(f"unknown op record kind {kind!r}")
+    return cost.params, cost.madds, cost.flops, cost.bytes
 
 
 def total_costs(records: Iterable[OpRecord]) -> dict[str, float]:
@@ -111,11 +107,7 @@ def total_costs(records: Iterable[OpRecord]) -> dict[str, float]:
     for record in records:
         for i, value in enumerate(record_costs(record)):
             sums[i] += value
-    out: dict[str, float] = dict(zip(METRICS, (float(s) for s in sums)))
-    out["intensity"] = out["flops"] / out["bytes"] if out["bytes"] else 0.0
-    return out
+    return costs.with_intensity(dict(zip(METRICS, sums)))
 
 
-def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
-    """PyTorch's output length of a conv/pool along one axis."""
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+conv_out = costs.conv_out_size

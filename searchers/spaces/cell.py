@@ -37,15 +37,15 @@ Canonical form (symmetries applied; the function class is unchanged by each):
 2. blocks are relabelled in a canonical topological order: any order of the blocks in which
    each block follows the blocks it reads computes the same cell, up to the order of the
    output concatenation, which is a channel permutation that the next cell's 1x1 conv
-   absorbs. Blocks are sorted by (height in the DAG, recursive signature of their expression
-   tree); ties (identical sub-expressions) take the lexicographically smallest encoding.
+   absorbs. The canonical order is the one whose encoding (the list of ``(in1, in2, op1,
+   op2)`` rows with op indices) is lexicographically smallest (:func:`canonical_blocks`
+   finds it without trying every order).
 
 Under (1) the 256 one-block structures collapse to exactly 136 (PNAS §3.1).
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -339,7 +339,7 @@ def op_records(op: str, width: int, stride: int, in_hw: tuple[int, int],
         return [C.relu(c, in_hw), C.conv(c, c, (1, 1), (stride, stride), 1, in_hw, out_hw),
                 C.batchnorm(c, out_hw)]
     if op in ("avg3x3", "max3x3"):
-        return [C.pool("avgpool" if op == "avg3x3" else "maxpool", c, 3, in_hw, out_hw)]
+        return [C.pool("avgpool" if op == "avg3x3" else "maxpool", c, 3, stride, in_hw, out_hw)]
     if op == "dil3x3":
         return [C.relu(c, in_hw), C.conv(c, c, (3, 3), (stride, stride), 1, in_hw, out_hw),
                 C.batchnorm(c, out_hw)]
@@ -364,48 +364,52 @@ def _unused_blocks(blocks: Sequence[Block]) -> list[int]:
     return [b for b in range(len(blocks)) if b + NUM_CELL_INPUTS not in used]
 
 
-def _encode(blocks: Sequence[Block], order: Sequence[int]) -> tuple[Block, ...]:
-    """Blocks relabelled into ``order`` with each block's pair sorted."""
-    position = {old: new for new, old in enumerate(order)}
-    out = []
-    for old in order:
-        i1, i2, o1, o2 = blocks[old]
-        a = (i1 if i1 < NUM_CELL_INPUTS else position[i1 - NUM_CELL_INPUTS] + NUM_CELL_INPUTS, o1)
-        b = (i2 if i2 < NUM_CELL_INPUTS else position[i2 - NUM_CELL_INPUTS] + NUM_CELL_INPUTS, o2)
-        if b < a:
-            a, b = b, a
-        out.append((a[0], b[0], a[1], b[1]))
-    return tuple(out)
-
-
 def canonical_blocks(blocks: Sequence[Block]) -> tuple[Block, ...]:
-    """Canonical representative of a block list (op indices) under both symmetries."""
-    signatures: list[str] = []
-    heights: list[int] = []
-    for i1, i2, o1, o2 in blocks:
-        parts = []
-        height = 0
-        for i, o in ((i1, o1), (i2, o2)):
-            if i < NUM_CELL_INPUTS:
-                parts.append(f"i{i}:{o}")
-            else:
-                parts.append(f"{signatures[i - NUM_CELL_INPUTS]}:{o}")
-                height = max(height, heights[i - NUM_CELL_INPUTS])
-        parts.sort()
-        signatures.append(f"({parts[0]},{parts[1]})")
-        heights.append(height + 1)
-    keys = [(heights[b], signatures[b]) for b in range(len(blocks))]
-    order = sorted(range(len(blocks)), key=keys.__getitem__)
-    groups = [list(g) for _, g in itertools.groupby(order, key=keys.__getitem__)]
-    if all(len(g) == 1 for g in groups):
-        return _encode(blocks, order)
-    best = None
-    for choice in itertools.product(*(itertools.permutations(g) for g in groups)):
-        encoded = _encode(blocks, [b for g in choice for b in g])
-        if best is None or encoded < best:
-            best = encoded
-    assert best is not None
-    return best
+    """Canonical representative of a block list (op indices) under both symmetries: the
+    lexicographically smallest encoding over every topological relabelling of the blocks,
+    each block's pair sorted.
+
+    Search: position by position, place the ready block (all its inputs placed) whose
+    relabelled, pair-sorted row is smallest; a row depends only on blocks already placed, so
+    any other choice is lexicographically larger. Ready blocks with equal rows are identical
+    blocks; the search branches over them unless no block reads any of them (then swapping
+    them is an automorphism and the choice cannot matter). Without repeated blocks this is
+    O(B^2).
+    """
+    read = {i - NUM_CELL_INPUTS for block in blocks for i in block[:2] if i >= NUM_CELL_INPUTS}
+
+    def search(position: dict[int, int], remaining: list[int],
+               out: list[Block]) -> tuple[Block, ...]:
+        while remaining:
+            best: Block | None = None
+            tied: list[int] = []
+            for old in remaining:
+                i1, i2, o1, o2 = blocks[old]
+                if i1 >= NUM_CELL_INPUTS:
+                    if i1 - NUM_CELL_INPUTS not in position:
+                        continue
+                    i1 = position[i1 - NUM_CELL_INPUTS] + NUM_CELL_INPUTS
+                if i2 >= NUM_CELL_INPUTS:
+                    if i2 - NUM_CELL_INPUTS not in position:
+                        continue
+                    i2 = position[i2 - NUM_CELL_INPUTS] + NUM_CELL_INPUTS
+                row = (i1, i2, o1, o2) if (i1, o1) <= (i2, o2) else (i2, i1, o2, o1)
+                if best is None or row < best:
+                    best, tied = row, [old]
+                elif row == best:
+                    tied.append(old)
+            if best is None:
+                raise ValueError(f"blocks {blocks!r} read a later block")
+            if len(tied) > 1 and read.intersection(tied):
+                return min(search({**position, choice: len(out)},
+                                  [r for r in remaining if r != choice], [*out, best])
+                           for choice in tied)
+            position[tied[0]] = len(out)
+            remaining.remove(tied[0])
+            out.append(best)
+        return tuple(out)
+
+    return search({}, list(range(len(blocks))), [])
 
 
 __all__ = ["OPS", "CellSpace", "canonical_blocks", "op_records"]

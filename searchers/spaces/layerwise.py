@@ -324,7 +324,7 @@ class LayerwiseSpace(Space):
                             C.conv(c, c_main, (1, 1), (1, 1), 1, (ho, wo), (ho, wo)),
                             C.batchnorm(c_main, (ho, wo))]
             else:
-                records.append(C.pool(layer["op"], c, k, (hi, wi), (ho, wo)))
+                records.append(C.pool(layer["op"], c, k, s, (hi, wi), (ho, wo)))
             if layer["src2"] >= 0:
                 if sh["proj"] is not None:
                     cj, c_skip, stride, hwj = sh["proj"]
