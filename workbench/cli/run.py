@@ -51,13 +51,16 @@ def _run_attached(db: Path, run_id: int, as_json: bool) -> str:
         bar.update(task, completed=summary.get("n_done") or 0, description=text)
 
     coordinator = Coordinator(db, run_id, on_progress=on_progress)
-    previous = signal.signal(signal.SIGINT, coordinator.request_stop)
+    handled = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
+    previous = {sig: signal.getsignal(sig) for sig in handled}
+    signal.signal(signal.SIGINT, coordinator.request_stop)
     coordinator.install_signal_handlers()
     try:
         with bar:
             return coordinator.run()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _report(db: Path, run_id: int, status: str, as_json: bool, pid: int | None = None) -> None:
