@@ -197,10 +197,11 @@ class EPNASPolicy(nn.Module):
         each decision's ``logp`` and ``entropy`` (floats, for events and tests).
         """
         tokens, lengths = self.batch_tokens(token_lists)
-        net = self.embed(tokens, lengths.clamp(min=1))
-        masks = self._group_masks(group_masks)
-        scale, scale_logp, scale_entropy = self._scale(net, masks, None, generator)
-        insert, insert_logp, insert_entropy = self._insert(net, lengths, None, generator)
+        with single_thread():
+            net = self.embed(tokens, lengths.clamp(min=1))
+            masks = self._group_masks(group_masks)
+            scale, scale_logp, scale_entropy = self._scale(net, masks, None, generator)
+            insert, insert_logp, insert_entropy = self._insert(net, lengths, None, generator)
         return [{"scale": scale[b].tolist(), "insert": insert[b].tolist(),
                  "logp": float(scale_logp[b] + insert_logp[b]),
                  "entropy": float(scale_entropy[b] + insert_entropy[b])}
@@ -210,12 +211,13 @@ class EPNASPolicy(nn.Module):
               decisions: Sequence[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(log pi(a | X), entropy)`` per sample, with gradients, for given decisions."""
         tokens, lengths = self.batch_tokens(token_lists)
-        net = self.embed(tokens, lengths.clamp(min=1))
         scale = torch.tensor([d["scale"] for d in decisions], dtype=torch.long)
         insert = torch.tensor([d["insert"] for d in decisions], dtype=torch.long)
-        _, scale_logp, scale_entropy = self._scale(net, self._group_masks(group_masks), scale,
-                                                   None)
-        _, insert_logp, insert_entropy = self._insert(net, lengths, insert, None)
+        with single_thread():
+            net = self.embed(tokens, lengths.clamp(min=1))
+            _, scale_logp, scale_entropy = self._scale(net, self._group_masks(group_masks),
+                                                       scale, None)
+            _, insert_logp, insert_entropy = self._insert(net, lengths, insert, None)
         return scale_logp + insert_logp, scale_entropy + insert_entropy
 
 
@@ -247,10 +249,11 @@ def reinforce_update(policy: EPNASPolicy, optimizer: torch.optim.Optimizer,
                      decisions: Sequence[dict[str, Any]], advantages: Sequence[float], n_branches: int,
                      entropy_weight: float = 0.0) -> dict[str, float]:
     """One Adam step on ``-(1/N) sum_{n,t} log pi(a_{t,n}|X_{t,n}) (R_{t,n} - b_t)``."""
-    logp, entropy = policy.score(token_lists, group_masks, decisions)
-    adv = torch.as_tensor(np.asarray(advantages, dtype=np.float32))
-    loss = -(logp * adv).sum() / max(1, n_branches) - entropy_weight * entropy.mean()
-    optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+    with single_thread():
+        logp, entropy = policy.score(token_lists, group_masks, decisions)
+        adv = torch.as_tensor(np.asarray(advantages, dtype=np.float32))
+        loss = -(logp * adv).sum() / max(1, n_branches) - entropy_weight * entropy.mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
     return {"loss": float(loss.detach()), "entropy": float(entropy.detach().mean())}

@@ -94,7 +94,7 @@ class EPNASSearcher(Searcher):
         import torch
 
         from searchers._epnas_morph import morpher_for
-        from searchers._epnas_policy import EPNASPolicy, single_thread
+        from searchers._epnas_policy import EPNASPolicy
 
         p = self.params
         for key in ("branches", "embed_dim", "embed_hidden", "controller_hidden",
@@ -117,7 +117,6 @@ class EPNASSearcher(Searcher):
                 {**self.train_spec.to_dict(), **overrides})
         self.rng = np.random.default_rng(self.seed)
         self.generator = torch.Generator().manual_seed(self.seed)
-        self._single_thread = single_thread
         self.policy = EPNASPolicy(self.morpher.shape, embed_dim=p["embed_dim"],
                                   embed_hidden=p["embed_hidden"],
                                   controller_hidden=p["controller_hidden"],
@@ -131,6 +130,13 @@ class EPNASSearcher(Searcher):
         self.sharing_active = bool(p["share_weights"])
 
     # -- ask / tell ----------------------------------------------------------------------
+    def reward(self, result: Result) -> float:
+        """Eq. (2)-(3) soft reward; with ``hard_constraints`` the indicator of Eq. (1) instead
+        (accuracy if feasible, else 0: the sparse reward the paper relaxes, for ablations)."""
+        if self.hard_constraints:
+            return float(result.accuracy) if result.ok and self.is_feasible(result.costs) else 0.0
+        return super().reward(result)
+
     def done(self) -> bool:
         return self.n_told >= self.budget
 
@@ -191,8 +197,7 @@ class EPNASSearcher(Searcher):
         for step in range(self.params["steps"]):
             tokens = [self.morpher.tokens(g) for g in networks]
             masks = [self.morpher.group_mask(g) for g in networks]
-            with self._single_thread():
-                decisions = self.policy.sample(tokens, masks, self.generator)
+            decisions = self.policy.sample(tokens, masks, self.generator)
             for branch, decision in enumerate(decisions):
                 networks[branch] = self.morpher.morph(networks[branch], decision)
                 entries.append({
@@ -223,11 +228,10 @@ class EPNASSearcher(Searcher):
         used_baseline = self.baseline if self.baseline is not None else new_baseline
         advantages = [returns[e["branch"], e["step"]] - used_baseline[e["step"]]
                       for e in entries]
-        with self._single_thread():
-            stats = reinforce_update(
-                self.policy, self.optimizer, [e["tokens"] for e in entries],
-                [e["mask"] for e in entries], [e["decision"] for e in entries], advantages,
-                n_branches, float(self.params["entropy_weight"]))
+        stats = reinforce_update(
+            self.policy, self.optimizer, [e["tokens"] for e in entries],
+            [e["mask"] for e in entries], [e["decision"] for e in entries], advantages,
+            n_branches, float(self.params["entropy_weight"]))
         self.baseline = new_baseline
         episode_rewards = [e["reward"] for e in entries]
         metrics = {
