@@ -102,9 +102,12 @@ class ChainSpace(Space):
         if len(picks) != self.num_positions:
             raise GenotypeError(f"genotype.{self.field}", f"{len(picks)} entries",
                                 f"exactly {self.num_positions} entries (preset {self.preset})")
+        options = self.num_options
         for index, pick in enumerate(picks):
+            if type(pick) is int and 0 <= pick < options:
+                continue  # the common case, checked fast
             if (isinstance(pick, bool) or not isinstance(pick, numbers.Integral)
-                    or not 0 <= int(pick) < self.num_options):
+                    or not 0 <= int(pick) < options):
                 raise GenotypeError(f"genotype.{self.field}[{index}]", pick, self._allowed_text())
         return self._genotype(picks)
 
@@ -132,12 +135,16 @@ class ChainSpace(Space):
                   num_classes: int | None = None) -> CostPlan:
         """The cached :class:`CostPlan` for this preset (with overrides), shape and classes."""
         shape, classes = self._shape_and_classes(input_shape, num_classes)
-        key = json.dumps([self.name, self.preset, self.settings, shape, classes],
-                         sort_keys=True, default=str)
-        plan = _PLAN_CACHE.get(key)
+        own = self.__dict__.setdefault("_plans", {})
+        plan = own.get((shape, classes))
         if plan is None:
-            plan = self._cost_plan(shape, classes)
-            _PLAN_CACHE[key] = plan
+            key = json.dumps([self.name, self.preset, self.settings, shape, classes],
+                             sort_keys=True, default=str)
+            plan = _PLAN_CACHE.get(key)
+            if plan is None:
+                plan = self._cost_plan(shape, classes)
+                _PLAN_CACHE[key] = plan
+            own[(shape, classes)] = plan
         return plan
 
     def cost_tables(self, input_shape: Sequence[int] | None = None,
@@ -156,10 +163,15 @@ class ChainSpace(Space):
     def costs(self, genotype: Mapping[str, Any], input_shape: Sequence[int] | None = None,
               num_classes: int | None = None) -> dict[str, float]:
         plan = self.cost_plan(input_shape, num_classes)
-        cost = plan.base
+        base = plan.base
+        params, madds, flops, accessed = base.params, base.madds, base.flops, base.bytes
         for position, option in enumerate(self.picks(genotype)):
-            cost = cost + plan.table[position][option]
-        return cost.as_dict()
+            cost = plan.table[position][option]
+            params += cost.params
+            madds += cost.madds
+            flops += cost.flops
+            accessed += cost.bytes
+        return LayerCost(params, madds, flops, accessed).as_dict()
 
     # -- graph ----------------------------------------------------------------------------
     def graph(self, genotype: Mapping[str, Any]) -> Any:
