@@ -1,0 +1,232 @@
+"""Exactness of the specialization solvers against brute force, and their contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from searchers.errors import NaswError
+from searchers.specialize import layer_importance, loss_table_from_accuracy, solve
+
+METRICS = ("params", "madds", "flops", "bytes")
+
+
+def brute_force(loss, tables, base, constraints):
+    """Minimum loss over every choice vector (meet in the middle over two halves), or inf."""
+    L = loss.shape[0]
+    half = L // 2
+
+    def sums(layers, table):
+        total = np.zeros(1)
+        for layer in layers:
+            total = (total[:, None] + table[layer][None, :]).ravel()
+        return total
+
+    first, second = range(half), range(half, L)
+    head = {m: sums(first, t) for m, t in tables.items()}
+    tail = {m: sums(second, t) for m, t in tables.items()}
+    ok = np.ones((len(head["params"]), len(tail["params"])), dtype=bool)
+    for metric, op, value in constraints:
+        if metric == "intensity":
+            used = (base["flops"] + head["flops"][:, None] + tail["flops"][None, :]) - value * (
+                base["bytes"] + head["bytes"][:, None] + tail["bytes"][None, :])
+            ok &= used <= 0 if op == "<=" else used >= 0
+        else:
+            used = base[metric] + head[metric][:, None] + tail[metric][None, :]
+            ok &= used <= value if op == "<=" else used >= value
+    total = sums(first, loss)[:, None] + sums(second, loss)[None, :]
+    return float(np.where(ok, total, np.inf).min())
+
+
+def random_instance(rng, layers=6, choices=12):
+    """Integer costs (sums are exact in float64, so brute force and DP agree bit for bit)."""
+    accuracy = rng.random((layers, choices))
+    loss = loss_table_from_accuracy(accuracy)
+    tables = {m: rng.integers(1, 1000, size=(layers, choices)).astype(float) for m in METRICS}
+    base = {m: float(rng.integers(0, 100)) for m in METRICS}
+    picked = rng.choice(["params", "madds", "flops", "intensity"], size=rng.integers(1, 4),
+                        replace=False)
+    constraints = []
+    for metric in picked:
+        op = "<=" if rng.random() < 0.7 else ">="
+        if metric == "intensity":
+            value = float(rng.choice([1, 2]))
+        else:
+            low = base[metric] + tables[metric].min(axis=1).sum()
+            high = base[metric] + tables[metric].max(axis=1).sum()
+            value = float(rng.integers(int(low), int(high) + 1))
+        constraints.append((str(metric), op, value))
+    return loss, tables, base, constraints
+
+
+def test_exact_solver_equals_brute_force_on_200_random_6x12_tables() -> None:
+    rng = np.random.default_rng(2024)
+    feasible_count = 0
+    for _ in range(200):
+        loss, tables, base, constraints = random_instance(rng)
+        result = solve(loss, tables, constraints, base=base)
+        expected = brute_force(loss, tables, base, constraints)
+        assert result["optimal"] is True
+        if np.isinf(expected):
+            assert result["feasible"] is False
+            assert result["choices"] is None
+            continue
+        feasible_count += 1
+        assert result["feasible"] is True
+        assert result["loss"] == pytest.approx(expected, abs=1e-9)
+        choices = result["choices"]
+        assert result["loss"] == pytest.approx(loss[np.arange(6), choices].sum(), abs=1e-12)
+        for metric, op, value in constraints:
+            used = result["costs"][metric]
+            assert used <= value + 1e-9 if op == "<=" else used >= value - 1e-9
+    # the generator must exercise both outcomes
+    assert 100 < feasible_count < 200
+
+
+def _preset_tables():
+    from searchers.spaces import get_space
+
+    return get_space("mbconv", preset="ponas-imagenet").cost_tables()
+
+
+def _structured_loss(rng, tables):
+    """A paper-like T_d: per-layer importance times the log capacity deficit, plus noise."""
+    L, C = tables["madds"].shape
+    importance = rng.gamma(2.0, 0.01, size=L)
+    deficit = np.log(tables["madds"] / tables["madds"].max(axis=1, keepdims=True))
+    accuracy = importance[:, None] * (deficit + rng.normal(0, 0.3, size=(L, C)))
+    return loss_table_from_accuracy(accuracy)
+
+
+def _fraction(base, tables, metric, fraction):
+    low = base[metric] + tables[metric].min(axis=1).sum()
+    high = base[metric] + tables[metric].max(axis=1).sum()
+    return low + (high - low) * fraction
+
+
+def test_exact_is_never_worse_than_the_ga_on_the_19x12_preset() -> None:
+    base, tables = _preset_tables()
+    assert tables["params"].shape == (19, 12)
+    rng = np.random.default_rng(7)
+    for trial in range(6):
+        loss = _structured_loss(rng, tables)
+        constraints = [("params", "<=", _fraction(base, tables, "params", rng.uniform(.4, .7))),
+                       ("madds", "<=", _fraction(base, tables, "madds", rng.uniform(.3, .6))),
+                       ("flops", ">=", _fraction(base, tables, "flops", 0.1))][: 1 + trial % 3]
+        exact = solve(loss, tables, constraints, base=base)
+        ga = solve(loss, tables, constraints, base=base, solver="ga", seed=trial,
+                   ga={"generations": 300})
+        assert exact["feasible"] and exact["optimal"]
+        assert ga["optimal"] is False and ga["solver"] == "ga"
+        if ga["feasible"]:
+            assert exact["loss"] <= ga["loss"] + 1e-12
+        for metric, op, value in constraints:
+            used = exact["costs"][metric]
+            assert used <= value if op == "<=" else used >= value
+
+
+def test_costs_are_base_plus_the_chosen_entries_and_match_the_space() -> None:
+    from searchers.spaces import get_space
+
+    space = get_space("mbconv", preset="ponas-digits")
+    base, tables = space.cost_tables()
+    loss = _structured_loss(np.random.default_rng(0), tables)
+    budget = _fraction(base, tables, "madds", 0.5)
+    result = solve(loss, tables, [f"madds<={budget}"], base=base)
+    genotype = {"space": "mbconv", "preset": "ponas-digits", "choices": result["choices"]}
+    costs = space.costs(genotype)
+    for metric in ("params", "madds", "flops"):
+        assert result["costs"][metric] == pytest.approx(costs[metric])
+    assert result["costs"]["intensity"] == pytest.approx(costs["intensity"])
+    assert costs["madds"] <= budget
+
+
+def test_infeasible_reports_the_reachable_extremes() -> None:
+    loss = np.zeros((3, 2))
+    tables = {"params": np.array([[1.0, 5.0], [2.0, 6.0], [3.0, 7.0]]),
+              "madds": np.array([[10.0, 50.0], [20.0, 60.0], [30.0, 70.0]])}
+    result = solve(loss, tables, ["params<=5", "madds>=100"], base={"params": 1, "madds": 0})
+    assert result["feasible"] is False and result["choices"] is None
+    assert result["optimal"] is True  # the exact solver proved there is no solution
+    assert result["min_costs"] == {"params": 7.0, "madds": 60.0}
+    assert result["max_costs"] == {"madds": 180.0}
+
+
+def test_intensity_extremes_are_exact() -> None:
+    rng = np.random.default_rng(3)
+    tables = {m: rng.integers(1, 50, size=(4, 3)).astype(float) for m in ("flops", "bytes")}
+    base = {"flops": 5.0, "bytes": 7.0}
+    grids = np.array(np.meshgrid(*[range(3)] * 4, indexing="ij")).reshape(4, -1).T
+    ratios = [(base["flops"] + tables["flops"][range(4), g].sum())
+              / (base["bytes"] + tables["bytes"][range(4), g].sum()) for g in grids]
+    result = solve(np.zeros((4, 3)), tables, ["intensity>=1000"], base=base)
+    assert result["feasible"] is False
+    assert result["min_costs"]["intensity"] == pytest.approx(min(ratios))
+    assert result["max_costs"]["intensity"] == pytest.approx(max(ratios))
+
+
+def test_without_constraints_every_layer_takes_its_best_candidate() -> None:
+    accuracy = np.random.default_rng(1).random((5, 4))
+    loss = loss_table_from_accuracy(accuracy)
+    result = solve(loss, {"params": np.ones((5, 4))}, [])
+    assert result["choices"] == list(accuracy.argmax(axis=1))
+    assert result["loss"] == 0.0 and result["optimal"]
+
+
+def test_latency_table_and_lower_bounds() -> None:
+    loss = np.array([[0.0, 0.1, 0.3], [0.0, 0.2, 0.5]])
+    latency = np.array([[3.0, 2.0, 1.0], [4.0, 2.0, 1.0]])
+    result = solve(loss, {"latency_ms": latency}, [("latency_ms", "<=", 4.5)],
+                   base={"latency_ms": 0.5})
+    # options within 4.5 - 0.5 = 4: (1,1)=0.3, (0,2)=0.5, (2,1)=0.5, (1,2)=0.6 ...
+    assert result["choices"] == [1, 1] and result["loss"] == pytest.approx(0.3)
+    assert result["costs"]["latency_ms"] == pytest.approx(4.5)
+    fast_is_good = np.array([[0.25, 0.1, 0.0], [0.6, 0.2, 0.0]])
+    lower = solve(fast_is_good, {"latency_ms": latency},
+                  [{"metric": "latency_ms", "op": ">=", "value": 4.5}], base={"latency_ms": 0.5})
+    # sums >= 4: (0,2) loss 0.25 beats (1,1) 0.3 and (2,0) 0.6
+    assert lower["choices"] == [0, 2] and lower["costs"]["latency_ms"] == pytest.approx(4.5)
+
+
+def test_truncated_frontier_is_not_claimed_optimal() -> None:
+    base, tables = _preset_tables()
+    loss = _structured_loss(np.random.default_rng(5), tables)
+    constraints = [("params", "<=", _fraction(base, tables, "params", 0.5)),
+                   ("madds", "<=", _fraction(base, tables, "madds", 0.45))]
+    capped = solve(loss, tables, constraints, base=base, max_states=1)
+    full = solve(loss, tables, constraints, base=base)
+    assert full["optimal"] is True
+    assert capped["feasible"] and capped["loss"] >= full["loss"] - 1e-12
+    if capped["states"] >= 1 and capped["loss"] > full["loss"] + 1e-12:
+        assert capped["optimal"] is False
+
+
+def test_bad_input_names_the_field() -> None:
+    tables = {"params": np.ones((2, 3))}
+    with pytest.raises(NaswError, match="solver"):
+        solve(np.zeros((2, 3)), tables, [], solver="annealing")
+    with pytest.raises(NaswError, match="latency_ms"):
+        solve(np.zeros((2, 3)), tables, ["latency_ms<=8"])
+    with pytest.raises(NaswError, match="cost_tables.params"):
+        solve(np.zeros((2, 3)), {"params": np.ones((3, 3))}, [])
+    with pytest.raises(NaswError, match="intensity"):
+        solve(np.zeros((2, 3)), tables, ["intensity>=2"])
+    with pytest.raises(NaswError, match="ga.population_size"):
+        solve(np.zeros((2, 3)), tables, [], solver="ga", ga={"population_size": 3})
+
+
+def test_ga_is_deterministic_and_feasible() -> None:
+    base, tables = _preset_tables()
+    loss = _structured_loss(np.random.default_rng(9), tables)
+    constraints = [("madds", "<=", _fraction(base, tables, "madds", 0.5))]
+    first = solve(loss, tables, constraints, base=base, solver="ga", seed=4, ga={"generations": 50})
+    again = solve(loss, tables, constraints, base=base, solver="ga", seed=4, ga={"generations": 50})
+    assert first["choices"] == again["choices"] and first["feasible"]
+    assert first["costs"]["madds"] <= constraints[0][2]
+
+
+def test_loss_table_and_importance_follow_the_paper() -> None:
+    accuracy = np.array([[0.9, 0.8, 0.85], [0.7, 0.7, 0.6]])
+    loss = loss_table_from_accuracy(accuracy)
+    np.testing.assert_allclose(loss, [[0.0, 0.1, 0.05], [0.0, 0.0, 0.1]])
+    np.testing.assert_allclose(layer_importance(loss), [0.1, 0.1])
