@@ -163,3 +163,30 @@ def test_two_runs_in_one_database_and_a_50ms_reader_never_see_locked(tmp_path, m
     for run_id in runs:
         log = (tmp_path / "nasw-logs" / f"run-{run_id}.log").read_text()
         assert "locked" not in log
+
+
+def test_sigterm_stops_cleanly_and_a_killed_coordinator_leaves_no_workers(tmp_path, monkeypatch):
+    monkeypatch.setenv("NASW_TEST_DELAY", "0.3")
+    db = tmp_path / "nasw.db"
+    runs = [start_run(db, parse_config(config(50, workers=2, seed=s))) for s in (3, 4)]
+    for run_id in runs:
+        launch_detached(db, run_id, evaluator=SLOW)
+    store = Store(db)
+
+    def workers_of(run_id):
+        workers = store.run(run_id).get("workers") or []
+        return workers if workers and all(w.get("job_id") is not None for w in workers) else None
+
+    terminated, killed = runs
+    term_workers = wait_for(lambda: workers_of(terminated), what="busy workers")
+    kill_workers = wait_for(lambda: workers_of(killed), what="busy workers")
+    os.kill(store.run(terminated)["pid"], signal.SIGTERM)
+    os.kill(store.run(killed)["pid"], signal.SIGKILL)
+    wait_for(lambda: store.run(terminated)["stored_status"] == "interrupted", what="SIGTERM stop")
+    pids = [w["pid"] for w in term_workers + kill_workers]
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=20, what="workers to exit")
+    run = store.run(terminated)
+    cancelled = store.candidates(terminated, status="cancelled")
+    store.close()
+    assert run["status"] == "interrupted" and run["workers"] == []
+    assert cancelled and all(c["error"] == "run interrupted" for c in cancelled)
