@@ -41,7 +41,7 @@ def _run_attached(db: Path, run_id: int, as_json: bool) -> str:
         run = store.run(run_id)
     budget = run.get("budget")
     bar = Progress(TextColumn("[bold]run {task.fields[run]}[/] {task.description}"), BarColumn(),
-                   MofNCompleteColumn(), TimeElapsedColumn(), disable=as_json or None,
+                   MofNCompleteColumn(), TimeElapsedColumn(), disable=as_json,
                    transient=False)
     task = bar.add_task("starting", total=budget, run=run_id)
 
