@@ -174,3 +174,13 @@ def test_cross_check_reports_a_disagreement() -> None:
 
     report = cross_check(OffByOne(), {}, use_fvcore=False)
     assert report["mismatches"] == ["params: space.costs 134.0 != measure 135.0"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_measure_and_latency_on_cuda_match_cpu_counts() -> None:
+    model = torchvision.models.mobilenet_v2()
+    on_cpu = measure(model, (3, 224, 224))
+    model = model.cuda()
+    assert measure(model, (3, 224, 224)) == on_cpu
+    assert measure_latency(model, (3, 224, 224), device="cuda", warmup=2, repeats=5) > 0
+    assert next(model.parameters()).is_cuda  # the caller's model stays on its device

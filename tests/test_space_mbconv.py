@@ -52,6 +52,12 @@ def test_choice_index_order_is_kernel_then_expansion_then_se() -> None:
         choice_info(12)
 
 
+def test_default_preset_is_the_small_digits_one() -> None:
+    space = get_space("mbconv")
+    assert space.preset == "ponas-digits" and space.input_shape == (1, 8, 8)
+    assert space.num_positions == 6
+
+
 def test_imagenet_preset_is_table_1_with_19_layers() -> None:
     space = get_space("mbconv", preset="ponas-imagenet")
     assert space.num_positions == 19
@@ -87,7 +93,7 @@ def test_imagenet_preset_forward_at_batch_1() -> None:
 def test_lut_costs_equal_traced_costs(preset: str) -> None:
     space = get_space("mbconv", preset=preset)
     rng = np.random.default_rng(2)
-    genotypes = [space.sample(rng) for _ in range(12)] + [space.largest()]
+    genotypes = [space.sample(rng) for _ in range(40 if preset.endswith("digits") else 10)] + [space.largest()]
     genotypes.append(space.validate({"space": "mbconv", "preset": preset,
                                      "choices": [0] * space.num_positions}))
     for genotype in genotypes:

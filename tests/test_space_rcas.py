@@ -81,7 +81,7 @@ def test_lut_costs_equal_traced_costs(preset: str) -> None:
     space = get_space("rcas", preset=preset)
     rng = np.random.default_rng(2)
     n = space.num_positions
-    genotypes = [space.sample(rng) for _ in range(10)]
+    genotypes = [space.sample(rng) for _ in range(40 if preset.endswith("digits") else 10)]
     genotypes += [with_blocks(space, [EMPTY] * n), with_blocks(space, [6] * n),
                   with_blocks(space, [int(b) if rng.random() < 0.3 else EMPTY
                                       for b in rng.integers(1, 7, size=n)])]
