@@ -251,3 +251,16 @@ def test_inherit_weights_crops_the_meta_network_onto_a_candidate() -> None:
     assert torch.equal(own["layers.1.project.conv.weight"],
                        meta["layers.1.project.conv.weight"][:, :expanded])
     assert torch.equal(own["head.classifier.weight"], meta["head.classifier.weight"])
+
+
+def test_bad_input_shape_or_class_count_is_named() -> None:
+    from searchers.errors import NaswError
+
+    space = get_space("mbconv", preset="ponas-digits")
+    genotype = space.sample(np.random.default_rng(9))
+    with pytest.raises(NaswError, match="input_shape"):
+        space.costs(genotype, input_shape=(8, 8))
+    with pytest.raises(NaswError, match="num_classes"):
+        space.costs(genotype, num_classes=-3)
+    with pytest.raises(GenotypeError, match="choice"):
+        choice_info(12)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from searchers.costs import METRICS, LayerCost, with_intensity
-from searchers.errors import GenotypeError
+from searchers.errors import GenotypeError, NaswError
 from searchers.spaces import Space
 
 
@@ -125,11 +125,13 @@ class ChainSpace(Space):
     # -- costs ----------------------------------------------------------------------------
     def _shape_and_classes(self, input_shape: Sequence[int] | None,
                            num_classes: int | None) -> tuple[tuple[int, int, int], int]:
-        shape = tuple(int(v) for v in (input_shape or self.input_shape))
-        if len(shape) != 3 or min(shape) < 1:
-            raise GenotypeError("input_shape", list(shape), "three positive integers (C, H, W)")
+        values = [int(v) for v in (input_shape or self.input_shape)]
+        if len(values) != 3 or min(values) < 1:
+            raise NaswError("input_shape", values, "three positive integers (C, H, W)")
         classes = int(num_classes or self.num_classes)
-        return shape, classes  # type: ignore[return-value]
+        if classes < 1:
+            raise NaswError("num_classes", classes, "a positive integer")
+        return (values[0], values[1], values[2]), classes
 
     def cost_plan(self, input_shape: Sequence[int] | None = None,
                   num_classes: int | None = None) -> CostPlan:

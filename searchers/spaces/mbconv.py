@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from searchers.costs import LayerCost
+from searchers.errors import GenotypeError
 from searchers.spaces import _block_costs as B
 from searchers.spaces._chain import ChainSpace, CostPlan
 
@@ -54,8 +55,8 @@ def choice_index(kernel: int, expansion: int, se: bool) -> int:
 
 def choice_info(index: int) -> dict[str, Any]:
     """``{"kernel", "expansion", "se"}`` of a choice index (0..11)."""
-    if not 0 <= int(index) < NUM_CHOICES:
-        raise ValueError(f"choice index {index} outside 0..{NUM_CHOICES - 1}")
+    if isinstance(index, bool) or not 0 <= int(index) < NUM_CHOICES:
+        raise GenotypeError("choice", index, f"integers 0..{NUM_CHOICES - 1}")
     index = int(index)
     return {"kernel": KERNELS[index // 4], "expansion": EXPANSIONS[(index // 2) % 2],
             "se": bool(index % 2)}

@@ -49,6 +49,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from searchers.costs import LayerCost
+from searchers.errors import GenotypeError
 from searchers.spaces import _block_costs as B
 from searchers.spaces._chain import ChainSpace, CostPlan
 
@@ -68,8 +69,8 @@ KERNEL = 3
 
 def block_info(block_type: int) -> dict[str, int]:
     """``{"expansion", "groups_expand", "groups_project"}`` of a block type (1..6)."""
-    if block_type not in BLOCK_TYPES:
-        raise ValueError(f"block type {block_type} outside 1..{len(BLOCK_TYPES)}")
+    if isinstance(block_type, bool) or block_type not in BLOCK_TYPES:
+        raise GenotypeError("block_type", block_type, f"integers 1..{len(BLOCK_TYPES)}")
     return dict(BLOCK_TYPES[block_type])
 
 
