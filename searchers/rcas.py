@@ -4,8 +4,9 @@ Xiong, Mehta & Singh, *Resource Constrained Neural Network Architecture Search* 
 §3 and Algorithms 1-3. The ground set V holds one element per (position, block type); a set S
 fills each chosen position with its block type and leaves the others empty (identity). The set
 function F(S) is the validation accuracy of the network built from S after an early-stopped
-proxy training (§3.1); every F(S) is cached by set, so no set is ever trained twice, not even
-across the three greedy runs.
+proxy training (§3.1); every F(S) is cached by the hash of the network S builds (sets that
+build the same network share it), so no network is ever trained twice, not even across the three
+greedy runs.
 
 Algorithm 3 runs Algorithm 2 (lazy cost-effective greedy, LCEG) three times — with unit cost
 (UC), with each block's parameter count (APR) and with its MAdds (AMR) as the cost in the
@@ -286,8 +287,8 @@ class RCASSearcher(Searcher):
                             "an integer >= 0")
         self.rules = rules
         self.problem = self._problem()
-        self.cache: dict[Subset, float] = {}
-        self._asked: dict[Subset, int] = {}  # set -> job id, while in flight
+        self.cache: dict[str, float] = {}  # network hash -> F
+        self._asked: dict[str, int] = {}  # network hash -> job id, while in flight
         self._emitted_steps: dict[str, int] = {rule: 0 for rule in rules}
         self._finished_rules: set[str] = set()
         self._traces: list[GreedyTrace] = []
@@ -323,11 +324,15 @@ class RCASSearcher(Searcher):
         return {"space": "rcas", "preset": self.space.preset, "blocks": blocks}
 
     # -- replay -----------------------------------------------------------------------------
+    def _key(self, subset: Iterable[int]) -> str:
+        return self.space.hash(self.genotype_of(subset))
+
     def _value(self, subset: Subset) -> float:
         if not subset:
             return 0.0
-        if subset in self.cache:
-            return self.cache[subset]
+        key = self._key(subset)
+        if key in self.cache:
+            return self.cache[key]
         raise MissingValues([subset])
 
     def _replay(self) -> None:
@@ -361,19 +366,20 @@ class RCASSearcher(Searcher):
         for subset in self._needed:
             if len(jobs) >= min(n, room):
                 break
-            if subset in self._asked:
+            key = self._key(subset)
+            if key in self._asked:
                 continue
             elements = sorted(subset)
             job = self.new_job(self.genotype_of(elements), tag=f"|S|={len(elements)}",
                                meta={"set": elements})
-            self._asked[subset] = job.id
+            self._asked[key] = job.id
             jobs.append(job)
         return jobs
 
     def _tell(self, job: Job, result: Result) -> None:
-        subset = frozenset(int(e) for e in job.meta["set"])
-        self._asked.pop(subset, None)
-        self.cache[subset] = float(result.accuracy) if result.ok else 0.0
+        key = self._key(int(e) for e in job.meta["set"])
+        self._asked.pop(key, None)
+        self.cache[key] = float(result.accuracy) if result.ok else 0.0
         self._replay()
         self.emit("evaluations", self.n_told, {},
                   lazy=len(self.cache),
@@ -398,16 +404,16 @@ class RCASSearcher(Searcher):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["cache"] = [(sorted(s), v) for s, v in self.cache.items()]
-        state["asked"] = [(sorted(s), job_id) for s, job_id in self._asked.items()]
+        state["cache"] = dict(self.cache)
+        state["asked"] = dict(self._asked)
         state["emitted_steps"] = dict(self._emitted_steps)
         state["finished_rules"] = sorted(self._finished_rules)
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
-        self.cache = {frozenset(s): float(v) for s, v in state["cache"]}
-        self._asked = {frozenset(s): int(j) for s, j in state["asked"]}
+        self.cache = {str(k): float(v) for k, v in state["cache"].items()}
+        self._asked = {str(k): int(j) for k, j in state["asked"].items()}
         self._emitted_steps = dict(state["emitted_steps"])
         self._finished_rules = set(state["finished_rules"])
         self._replay()

@@ -127,6 +127,9 @@ class FakeRCASSpace:
         self.madds = np.concatenate([np.zeros((5, 1)), rng.integers(500, 5000, (5, 6))], axis=1)
         self.quality = rng.uniform(0.05, 0.3, (5, 7))
 
+    def hash(self, genotype) -> str:
+        return ",".join(map(str, genotype["blocks"]))
+
     def cost_tables(self, input_shape=None, num_classes=None):
         return ({"params": 100.0, "madds": 1000.0},
                 {"params": self.params, "madds": self.madds, "flops": 2 * self.madds})
@@ -240,3 +243,51 @@ def test_bad_parameters_name_the_field() -> None:
         RCASSearcher(space, speculate=-1)
     with pytest.raises(NaswError, match="searcher.params.unknown"):
         RCASSearcher(space, unknown=1)
+
+
+# -- the real rcas space on the synthetic evaluator --------------------------------------------
+
+def _budgets(space, fraction: float = 0.4) -> list[str]:
+    """Budgets at ``fraction`` of the way from the empty network to the largest one."""
+    base, tables = space.cost_tables()
+    limits = []
+    for metric in ("params", "madds"):
+        empty = base[metric] + tables[metric][:, 0].sum()
+        full = base[metric] + tables[metric].max(axis=1).sum()
+        limits.append(f"{metric}<={empty + fraction * (full - empty):.0f}")
+    return limits
+
+
+def test_rcas_beats_random_search_at_the_same_number_of_evaluations() -> None:
+    from searchers import get_searcher
+    from searchers.objectives import synthetic_result
+    from searchers.spaces import get_space
+
+    space = get_space("rcas", "rcas-digits")
+    constraints = _budgets(space)
+    ours_best, theirs_best = [], []
+    for seed in range(5):
+        searcher = get_searcher("rcas", space=space, constraints=constraints, budget=10_000,
+                                seed=seed, train={"seed": seed})
+        while not searcher.done():
+            for job in searcher.ask(512):
+                searcher.tell(job, synthetic_result(job))
+        evaluations = searcher.n_told
+        baseline = get_searcher("random", space=space, constraints=constraints,
+                                budget=evaluations, seed=seed, train={"seed": seed})
+        while not baseline.done():
+            jobs = baseline.ask(512)
+            if not jobs:
+                break
+            for job in jobs:
+                baseline.tell(job, synthetic_result(job))
+        ours, theirs = searcher.best(), baseline.best()
+        assert ours["feasible"]
+        ours_best.append(ours["accuracy"])
+        theirs_best.append(theirs["accuracy"] if theirs["feasible"] else 0.0)
+        winner = searcher.result_summary()["best"]
+        assert space.costs(winner)["params"] <= float(constraints[0].split("<=")[1])
+    print(f"best feasible over 5 seeds: RCAS {np.mean(ours_best):.4f}, "
+          f"random {np.mean(theirs_best):.4f}")
+    assert np.mean(ours_best) > np.mean(theirs_best)
+    assert sum(o > t for o, t in zip(ours_best, theirs_best)) >= 4
