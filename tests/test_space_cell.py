@@ -162,6 +162,11 @@ def test_expand_deeper_cells_unique_canonical_and_complete(digits: CellSpace) ->
     rng = np.random.default_rng(1)
     parents = [digits.canonical(cell(*[[b[0], b[1], OPS[b[2]], OPS[b[3]]]
                                        for b in random_blocks(rng, 3)])) for _ in range(6)]
+    # repeated blocks, read and unread: the slow path of expand
+    parents += [cell([0, 1, "sep3x3", "sep3x3"], [0, 1, "sep3x3", "sep3x3"], [2, 2, "identity",
+                                                                          "identity"]),
+                cell([1, 1, "max3x3", "max3x3"], [1, 1, "max3x3", "max3x3"], [0, 1, "dil3x3",
+                                                                          "avg3x3"])]
     children = digits.expand(parents)
     reference = set()
     for parent in parents:

@@ -169,11 +169,15 @@ class CellSpace(Space):
                 raise GenotypeError(f"cells[{index}].blocks", f"{len(blocks)} blocks",
                                     f"at most {self.max_blocks - 1} blocks to expand")
             parent = canonical_blocks(blocks)
+            repeats = len(set(parent)) < len(parent)
             pairs = [(i, o) for i in range(NUM_CELL_INPUTS + len(parent))
                      for o in range(len(OPS))]
             for k, a in enumerate(pairs):
                 for b in pairs[k:]:
-                    child = canonical_blocks(list(parent) + [(a[0], b[0], a[1], b[1])])
+                    new = (a[0], b[0], a[1], b[1])
+                    child = None if repeats else _append_to_canonical(parent, new)
+                    if child is None:
+                        child = canonical_blocks([*parent, new])
                     key = (child, n, f)
                     if key in seen:
                         continue
@@ -362,6 +366,30 @@ def _unused_blocks(blocks: Sequence[Block]) -> list[int]:
     """Blocks no other block reads: the ones concatenated into the cell output."""
     used = _used_inputs(blocks)
     return [b for b in range(len(blocks)) if b + NUM_CELL_INPUTS not in used]
+
+
+def _append_to_canonical(parent: tuple[Block, ...], new: Block) -> tuple[Block, ...] | None:
+    """``canonical_blocks(parent + [new])`` in O(B) for a canonical ``parent`` without repeated
+    blocks and a pair-sorted ``new`` block, or None when the fast path does not apply.
+
+    The greedy search of :func:`canonical_blocks` on the child places the parent's blocks in
+    the parent's order (relabelling by a monotone shift keeps their comparisons) and the new
+    block at the first position where it is ready and smaller than the parent's block there.
+    An equal row there is a tie the full search must resolve.
+    """
+    top = max(new[0], new[1])
+    ready = top - NUM_CELL_INPUTS + 1 if top >= NUM_CELL_INPUTS else 0
+    place = len(parent)
+    for position in range(ready, len(parent)):
+        if new == parent[position]:
+            return None
+        if new < parent[position]:
+            place = position
+            break
+    cut = NUM_CELL_INPUTS + place
+    shifted = tuple((i1 + (i1 >= cut), i2 + (i2 >= cut), o1, o2)
+                    for i1, i2, o1, o2 in parent[place:])
+    return (*parent[:place], new, *shifted)
 
 
 def canonical_blocks(blocks: Sequence[Block]) -> tuple[Block, ...]:
