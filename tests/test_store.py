@@ -136,6 +136,15 @@ def test_interrupted_is_computed_from_dead_pid_or_stale_heartbeat(store) -> None
     assert store.run(run_id)["stored_status"] == "running"
     store.update_run(run_id, pid=os.getpid())
     assert store.run(run_id)["status"] == "running"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:  # a live pid that is not a nasw process, with a stale heartbeat: a reused pid
+        store.update_run(run_id, pid=sleeper.pid, heartbeat=time.time() - 3600)
+        assert store.run(run_id)["status"] == "interrupted"
+        store.update_run(run_id, heartbeat=time.time())
+        assert store.run(run_id)["status"] == "running"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
     store.update_run(run_id, host="elsewhere", heartbeat=time.time() - 3600)
     assert store.run(run_id)["status"] == "interrupted"
     store.update_run(run_id, status="finished")

@@ -157,6 +157,16 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def _runs_nasw(pid: int) -> bool:
+    """Whether ``pid``'s command line is a nasw coordinator (True when it cannot be read)."""
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return True
+    return b"workbench" in cmdline or b"nasw" in cmdline
+
+
 def create_private_file(path: Path) -> None:
     """Create ``path`` empty with the user's umask, never world-writable (no-op if present)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,9 +382,13 @@ class Store:
             return status
         now = time.time() if now is None else now
         beat = run.get("heartbeat") or run.get("created") or 0.0
+        stale = now - beat > STALE_AFTER_S
         if run.get("pid") and run.get("host") == socket.gethostname():
-            return status if pid_alive(run["pid"]) else "interrupted"
-        return "interrupted" if now - beat > STALE_AFTER_S else status
+            if not pid_alive(run["pid"]):
+                return "interrupted"
+            # a stale heartbeat from a live pid: the pid may have been reused by another program
+            return "interrupted" if stale and not _runs_nasw(run["pid"]) else status
+        return "interrupted" if stale else status
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run with decoded config and computed status; NaswError if there is none."""

@@ -53,8 +53,10 @@ def _run_attached(db: Path, run_id: int, as_json: bool) -> str:
     coordinator = Coordinator(db, run_id, on_progress=on_progress)
     handled = [signal.SIGINT, signal.SIGTERM, *([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])]
     previous = {sig: signal.getsignal(sig) for sig in handled}
-    signal.signal(signal.SIGINT, coordinator.request_stop)
     coordinator.install_signal_handlers()
+    signal.signal(signal.SIGINT, coordinator.request_stop)
+    if hasattr(signal, "SIGHUP"):  # attached: a closed terminal stops the run, resumably
+        signal.signal(signal.SIGHUP, coordinator.request_stop)
     try:
         with bar:
             return coordinator.run()
