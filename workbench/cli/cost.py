@@ -18,7 +18,7 @@ import yaml
 from searchers.constraints import feasible
 from searchers.errors import NaswError
 from searchers.spaces import space_of
-from workbench.cli import echo_json, handles_errors, json_option, main
+from workbench.cli import db_option, echo_json, handles_errors, json_option, main
 from workbench.config import build_space, load_config
 
 
@@ -50,10 +50,14 @@ def _config_costs(path: Path, count: int, seed: int) -> list[dict[str, Any]]:
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
               help="Candidates to sample when SOURCE is a run config.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@db_option
 @json_option
 @handles_errors
 def cost_command(source: Path, count: int, seed: int, as_json: bool) -> None:
-    """Costs (params, MAdds, FLOPs, intensity) of a genotype JSON file or of a config's space."""
+    """Costs (params, MAdds, FLOPs, intensity) of a genotype JSON file or of a config's space.
+
+    Reads no database (``--db`` is accepted for symmetry with the other commands).
+    """
     text = source.read_text()
     data: Any = None
     if source.suffix.lower() == ".json":
