@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from searchers.costs import measure
+from searchers.costs import cross_check, measure
 from searchers.errors import GenotypeError
 from searchers.spaces import get_space, space_of
 from searchers.spaces._layerwise_cell_costs import total_costs
@@ -302,3 +302,13 @@ def test_graph_nodes_carry_labels_and_network_costs(digits: CellSpace) -> None:
     for metric in ("params", "madds", "flops", "bytes"):
         inside = sum(graph.nodes[n]["costs"][metric] for n in graph)
         assert inside + outside[metric] == total[metric]
+
+
+def test_costs_agree_with_fvcore_an_independent_counter() -> None:
+    """params and conv+linear MAdds also match fvcore (the tracer's rules for the rest)."""
+    space = get_space("cell", "pnas-digits")
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        report = cross_check(space, space.sample(rng))
+        assert report["mismatches"] == []
+        assert report["fvcore"]["madds"] == report["space"]["madds"] > 0

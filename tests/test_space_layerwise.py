@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from searchers.costs import measure
+from searchers.costs import cross_check, measure
 from searchers.errors import GenotypeError
 from searchers.spaces import get_space, space_of
 from searchers.spaces.layerwise import (
@@ -318,3 +318,13 @@ def test_scale_keeps_parameter_names_for_weight_inheritance(digits: LayerwiseSpa
 
 def test_initial_network_is_one_small_conv(digits: LayerwiseSpace) -> None:
     assert digits.initial()["layers"] == [layer("conv", 3, 8)]
+
+
+def test_costs_agree_with_fvcore_an_independent_counter() -> None:
+    """params and conv+linear MAdds also match fvcore (the tracer's rules for the rest)."""
+    space = get_space("layerwise", "epnas-digits")
+    rng = np.random.default_rng(6)
+    for _ in range(3):
+        report = cross_check(space, space.sample(rng))
+        assert report["mismatches"] == []
+        assert report["fvcore"]["madds"] == report["space"]["madds"] > 0
