@@ -105,8 +105,8 @@ class PNASSearcher(Searcher):
         p = self.params
         self.num_blocks = _positive_int("B", p["B"])
         if self.num_blocks > space.max_blocks:
-            raise NaswError("searcher.params.B", self.num_blocks, f"1..{space.max_blocks} (the space's "
-                            "max_blocks)")
+            raise NaswError("searcher.params.B", self.num_blocks,
+                            f"1..{space.max_blocks} (the space's max_blocks)")
         self.beam_size = _positive_int("K", p["K"])
         self.final_models = _non_negative_int("final_models", p["final_models"])
         final_n = p["final_N"]
@@ -249,8 +249,7 @@ class PNASSearcher(Searcher):
             if len(chosen) >= limit:
                 break
             guess = next(predictions) if predictions is not None else None
-            if self.hard_constraints and self.constraints and not self.is_feasible(
-                    self.space.costs(cell, self.input_shape, self.num_classes)):
+            if not self._known_feasible(cell):
                 skipped += 1
                 continue
             chosen.append(self._new_record(cell, level, "search", guess))
@@ -328,12 +327,20 @@ class PNASSearcher(Searcher):
                 params(lo) - self.final_params_target):
             best = lo - 1
         genotype = at(best)
-        if self.hard_constraints and self.constraints and not self.is_feasible(
-                self.space.costs(genotype, self.input_shape, self.num_classes)):
-            return None
-        return genotype
+        return genotype if self._known_feasible(genotype) else None
 
     # -- helpers -------------------------------------------------------------------------
+    def _known_feasible(self, genotype: Mapping[str, Any]) -> bool:
+        """False only when hard constraints are on and the cost model shows a violation.
+
+        Constraints on metrics the cost model does not give (``latency_ms``) cannot be checked
+        before training; they stay soft (the reward applies them), as in random search.
+        """
+        if not (self.hard_constraints and self.constraints):
+            return True
+        costs = self.space.costs(genotype, self.input_shape, self.num_classes)
+        return all(c.satisfied(costs) for c in self.constraints if c.metric in costs)
+
     def _one_block_cells(self) -> list[dict[str, Any]]:
         cells = self.space.enumerate_one_block()
         if self._overrides:

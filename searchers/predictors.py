@@ -125,7 +125,7 @@ class LSTMRegressor(nn.Module):
 
 
 class MLPRegressor(nn.Module):
-    """Block vectors (4 concatenated embeddings) averaged over blocks -> 2 ReLU layers -> sigmoid."""
+    """Block vectors (4 concatenated embeddings), mean over blocks -> 2 ReLU layers -> sigmoid."""
 
     def __init__(self, n_inputs: int, n_ops: int, config: PredictorConfig) -> None:
         super().__init__()
@@ -287,7 +287,7 @@ class SurrogatePredictor:
         result = np.zeros(sum(len(g[0]) for g in groups), dtype=np.float64)
         threads = torch.get_num_threads()
         # below ~10^5 cells thread start-up and contention cost more than they save
-        torch.set_num_threads(max(1, min(threads, len(result) // 100_000)))
+        torch.set_num_threads(threads if len(result) >= 100_000 else 1)
         try:
             with torch.no_grad():
                 for indices, stacked in groups:

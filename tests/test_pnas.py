@@ -244,6 +244,13 @@ def test_hard_constraints_skip_infeasible_candidates_and_refill_the_beam(space: 
     assert levels[1]["chosen"] == K and levels[1]["skipped_infeasible"] > 0  # refilled
 
 
+def test_constraints_the_cost_model_cannot_check_stay_soft(space: Any) -> None:
+    """latency_ms is measured, not in space.costs: it cannot reject before training."""
+    searcher = make(space, B=1, final_models=0, constraints=["latency_ms<=1"],
+                    hard_constraints=True)
+    assert len(searcher.ask(500)) == 136
+
+
 def test_soft_constraints_rank_by_the_epnas_reward(space: Any) -> None:
     constraints = ["params<=30k"]
     searcher = make(space, B=1, constraints=constraints, final_models=0)
