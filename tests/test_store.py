@@ -223,3 +223,20 @@ def test_sql_injection_is_inert(store) -> None:
     assert store.run(run_id)["name"].startswith("x');")
     assert store.candidates(run_id, status="ok' OR '1'='1") == []
     assert store.db["runs"].exists()
+
+
+def test_delete_run_removes_every_row_but_refuses_a_live_run(store) -> None:
+    keep, gone = store.create_run(CONFIG), store.create_run(CONFIG)
+    for run_id in (keep, gone):
+        store.record(run_id, Progress(
+            candidates=[CandidateRow(id=0, genotype={"space": "x"})], state=b"s",
+            metrics=[(0, "k", 1.0)], events=[(0, "run", {})]))
+    store.update_run(gone, status="running", pid=os.getpid(), host=socket.gethostname())
+    with pytest.raises(NaswError, match="cancel it first"):
+        store.delete_run(gone)
+    store.update_run(gone, status="cancelled")
+    store.delete_run(gone)
+    assert store.run_ids() == [keep]
+    assert store.candidates(gone) == [] and store.metrics(gone) == []
+    assert store.conn.execute("SELECT count(*) FROM searcher_state").fetchone()[0] == 1
+    assert len(store.candidates(keep)) == 1

@@ -239,6 +239,9 @@ _SUMMARY_COLUMNS = ("status", "pid", "host", "heartbeat", "started", "finished",
                     "error", "log_path", "workers", "n_asked", "n_done", "n_ok", "n_failed",
                     "n_feasible", "best_accuracy", "best_candidate", "best_feasible", "resumes")
 _JSON_RUN_COLUMNS = ("config", "constraints", "workers")
+#: tables holding a run's rows (keyed by ``run_id``), all removed with the run
+_RUN_TABLES = ("candidates", "metrics", "events", "accuracy_table", "specializations",
+               "commands", "searcher_state")
 
 
 class Store:
@@ -405,6 +408,17 @@ class Store:
     def runs(self) -> list[dict[str, Any]]:
         """Run summaries for the runs list: status (computed), progress, best, feasible."""
         return [self._decode_run(r) for r in self.db.query("SELECT * FROM runs ORDER BY id")]
+
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run and every row it wrote; refused while its coordinator is alive."""
+        with self.write() as conn:
+            run = self.run(run_id)
+            if run["status"] in LIVE_STATUSES:
+                raise NaswError("run", run_id, "a run with no live coordinator",
+                                hint=f"it is {run['status']}; cancel it first")
+            for table in _RUN_TABLES:
+                conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     # -- the coordinator's writes ----------------------------------------------------------
     def claim_run(self, run_id: int, pid: int, host: str) -> dict[str, Any]:
