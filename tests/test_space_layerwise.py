@@ -328,3 +328,10 @@ def test_costs_agree_with_fvcore_an_independent_counter() -> None:
         report = cross_check(space, space.sample(rng))
         assert report["mismatches"] == []
         assert report["fvcore"]["madds"] == report["space"]["madds"] > 0
+
+
+def test_insert_snaps_values_off_the_preset_lists(digits: LayerwiseSpace) -> None:
+    g = genotype(layer())
+    new = digits.apply_action(g, Action.insert(1, "conv", kernel=4, filters=7, stride=3))
+    assert new["layers"][1] == layer("conv", 3, 8, 2)
+    assert digits.apply_action(g, Action.insert(0, "sepconv"))["layers"][0]["filters"] == 4

@@ -90,6 +90,8 @@ class Action:
     @classmethod
     def insert(cls, place: int, op: str = "conv", kernel: int = 3, filters: int | None = None,
                stride: int = 1, src2: int = -1, merge: str = "add") -> Action:
+        """Insert a layer at ``place``; values off the preset's lists snap to the nearest
+        entry (``filters=None`` on a conv: the smallest filter count)."""
         layer = {"op": op, "kernel": kernel, "filters": filters, "stride": stride,
                  "src2": src2, "merge": merge}
         return cls("insert", place=place, layer=layer)
@@ -478,9 +480,6 @@ class LayerwiseSpace(Space):
                     layer["src2"] -= 1
         else:
             return g
-        for i, layer in enumerate(layers):
-            if layer["src2"] >= i:  # a skip from the layer itself is no skip
-                layer["src2"] = -1
         return self.validate({"space": self.name, "preset": self.preset, "layers": layers})
 
     def apply_actions(self, genotype: Mapping[str, Any],
