@@ -1,0 +1,105 @@
+"""``nasw specialize RUN --constraint 'params<=3M' ...``: a model for a new budget, now.
+
+Reads a finished PONAS run's accuracy table, solves the multiple-choice knapsack over its cost
+LUTs (exact by default, or the paper's GA), prints and stores the specialization. Exit codes:
+0 a feasible architecture was found, 1 no architecture satisfies the constraints (the reachable
+extremes are printed; the attempt is still stored), 2 bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from searchers.constraints import format_number
+from searchers.specialize import SOLVERS
+from workbench.cli import db_option, db_path, echo_json, handles_errors, json_option, main
+from workbench.specialize import specialize_run
+from workbench.store import Store
+
+EXIT_INFEASIBLE = 1
+
+
+def _label(space_choice: int) -> str:
+    from searchers.spaces.mbconv import choice_label
+
+    return choice_label(space_choice)
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    constraints = ", ".join(f"{c['metric']}{c['op']}{format_number(c['value'])}"
+                            for c in result["constraints"]) or "none"
+    proof = "proven optimal" if result["optimal"] else "not proven optimal"
+    click.echo(f"run {result['run_id']}  constraints: {constraints}  solver: {result['solver']} "
+               f"({result['solve_ms']:.1f} ms)")
+    if not result["feasible"]:
+        click.echo("no architecture in the table satisfies the constraints"
+                   + (" (proven)" if result["optimal"] else ""))
+        for metric, value in result["min_costs"].items():
+            line = f"  {metric}: smallest reachable {format_number(value)}"
+            if metric in result["max_costs"]:
+                line += f", largest reachable {format_number(result['max_costs'][metric])}"
+            click.echo(line)
+        return
+    click.echo(f"accuracy loss (table): {result['loss']:.4f}  [{proof}]")
+    click.echo("blocks: " + " ".join(f"{i}:{_label(c)}" for i, c in enumerate(result["choices"])))
+    costs = result["costs"]
+    parts = [f"{m} {format_number(costs[m])}" for m in ("params", "madds", "flops") if m in costs]
+    if "intensity" in costs:
+        parts.append(f"intensity {costs['intensity']:.2f}")
+    click.echo("costs: " + ", ".join(parts))
+    latency = result.get("latency")
+    if latency:
+        measured = latency["measured_ms"]
+        text = f"latency on {latency['device']} (batch {latency['batch_size']}): predicted " \
+               f"{latency['predicted_ms']:.3f} ms"
+        if measured is not None:
+            text += f", measured {measured:.3f} ms ({measured / latency['predicted_ms']:.2f}x)"
+        click.echo(text)
+    estimate = result.get("estimate")
+    if estimate:
+        if estimate.get("accuracy") is None:
+            click.echo(f"estimated accuracy: n/a ({estimate.get('note') or estimate.get('error')})")
+        else:
+            click.echo(f"estimated accuracy (inherited supernet weights, no training): "
+                       f"{estimate['accuracy']:.4f}")
+    if "id" in result:
+        click.echo(f"stored as specialization {result['id']}; train it from scratch with "
+                   f"`nasw train`, or export the genotype with --json")
+
+
+@main.command("specialize")
+@click.argument("run_id", type=int)
+@click.option("--constraint", "-c", "constraints", multiple=True, metavar="EXPR",
+              help="A bound such as 'params<=3M', 'madds<=300M', 'intensity>=20', "
+                   "'latency_ms<=8' (repeatable).")
+@click.option("--solver", type=click.Choice(SOLVERS), default="exact", show_default=True,
+              help="exact: provably optimal on the table; ga: the paper's genetic algorithm.")
+@click.option("--device", default=None,
+              help="Latency LUT to use for latency_ms (built with `nasw lut build`; default cpu).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Batch size of the latency LUT.")
+@click.option("--estimate", is_flag=True,
+              help="Evaluate the subnet with cropped supernet weights (needs torch + the data).")
+@click.option("--no-measure", is_flag=True,
+              help="Do not re-measure the whole model's latency when a latency LUT is used.")
+@click.option("--seed", type=int, default=0, show_default=True, help="GA seed.")
+@db_option
+@json_option
+@click.pass_context
+@handles_errors
+def specialize_command(ctx: click.Context, run_id: int, constraints: tuple[str, ...], solver: str,
+                       device: str | None, batch_size: int, estimate: bool, no_measure: bool,
+                       seed: int, as_json: bool) -> None:
+    """Pick the best architecture of a PONAS run's accuracy table under new constraints."""
+    with Store(db_path(ctx), create=False) as store:
+        result = specialize_run(store, run_id, list(constraints), solver, device=device,
+                                batch_size=batch_size, estimate=estimate,
+                                measure=not no_measure, seed=seed)
+    if as_json:
+        echo_json(result)
+    else:
+        _print_result(result)
+    if not result["feasible"]:
+        ctx.exit(EXIT_INFEASIBLE)
