@@ -312,3 +312,10 @@ def test_costs_agree_with_fvcore_an_independent_counter() -> None:
         report = cross_check(space, space.sample(rng))
         assert report["mismatches"] == []
         assert report["fvcore"]["madds"] == report["space"]["madds"] > 0
+
+
+def test_numpy_integers_are_accepted_and_normalised(digits: CellSpace) -> None:
+    g = cell([np.int64(1), np.int64(0), "sep3x3", "identity"], n=np.int64(2), f=np.int64(8))
+    out = digits.canonical(g)
+    assert out == cell([0, 1, "identity", "sep3x3"], n=2, f=8)
+    assert json.loads(json.dumps(out)) == out

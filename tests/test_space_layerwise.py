@@ -335,3 +335,10 @@ def test_insert_snaps_values_off_the_preset_lists(digits: LayerwiseSpace) -> Non
     new = digits.apply_action(g, Action.insert(1, "conv", kernel=4, filters=7, stride=3))
     assert new["layers"][1] == layer("conv", 3, 8, 2)
     assert digits.apply_action(g, Action.insert(0, "sepconv"))["layers"][0]["filters"] == 4
+
+
+def test_numpy_integers_are_accepted_and_normalised(digits: LayerwiseSpace) -> None:
+    g = genotype(layer(kernel=np.int64(5), filters=np.int64(8)), layer(src2=np.int64(0)))
+    out = digits.validate(g)
+    assert out == digits.validate(genotype(layer(kernel=5), layer(src2=0)))
+    assert json.loads(json.dumps(out)) == out

@@ -46,6 +46,7 @@ Under (1) the 256 one-block structures collapse to exactly 136 (PNAS §3.1).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -351,7 +352,8 @@ def op_records(op: str, width: int, stride: int, in_hw: tuple[int, int],
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer, numpy integers included (genotypes built from ``rng`` draws), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _input_name(i: int) -> str:

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -497,7 +498,8 @@ def apply_action(genotype: Mapping[str, Any], action: Action) -> dict[str, Any]:
 
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An integer, numpy integers included (genotypes built from ``rng`` draws), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _choice(layer: Mapping[str, Any], key: str, allowed: Sequence[Any], where: str) -> Any:
