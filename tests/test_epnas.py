@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -493,3 +494,48 @@ def test_real_training_with_parameter_sharing_on_digits(layerwise) -> None:
     assert all(j.inherit for j in second)
     for job in second:
         assert evaluate(job, "train").ok
+
+
+# -- sample configs ---------------------------------------------------------------------------
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_configs"
+
+
+@pytest.mark.parametrize("name", ["epnas-digits", "epnas-paper"])
+def test_sample_configs_build_an_epnas_searcher(name: str) -> None:
+    from workbench.config import load_config, make_searcher
+
+    config = load_config(SAMPLES / f"{name}.yaml")
+    space, searcher = make_searcher(config)
+    assert searcher.name == "epnas" and space.name == "layerwise"
+    assert len(searcher.constraints) == 2
+    if name == "epnas-paper":
+        assert (searcher.params["branches"], searcher.params["steps"]) == (8, 10)
+        assert (searcher.job_train.lr, searcher.job_train.batch_size) == (0.5, 1024)
+        assert searcher.job_train.dataset == "cifar10"
+
+
+@pytest.mark.slow
+def test_digits_config_runs_through_the_engine_and_stores_episode_curves(tmp_path) -> None:
+    """The sample config, shrunk (2 x 1 candidates per episode, 2 batches per epoch), run by
+    the real coordinator in this process with real training: episodes reach the metrics."""
+    import yaml
+
+    from workbench.config import parse_config
+    from workbench.runner import Coordinator, start_run
+    from workbench.store import Store
+
+    data = yaml.safe_load((SAMPLES / "epnas-digits.yaml").read_text())
+    data["searcher"]["params"].update(branches=2, steps=1)
+    data["searcher"]["params"]["prediction_train"].update(epochs=1, max_batches=2)
+    data["budget"] = {"candidates": 4}
+    data["backend"] = {"kind": "local", "workers": 0}
+    db = tmp_path / "nasw.db"
+    run_id = start_run(db, parse_config(data))
+    Coordinator(db, run_id).run()
+    with Store(db) as store:
+        assert store.run(run_id)["status"] == "finished"
+        assert len(store.candidates(run_id)) == 4
+        keys = store.metric_keys(run_id)
+        assert {"episode/mean_reward", "episode/feasible_fraction", "episode/entropy"} <= set(keys)
+        steps = [m["step"] for m in store.metrics(run_id) if m["key"] == "episode/mean_reward"]
+        assert steps == [0, 1]
