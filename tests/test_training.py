@@ -215,3 +215,34 @@ def test_synthetic_data_is_learnable() -> None:
     bundle = load_dataset("synthetic:shape=1x8x8,n=1000")
     outcome = fit_model(small_cnn(8), bundle, TrainSpec(epochs=3, batch_size=64, lr=0.05))
     assert outcome.accuracy > 0.5  # chance is 0.1
+
+
+def _importable_spaces() -> list[str]:
+    import importlib
+
+    names = []
+    for name in spaces_module.space_names():
+        try:
+            importlib.import_module(spaces_module._SPACES[name].split(":")[0])
+        except ModuleNotFoundError:
+            continue
+        names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _importable_spaces())
+def test_a_sampled_genotype_of_every_space_trains(name: str) -> None:
+    """The default (digits) preset of each space builds, trains a step and is scored."""
+    import numpy as np
+
+    space = spaces_module.get_space(name)
+    genotype = space.sample(np.random.default_rng(0))
+    job = Job(id=0, genotype=genotype, input_shape=space.input_shape,
+              num_classes=space.num_classes, return_weights=True,
+              train=TrainSpec(epochs=1, batch_size=32, max_batches=1))
+    result = train(job)
+    assert result.status == "ok", result.error
+    assert 0.0 <= result.accuracy <= 1.0 and len(result.loss_curve) == 1
+    assert result.costs == space.costs(genotype, space.input_shape, space.num_classes)
+    report = inherit_weights(space.build(genotype), result.weights)
+    assert report.cropped == [] and report.skipped == [] and report.missing == []
