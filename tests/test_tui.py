@@ -34,7 +34,7 @@ from workbench.screens.runs import RunsScreen
 from workbench.store import Store
 
 
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -211,7 +211,8 @@ def test_every_tab_of_a_finished_run(db: Path, size: tuple[int, int]) -> None:
             assert f"#{best['id']} accuracy {best['accuracy']:.4f}" in overview
             await pilot.press("2")
             table = screen.query_one("#candidate-table", DataTable)
-            assert table.row_count == 40 and app.focused is table
+            assert table.row_count == 40
+            await wait_for(pilot, lambda: app.focused is table)
             await pilot.press("3")
             assert len(screen.query_one("#curves-plot").series) == 40
             await pilot.press("4")

@@ -45,8 +45,11 @@ class NaswApp(App[None]):
         self.poll_interval = poll_interval
         self.sub_title = str(self.db_path)
 
+    def get_default_screen(self) -> Screen[Any]:
+        """The runs list is the base screen (no blank default screen to paint first)."""
+        return RunsScreen()
+
     def on_mount(self) -> None:
-        self.push_screen(RunsScreen())
         if self.initial_run_id is not None:
             self.open_run(self.initial_run_id)
 
@@ -75,7 +78,7 @@ class NaswApp(App[None]):
         yield from getattr(screen, "palette_commands", lambda: [])()
 
     def action_show_runs(self) -> None:
-        while len(self.screen_stack) > 2 and not isinstance(self.screen, RunsScreen):
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
             self.pop_screen()
 
 

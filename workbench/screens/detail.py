@@ -172,11 +172,11 @@ class RunDetailScreen(Screen[None]):
             with TabPane("3 Curves", id="curves"), Vertical():
                 yield CurvesPlot(id="curves-plot")
                 yield MetricsPlot(id="metrics-plot")
-            with TabPane("4 Architecture", id="architecture"):
+            with TabPane("4 Arch", id="architecture"):
                 yield VerticalScroll(ArchitectureView(id="arch-view"), id="arch-scroll")
             with TabPane("5 Pareto", id="pareto"):
                 yield ParetoPlot(id="pareto-plot")
-            with TabPane("6 Accuracy table", id="table"):
+            with TabPane("6 Table", id="table"):
                 yield VerticalScroll(AccuracyHeatmap(id="heatmap"), id="heatmap-scroll")
             with TabPane("7 Specialize", id="specialize"):
                 yield SpecializePane(self.run_id, id="specialize-pane")

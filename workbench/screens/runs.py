@@ -82,7 +82,9 @@ class RunsScreen(Screen[None]):
         for column in COLUMNS:
             table.add_column(column, key=column)
         table.focus()
-        self.poll()
+        # the first poll (which imports the store: sqlite-utils, numpy) starts after the
+        # first paint, so the screen appears at bare-Textual speed and fills in a moment later
+        self.call_after_refresh(self.poll)
         self.set_interval(max(self.app.poll_interval, 0.5), self.poll)
 
     def on_screen_resume(self) -> None:

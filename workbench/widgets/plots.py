@@ -71,7 +71,32 @@ class CurveSeries:
         return len(self.steps)
 
 
-class CurvesPlot(PlotextPlot):
+class LazyPlot(PlotextPlot):
+    """Redraws its figure at render time, and only when its data changed since the last one.
+
+    A hidden tab is not rendered, so rows arriving for it cost only the list appends; the
+    plotext figure (which walks every point) is rebuilt once, when the tab is shown.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._stale = True
+
+    def replot(self) -> None:
+        self._stale = True
+        self.refresh()
+
+    def draw(self) -> None:
+        raise NotImplementedError
+
+    def render(self) -> Any:
+        if self._stale:
+            self._stale = False
+            self.draw()
+        return super().render()
+
+
+class CurvesPlot(LazyPlot):
     """Accuracy, best feasible accuracy, reward and feasible fraction vs step or time."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -87,7 +112,7 @@ class CurvesPlot(PlotextPlot):
         self.by_time = not self.by_time
         self.replot()
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -105,10 +130,9 @@ class CurvesPlot(PlotextPlot):
             plt.plot(x, s.feasible_fraction, marker="braille", color="orange",
                      label="feasible fraction")
             plt.ylim(0, 1)
-        self.refresh()
 
 
-class MetricsPlot(PlotextPlot):
+class MetricsPlot(LazyPlot):
     """One searcher metric series (``metrics`` table: key, step, value) at a time."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -131,7 +155,7 @@ class MetricsPlot(PlotextPlot):
             self.key = keys[(keys.index(self.key) + 1) % len(keys)] if self.key in keys else keys[0]
             self.replot()
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -142,10 +166,9 @@ class MetricsPlot(PlotextPlot):
             plt.title(f"searcher metric {self.key}  ({len(self.points)} series, 'v' cycles)")
             plt.xlabel("step")
             plt.plot(xs, ys, marker="braille", color="cyan")
-        self.refresh()
 
 
-class ParetoPlot(PlotextPlot):
+class ParetoPlot(LazyPlot):
     """Accuracy vs a cost metric; constraint lines; the Pareto front of feasible candidates."""
 
     METRICS = ("params", "madds")
@@ -188,7 +211,7 @@ class ParetoPlot(PlotextPlot):
         indices = pareto_front([(r[1][self.metric], r[2]) for r in pool])
         return [pool[i][0] for i in indices]
 
-    def replot(self) -> None:
+    def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -227,4 +250,3 @@ class ParetoPlot(PlotextPlot):
             ticks = [lo + (hi - lo) * i / 4 for i in range(5)]
             plt.xticks(ticks, [format_number(round(t, 3 - len(str(int(abs(t) or 1)))) if t else 0)
                                for t in ticks])
-        self.refresh()

@@ -1,0 +1,68 @@
+"""Start-up hygiene of the TUI, checked in fresh interpreters (``sys.modules`` does not lie).
+
+``import workbench.app`` must not load torch, numpy, sqlite-utils, networkx, plotext or
+pydantic (they load when a screen needs them); starting the app and visiting every tab of a
+run must never load torch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tui_support import make_db
+
+HEAVY_AT_IMPORT = ("torch", "numpy", "sqlite_utils", "networkx", "plotext", "textual_plotext",
+                   "pydantic", "yaml")
+
+
+def _modules_after(code: str, cwd: Path | None = None) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True, cwd=cwd,
+    ).stdout
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def test_importing_the_app_loads_no_heavy_module() -> None:
+    loaded = _modules_after("import workbench.app")
+    assert "textual.app" in loaded
+    assert not [m for m in HEAVY_AT_IMPORT if m in loaded]
+
+
+def test_the_nasw_command_does_not_import_torch() -> None:
+    loaded = _modules_after("import workbench.cli\nfrom workbench.app import NaswApp")
+    assert "torch" not in loaded
+
+
+def test_running_the_app_through_every_tab_never_imports_torch(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "nasw.db")
+    code = f"""
+import asyncio
+from workbench.app import NaswApp
+from workbench.screens.detail import RunDetailScreen
+
+async def main():
+    app = NaswApp({str(db)!r}, run_id=2, poll_interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            screen = app.screen
+            if isinstance(screen, RunDetailScreen) and screen.candidates and screen.graph_for:
+                break
+        assert isinstance(app.screen, RunDetailScreen) and app.screen.graph_for is not None
+        await pilot.press("3", "5", "7")
+        app.screen.query_one("#constraint-input").value = "params<=45k"
+        await pilot.press("enter")
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if app.screen.query_one("#specialize-pane").result:
+                break
+        assert app.screen.query_one("#specialize-pane").result["feasible"]
+asyncio.run(main())
+"""
+    loaded = _modules_after(code)
+    assert "textual_plotext" in loaded and "networkx" in loaded  # the tabs did load
+    assert "torch" not in loaded

@@ -1,0 +1,67 @@
+"""Snapshot tests (pytest-textual-snapshot) of the main screens at 80x24 and 120x40.
+
+Deterministic: the database is written by the synthetic evaluator from fixed seeds, the app's
+clock is pinned to 90 minutes after the first run was created, the database is opened by a
+relative name (the header shows ``nasw.db``), and polling is left to the first load.
+Update after an intended change with ``pytest tests/test_tui_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tui_support import fixed_clock, make_db
+
+from workbench.app import NaswApp
+from workbench.screens.detail import RunDetailScreen
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture(scope="module")
+def snapshot_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_db(tmp_path_factory.mktemp("snap") / "nasw.db")
+
+
+def make_app(db: Path, monkeypatch: pytest.MonkeyPatch, run_id: int | None = None) -> NaswApp:
+    monkeypatch.chdir(db.parent)
+    clock = fixed_clock(db)
+    return NaswApp(Path("nasw.db"), run_id=run_id, clock=lambda: clock, poll_interval=3600)
+
+
+async def settle(pilot, run_id: int | None, tab: str | None = None) -> None:
+    app = pilot.app
+    for _ in range(200):
+        await pilot.pause(0.05)
+        screen = app.screen
+        if run_id is None:
+            if screen.query("#runs-table") and screen.query_one("#runs-table").row_count:
+                break
+        elif isinstance(screen, RunDetailScreen) and screen.candidates and (
+                screen.graph_for is not None):
+            break
+    if tab is not None:
+        await pilot.press(tab)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_runs_screen(snapshot_db, monkeypatch, snap_compare, size) -> None:
+    app = make_app(snapshot_db, monkeypatch)
+    assert snap_compare(app, terminal_size=size, run_before=lambda pilot: settle(pilot, None))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+@pytest.mark.parametrize("tab", ["1", "2", "4", "5"],
+                         ids=["overview", "candidates", "architecture", "pareto"])
+def test_run_detail_tabs(snapshot_db, monkeypatch, snap_compare, size, tab) -> None:
+    app = make_app(snapshot_db, monkeypatch, run_id=1)
+    assert snap_compare(app, terminal_size=size,
+                        run_before=lambda pilot: settle(pilot, 1, tab))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_accuracy_table(snapshot_db, monkeypatch, snap_compare, size) -> None:
+    app = make_app(snapshot_db, monkeypatch, run_id=2)
+    assert snap_compare(app, terminal_size=size, run_before=lambda pilot: settle(pilot, 2, "6"))
