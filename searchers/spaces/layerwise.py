@@ -185,6 +185,10 @@ class LayerwiseSpace(Space):
              "stride": 1, "src2": -1, "merge": "add"}]})
 
     def sample(self, rng: Any) -> dict[str, Any]:
+        """A random network: depth uniform in ``sample_layers``, op/kernel/filters/merge
+        uniform, stride 2 with ``downsample_prob`` and a skip from a uniformly chosen earlier
+        layer with ``skip_prob`` (uniform strides and skips would give mostly 1x1 maps and
+        dense skips, unlike the networks EPNAS grows)."""
         s = self.settings
         low, high = s["sample_layers"]
         n_layers = int(rng.integers(low, min(high, self.max_layers) + 1))
