@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -253,8 +254,8 @@ def test_reinforce_on_a_toy_bandit_raises_the_better_action(layerwise) -> None:
     morpher = LayerwiseMorpher(layerwise)
     policy, gen = _policy(morpher, seed=2)
     optimizer = torch.optim.Adam(policy.parameters(), lr=0.01)
-    tokens = [morpher.tokens(layerwise.initial())] * 32
-    masks = [[False] * morpher.shape.n_groups] * 32  # only the insert LSTM decides
+    tokens = [morpher.tokens(layerwise.initial())] * 16
+    masks = [[False] * morpher.shape.n_groups] * 16  # only the insert LSTM decides
     probe = {"scale": [[1, 1]] * 4, "insert": [KIND_KEEP, 0, 0, 0, 0, 0, 0, 0]}
 
     def p_keep() -> float:
@@ -263,12 +264,12 @@ def test_reinforce_on_a_toy_bandit_raises_the_better_action(layerwise) -> None:
 
     before = p_keep()
     baseline = None
-    for _ in range(40):
+    for _ in range(15):
         decisions = policy.sample(tokens, masks, gen)
         rewards = np.array([[1.0 if d["insert"][0] == KIND_KEEP else 0.0] for d in decisions])
         baseline = update_baseline(baseline, rewards, np.ones_like(rewards, dtype=bool), 0.9)
         reinforce_update(policy, optimizer, tokens, masks, decisions,
-                         (rewards[:, 0] - baseline[0]).tolist(), n_branches=32)
+                         (rewards[:, 0] - baseline[0]).tolist(), n_branches=16)
     assert before < 0.45
     assert p_keep() > 0.9
 
@@ -338,6 +339,18 @@ def test_an_episode_is_asked_as_one_batch_of_n_times_t_progressive_morphs(layerw
     assert len(s.ask(2)) == 2  # the next episode, handed out in pieces
 
 
+def test_initial_networks_random_or_small(layerwise) -> None:
+    small = get_searcher("epnas", space=layerwise, preset="epnas-digits", budget=20,
+                         branches=3, steps=1, initial="small")
+    small.ask(10)
+    assert small.branches == [layerwise.initial()] * 3
+    rand = get_searcher("epnas", space=layerwise, preset="epnas-digits", budget=20,
+                        branches=3, steps=1, seed=5)
+    rand.ask(10)
+    rng = np.random.default_rng(5)  # the searcher's own generator, from the seed
+    assert rand.branches == [layerwise.sample(rng) for _ in range(3)]
+
+
 def test_budget_truncates_the_last_episode(layerwise) -> None:
     s = get_searcher("epnas", space=layerwise, preset="epnas-digits", budget=30, seed=1,
                      branches=4, steps=4)
@@ -391,7 +404,7 @@ def test_resume_mid_episode_continues_the_same_trajectory(space_name, layerwise,
     first = get_searcher("epnas", **kwargs)
     _drive(first, space, stop_after=33)  # episode 1 is running: 13 told, 7 pending
     assert first.pending and first.episode_index == 1
-    state = first.state_dict()
+    state = pickle.loads(pickle.dumps(first.state_dict()))  # as the coordinator stores it
     resumed = get_searcher("epnas", **kwargs)
     resumed.load_state_dict(state)
     for job in resumed.pending:  # the coordinator re-tells the jobs that were out
