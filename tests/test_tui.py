@@ -266,7 +266,14 @@ def test_candidate_filter_language() -> None:
     assert candidate_matches(cand, "level")
 
 
-def test_accuracy_table_and_specialize_on_a_ponas_run(db: Path) -> None:
+def test_accuracy_table_and_specialize_on_a_ponas_run(tmp_path: Path, monkeypatch) -> None:
+    import workbench.runner
+
+    db = make_db(tmp_path / "ponas.db")  # this test adds a specialization and a run
+    launched: list[int] = []
+    monkeypatch.setattr(workbench.runner, "launch_detached",
+                        lambda db_path, run_id: launched.append(run_id) or 0)
+
     async def go() -> None:
         app = app_on(db, run_id=2)
         async with app.run_test(size=(120, 40)) as pilot:
@@ -284,7 +291,15 @@ def test_accuracy_table_and_specialize_on_a_ponas_run(db: Path) -> None:
             assert "optimal (proven)" in text and "estimated accuracy" in text
             result = screen.query_one("#specialize-pane").result
             assert result["feasible"] and result["costs"]["params"] <= 45e3
+            pane = screen.query_one("#specialize-pane")
             await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: pane.saved_id is not None)
+            await pilot.press("ctrl+t", "y")  # a final-training run, launched, then opened
+            await wait_for(pilot, lambda: launched)
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
+                           and app.screen.run_id == launched[0])
+            await pilot.press("escape")
+            assert app.screen is screen
             await pilot.press("escape")  # out of the input: digits switch tabs again
             await pilot.press("1")
             assert screen.query_one("#run-tabs").active == "overview"
@@ -296,8 +311,10 @@ def test_accuracy_table_and_specialize_on_a_ponas_run(db: Path) -> None:
     asyncio.run(go())
     with Store(db) as store:
         saved = store.specializations(2)
+        final = store.run(launched[0])
     assert len(saved) == 1 and saved[0]["constraints"][0]["metric"] == "params"
     assert saved[0]["result"]["genotype"]["space"] == SPACE
+    assert final["status"] == "created" and final["id"] == 4
 
 
 def test_a_run_written_during_the_test_fills_in_live(tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ HELP_TEXT = """\
   Curves:     x switches step / time, v cycles the searcher metric
   Pareto:     m switches params / MAdds
   Specialize: type constraints ('params<=3M, madds<=300M'), enter solves;
-              ctrl+s saves, ctrl+o exports, ctrl+t shows train;
+              ctrl+s saves, ctrl+o exports JSON, ctrl+t trains it (new run);
               escape leaves a text box (then 1..7 switch tabs)
 
 [b]New run[/b]

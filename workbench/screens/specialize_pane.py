@@ -5,17 +5,18 @@ knapsack on the run's accuracy-loss table and the space's cost look-up tables
 (:func:`searchers.specialize.solve`, exact) in a thread worker: the architecture, its costs,
 its estimated accuracy and whether it is proven optimal appear at once. ``ctrl+s`` stores the
 specialization in the run (``specializations`` table), ``ctrl+o`` exports the architecture
-(JSON genotype; other formats via ``nasw export``), ``ctrl+t`` shows the command that trains it
-from scratch.
+(JSON genotype; other formats via ``nasw export --specialization``), ``ctrl+t`` trains it from
+scratch as a new detached run (``nasw train --specialization --detach``) and opens that run.
 
-Estimated accuracy (our choice; the paper ranks by summed loss only): the table's reference
-accuracy (the best accuracy measured in the table) minus the summed loss of the chosen blocks,
-i.e. an additive model of per-layer losses, which is what the solver minimises.
+Solving, saving and the optimality proof are :func:`workbench.specialize.specialize_run`, the
+function behind ``nasw specialize``. Estimated accuracy (our choice, instant and torch-free; the
+paper ranks by summed loss only): the table's reference accuracy (the best accuracy measured in
+the table) minus the summed loss of the chosen blocks, the additive model the solver minimises.
+``nasw specialize --estimate`` measures it with cropped supernet weights instead.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -54,18 +55,6 @@ def parse_constraint_text(text: str) -> list[Any]:
     return parse_constraints(merged)
 
 
-def loss_table_of(rows: dict[tuple[int, int], dict[str, Any]], layers: int,
-                  choices: int) -> Any:
-    """(L, C) loss array from accuracy-table rows; None while a cell is missing."""
-    import numpy as np
-
-    table = np.full((layers, choices), np.nan)
-    for (layer, choice), row in rows.items():
-        if layer < layers and choice < choices and row.get("loss") is not None:
-            table[layer, choice] = row["loss"]
-    return None if np.isnan(table).any() else table
-
-
 class SpecializePane(Vertical):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
@@ -81,6 +70,7 @@ class SpecializePane(Vertical):
         self.result: dict[str, Any] | None = None
         self.genotype: dict[str, Any] | None = None
         self.constraints: list[Any] = []
+        self.saved_id: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="constraints, e.g. params<=60k, madds<=3M  (enter solves)",
@@ -142,36 +132,25 @@ class SpecializePane(Vertical):
             return
         self.post_message(Specialized(result, genotype, graph))
 
-    def specialize(self, constraints: list[Any]) -> tuple[dict[str, Any], Any, Any]:
+    def specialize(self, constraints: list[Any], save: bool = False,
+                   ) -> tuple[dict[str, Any], Any, Any]:
+        """:func:`workbench.specialize.specialize_run` (what ``nasw specialize`` runs) on the
+        run's complete table, plus a table estimate of accuracy and the architecture graph."""
         from searchers.errors import NaswError
-        from searchers.spaces import get_space
-        from searchers.specialize import solve
+        from searchers.spaces import space_of
+        from workbench import tui_data
+        from workbench.specialize import specialize_run
 
-        run = self.run or {}
         if not self.rows:
             raise NaswError("run", self.run_id, "a PONAS run with accuracy-table rows")
-        config = run.get("config") or {}
-        space_config = config.get("space") or {}
-        space = get_space(run.get("space") or space_config.get("name"),
-                          run.get("preset") or space_config.get("preset"),
-                          **(space_config.get("overrides") or {}))
-        base, tables = space.cost_tables()
-        layers, choices = next(iter(tables.values())).shape
-        loss = loss_table_of(self.rows, layers, choices)
-        if loss is None:
-            raise NaswError("accuracy_table", f"{len(self.rows)} of {layers * choices} cells",
-                            "a complete table", hint="wait until every layer is measured")
-        result = solve(loss, tables, constraints, base=base)
+        store = tui_data.reader(self.app.db_path).store
+        result = specialize_run(store, self.run_id, constraints, save=save)
         reference = max((r["accuracy"] for r in self.rows.values()
                          if r.get("accuracy") is not None), default=None)
         result["estimated_accuracy"] = (reference - result["loss"]
                                         if reference is not None and result["feasible"] else None)
-        genotype = graph = None
-        if result["feasible"]:
-            genotype = {"space": space.name, "preset": space.preset,
-                        "choices": result["choices"]}
-            genotype = space.validate(genotype)
-            graph = space.graph(genotype)
+        genotype = result.get("genotype")
+        graph = space_of(genotype).graph(genotype) if genotype else None
         return result, genotype, graph
 
     def on_specialized(self, message: Specialized) -> None:
@@ -180,7 +159,7 @@ class SpecializePane(Vertical):
             out.update(Text(message.error, style="red"))
             return
         result = message.result or {}
-        self.result, self.genotype = result, message.genotype
+        self.result, self.genotype, self.saved_id = result, message.genotype, None
         text = Text()
         if not result.get("feasible"):
             text.append("No architecture in the table satisfies these constraints.\n",
@@ -215,37 +194,76 @@ class SpecializePane(Vertical):
         return True
 
     def action_save(self) -> None:
-        if not self._need_result():
-            return
-        from workbench import tui_data
+        if self._need_result():
+            self.save(list(self.constraints))
 
-        result = dict(self.result or {})
-        result["genotype"] = self.genotype
-        store = tui_data.reader(self.app.db_path).store
-        spec_id = store.add_specialization(
-            self.run_id, [c.as_dict() for c in self.constraints], result,
-            result.get("solver", "exact"), float(result.get("solve_ms") or 0.0))
-        self.notify(f"saved as specialization {spec_id} of run {self.run_id}")
+    def _saved_id(self, constraints: list[Any]) -> int:
+        """The stored specialization of the current result (stored now if it is not yet)."""
+        if self.saved_id is None:
+            result, _, _ = self.specialize(constraints, save=True)
+            self.saved_id = int(result["id"])
+        return self.saved_id
+
+    @work(thread=True, exclusive=True, group="specialize-save")
+    def save(self, constraints: list[Any]) -> None:
+        """Store it as ``nasw specialize`` does (re-solved: instant, and the same answer)."""
+        try:
+            spec_id = self._saved_id(constraints)
+        except Exception as err:
+            self.app.call_from_thread(self.notify, f"save failed: {err}", severity="error")
+            return
+        self.app.call_from_thread(
+            self.notify, f"saved as specialization {spec_id} of run {self.run_id}")
 
     def action_export(self) -> None:
-        if not self._need_result():
-            return
-        import json
+        if self._need_result():
+            self.export_json(list(self.constraints), dict(self.genotype or {}))
 
-        path = Path(f"run{self.run_id}-specialized.json")
+    @work(thread=True, exclusive=True, group="specialize-export")
+    def export_json(self, constraints: list[Any], genotype: dict[str, Any]) -> None:
+        """Save, then write the JSON genotype document with :func:`workbench.export.export`
+        (it traces the model's costs, so this worker loads torch); ONNX, TorchScript and DOT
+        are the same call on the CLI."""
+        from workbench.export import default_path, export
+
         try:
-            from workbench.export import export
-
-            export(self.genotype or {}, "json", path)
-        except Exception:  # fall back to the plain genotype document
-            path.write_text(json.dumps(self.genotype, indent=2, sort_keys=True) + "\n")
-        constraints = " ".join(f"--constraint '{c}'" for c in self.constraints)
-        self.notify(f"wrote {path.resolve()}; ONNX/TorchScript/DOT: "
-                    f"nasw export {self.run_id} {constraints} --format onnx", timeout=8)
+            spec_id = self._saved_id(constraints)
+            path = default_path("json", self.run_id, f"s{spec_id}")
+            export(genotype, "json", path, provenance={"run": self.run_id,
+                                                       "specialization": spec_id})
+        except Exception as err:
+            self.app.call_from_thread(self.notify, f"export failed: {err}", severity="error")
+            return
+        self.app.call_from_thread(
+            self.notify, f"wrote {path.resolve()}; other formats: nasw export {self.run_id} "
+            f"--specialization {spec_id} --format onnx|torchscript|dot", timeout=10)
 
     def action_train(self) -> None:
         if not self._need_result():
             return
-        path = Path(f"run{self.run_id}-specialized.json")
-        self.notify(f"train it from scratch: nasw train {self.run_id} --genotype {path}"
-                    " (export it first with ctrl+o)", timeout=8)
+        from workbench.screens.modals import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.train(list(self.constraints))
+
+        self.app.push_screen(ConfirmScreen(
+            "Train this architecture from scratch as a new background run "
+            "(nasw train --detach)?"), answered)
+
+    @work(thread=True, exclusive=True, group="specialize-train")
+    def train(self, constraints: list[Any]) -> None:
+        """``nasw train RUN --specialization ID --detach``: a new run, then open it."""
+        from workbench.runner import launch_detached
+        from workbench.runner.final_train import create_final_run
+
+        try:
+            spec_id = self._saved_id(constraints)
+            new_run = create_final_run(self.app.db_path, self.run_id,
+                                       specialization_id=spec_id)
+            launch_detached(self.app.db_path, new_run)
+        except Exception as err:
+            self.app.call_from_thread(self.notify, f"train failed: {err}", severity="error")
+            return
+        self.app.call_from_thread(self.notify, f"training run {new_run} started")
+        self.app.call_from_thread(self.app.open_run, new_run)
