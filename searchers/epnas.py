@@ -113,8 +113,12 @@ class EPNASSearcher(Searcher):
         self.job_train = self.train_spec
         if p["performance_prediction"]:
             overrides = dict(p["prediction_train"] or {})
-            self.job_train = type(self.train_spec).from_dict(
-                {**self.train_spec.to_dict(), **overrides})
+            try:
+                self.job_train = type(self.train_spec).from_dict(
+                    {**self.train_spec.to_dict(), **overrides})
+            except NaswError as err:
+                field = err.field.replace("train.", "searcher.params.prediction_train.", 1)
+                raise NaswError(field, err.value, err.allowed) from None
         self.rng = np.random.default_rng(self.seed)
         self.generator = torch.Generator().manual_seed(self.seed)
         self.policy = EPNASPolicy(self.morpher.shape, embed_dim=p["embed_dim"],

@@ -301,6 +301,10 @@ def test_presets_carry_the_paper_numbers(layerwise, cell) -> None:
     assert digits.params["steps"] == 3 and digits.params["lr"] == 0.005
     with pytest.raises(NaswError, match="searcher.params.initial"):
         EPNASSearcher(layerwise, budget=10, initial="huge")
+    with pytest.raises(NaswError, match="searcher.params.prediction_train.epoch"):
+        EPNASSearcher(layerwise, budget=10, prediction_train={"epoch": 3})
+    with pytest.raises(NaswError, match="searcher.params.branches"):
+        EPNASSearcher(layerwise, budget=10, branches=0)
     with pytest.raises(NaswError, match="space"):
         EPNASSearcher(get_space("mbconv", preset="ponas-digits"), budget=10)
 
