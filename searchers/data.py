@@ -336,9 +336,13 @@ def _synthetic(shape: tuple[int, int, int], classes: int, n: int, noise: float, 
     images = np.empty((n, c, h, w), dtype=np.float32)
     for i in range(n):
         images[i] = np.roll(templates[labels[i]], tuple(shifts[i]), axis=(1, 2))
-    images = images * scales + noise * rng.normal(size=images.shape)
-    images = 1.0 / (1.0 + np.exp(-images))  # into (0, 1) like pixel intensities
-    return images.astype(np.float32), labels.astype(np.int64), tuple(
+    images *= scales.astype(np.float32)
+    images += np.float32(noise) * rng.standard_normal(size=images.shape, dtype=np.float32)
+    np.negative(images, out=images)
+    np.exp(images, out=images)
+    images += 1.0
+    np.reciprocal(images, out=images)  # 1 / (1 + exp(-v)): into (0, 1) like pixel intensities
+    return images, labels.astype(np.int64), tuple(
         f"class {k}" for k in range(classes))
 
 

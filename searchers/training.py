@@ -223,7 +223,9 @@ def evaluate_model(model: Any, bundle: Any, spec: TrainSpec, device: Any) -> tup
 
     from searchers.data import DeviceLoader
 
-    loader = DeviceLoader.for_evaluation(bundle, EVAL_BATCH,
+    # twice the training batch (no activations kept for backward), capped: memory-safe
+    batch = max(spec.batch_size, min(EVAL_BATCH, 2 * spec.batch_size))
+    loader = DeviceLoader.for_evaluation(bundle, batch,
                                          channels_last=_use_channels_last(spec, device))
     bf16 = _use_bf16(spec, device)
     model.eval()
