@@ -132,3 +132,33 @@ def test_every_command_has_help() -> None:
         text = nasw(command, "--help").output
         assert "--db" in text
         assert len(text.split("\n\n")[1].strip()) > 10  # a real description
+
+
+def test_tui_flag_launches_detached_then_opens_the_app_on_the_run(tmp_path, monkeypatch) -> None:
+    import workbench.app
+
+    opened: list[tuple] = []
+    monkeypatch.setattr(workbench.app, "run_app", lambda db, run_id=None: opened.append((db, run_id)))
+    db = tmp_path / "t.db"
+    result = nasw("run", SYNTHETIC, "--tui", "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert opened == [(db, 1)]
+    with Store(db) as store:
+        deadline = time.time() + 60
+        while store.run(1)["status"] != "finished" and time.time() < deadline:
+            time.sleep(0.05)
+        assert store.run(1)["status"] == "finished"
+
+
+def test_resume_of_a_paused_run_with_a_live_coordinator_sends_a_command(tmp_path) -> None:
+    import socket
+
+    db = tmp_path / "p.db"
+    with Store(db) as store:
+        run_id = store.create_run({"name": "p", "budget": {"candidates": 1}})
+        store.update_run(run_id, status="paused", pid=os.getpid(), host=socket.gethostname(),
+                         heartbeat=time.time())
+    assert "resume sent" in nasw("resume", str(run_id), "--db", str(db)).output
+    assert "pause sent" in nasw("pause", str(run_id), "--db", str(db)).output
+    with Store(db) as store:
+        assert store.take_commands(run_id) == ["resume", "pause"]
