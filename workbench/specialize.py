@@ -188,16 +188,29 @@ def _layer_input_shapes(model: Any, input_shape: Sequence[int]) -> tuple[list[tu
 
 
 def build_latency_lut(space: Any, device: str = "cpu", batch_size: int = 1, *, warmup: int = 5,
-                      repeats: int = 20, progress: Any = None) -> dict[str, Any]:
+                      repeats: int = 20, threads: int | None = None,
+                      progress: Any = None) -> dict[str, Any]:
     """Median forward latency (ms) of every candidate block at its position, plus the base.
 
     Block ``(l, c)`` is layer ``l`` of the uniform network built with choice ``c`` everywhere
     (same module as in any genotype that picks ``c`` at ``l``), timed alone on its own input
     shape. The base is the stem and the head, timed the same way. The sum over a choice
     vector predicts the whole model's latency; per-call overheads make the whole model a little
-    faster or slower, which is why :func:`specialize_run` re-measures it.
+    faster or slower, which is why :func:`specialize_run` re-measures it. ``threads`` sets
+    torch's CPU threads for the measurement (default: as configured); it is stored with the LUT.
     """
     import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise NaswError("threads", threads, "a positive integer")
+        previous = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            return build_latency_lut(space, device, batch_size, warmup=warmup, repeats=repeats,
+                                     progress=progress)
+        finally:
+            torch.set_num_threads(previous)
 
     from searchers.costs import measure_latency
 
@@ -241,12 +254,14 @@ def build_latency_lut(space: Any, device: str = "cpu", batch_size: int = 1, *, w
 
 
 def save_latency_luts(store: Any, space: Any, device: str = "cpu", batch_size: int = 1, *,
-                      warmup: int = 5, repeats: int = 20) -> list[dict[str, Any]]:
+                      warmup: int = 5, repeats: int = 20,
+                      threads: int | None = None) -> list[dict[str, Any]]:
     """Measure and store the LUT at batch 1 and, when different, at ``batch_size``."""
     sizes = sorted({1, int(batch_size)})
     luts = []
     for size in sizes:
-        lut = build_latency_lut(space, device, size, warmup=warmup, repeats=repeats)
+        lut = build_latency_lut(space, device, size, warmup=warmup, repeats=repeats,
+                                threads=threads)
         store.save_latency_lut(space.name, space.preset, device, size, lut)
         luts.append(lut)
     return luts

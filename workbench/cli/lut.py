@@ -31,12 +31,15 @@ def lut_group() -> None:
               help="Untimed forward passes before timing.")
 @click.option("--repeats", type=click.IntRange(min=1), default=20, show_default=True,
               help="Timed forward passes; the median is stored.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads torch uses while timing (default: torch's setting).")
 @db_option
 @json_option
 @click.pass_context
 @handles_errors
 def lut_build_command(ctx: click.Context, space_name: str, preset: str | None, device: str,
-                      batch_size: int, warmup: int, repeats: int, as_json: bool) -> None:
+                      batch_size: int, warmup: int, repeats: int, threads: int | None,
+                      as_json: bool) -> None:
     """Measure every candidate block's latency on DEVICE and store the LUTs."""
     space = get_space(space_name, preset)
     if not hasattr(space, "num_options") or not hasattr(space, "build"):
@@ -46,7 +49,7 @@ def lut_build_command(ctx: click.Context, space_name: str, preset: str | None, d
                         hint="a LUT needs a space of L positions x C blocks")
     with Store(db_path(ctx)) as store:
         luts = save_latency_luts(store, space, device, batch_size, warmup=warmup,
-                                 repeats=repeats)
+                                 repeats=repeats, threads=threads)
     if as_json:
         echo_json(luts)
         return

@@ -1,0 +1,201 @@
+"""``nasw specialize`` and ``nasw lut build`` against runs made by the real coordinator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from searchers.costs import measure
+from searchers.spaces import get_space
+from workbench.cli import main
+from workbench.config import parse_config
+from workbench.runner import Coordinator, start_run
+from workbench.store import Store
+
+PONAS = {"name": "ponas-test", "space": {"name": "mbconv", "preset": "ponas-digits"},
+         "dataset": {"name": "digits", "val_fraction": 0.2}, "evaluator": "synthetic",
+         "searcher": {"name": "ponas", "preset": "ponas-digits"},
+         "constraints": ["params<=60k"], "budget": {"candidates": 73},
+         "backend": {"kind": "local", "workers": 0}, "seed": 0}
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Timing and tiny-model training on a shared 2-core box: one thread avoids
+    oversubscription (and the LUT stores how many threads it was measured with)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cli(db, *args):
+    return CliRunner().invoke(main, [*args, "--db", str(db)], catch_exceptions=False)
+
+
+def run_config(db, config):
+    run_id = start_run(db, parse_config(config))
+    assert Coordinator(db, run_id).run() == "finished"
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def ponas_db(tmp_path_factory):
+    db = tmp_path_factory.mktemp("ponas") / "nasw.db"
+    run_id = run_config(db, PONAS)
+    return db, run_id
+
+
+def specialization_count(db) -> int:
+    with Store(db) as store:
+        return len(list(store.db.query("SELECT id FROM specializations")))
+
+
+def test_a_ponas_run_fills_the_accuracy_table_in_the_db(ponas_db) -> None:
+    db, run_id = ponas_db
+    with Store(db) as store:
+        rows = store.accuracy_table(run_id)
+        table_events = store.events(run_id, kind="table_row")
+    L = get_space("mbconv", preset="ponas-digits").num_positions
+    assert len(rows) == L * 12
+    assert {(r["layer"], r["choice"]) for r in rows} == {(layer, c) for layer in range(L)
+                                                         for c in range(12)}
+    for layer in range(L):
+        losses = [r["loss"] for r in rows if r["layer"] == layer]
+        assert min(losses) == 0.0 and all(x >= 0 for x in losses)
+    assert len(table_events) >= L * 12
+
+
+def test_specialize_json_satisfies_the_traced_costs_and_is_stored(ponas_db) -> None:
+    db, run_id = ponas_db
+    before = specialization_count(db)
+    out = cli(db, "specialize", str(run_id), "-c", "params<=40k", "-c", "madds<=700k", "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    assert result["feasible"] and result["optimal"] and result["solver"] == "exact"
+    space = get_space("mbconv", preset="ponas-digits")
+    traced = measure(space.build(result["genotype"]), space.input_shape)
+    assert traced["params"] <= 40e3 and traced["madds"] <= 700e3
+    assert traced["params"] == result["costs"]["params"]
+    assert specialization_count(db) == before + 1
+    with Store(db) as store:
+        stored = store.specializations(run_id)[-1]
+    assert stored["solver"] == "exact" and stored["solve_ms"] > 0
+    assert stored["result"]["choices"] == result["choices"]
+    assert stored["constraints"] == [{"metric": "params", "op": "<=", "value": 40e3},
+                                     {"metric": "madds", "op": "<=", "value": 700e3}]
+    ga = json.loads(cli(db, "specialize", str(run_id), "-c", "params<=40k", "-c",
+                        "madds<=700k", "--solver", "ga", "--json").output)
+    assert ga["optimal"] is False and ga["loss"] >= result["loss"] - 1e-12
+
+
+def test_human_output_and_infeasible_exit_code(ponas_db) -> None:
+    db, run_id = ponas_db
+    out = cli(db, "specialize", str(run_id), "-c", "params<=45k")
+    assert out.exit_code == 0 and "proven optimal" in out.output and "blocks: 0:" in out.output
+    out = cli(db, "specialize", str(run_id), "-c", "params<=1k", "-c", "intensity>=1")
+    assert out.exit_code == 1
+    assert "no architecture" in out.output and "params: smallest reachable" in out.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["99"], "run: got 99"),
+    (["{run}", "-c", "params<=lots"], "constraint[0]"),
+    (["{run}", "-c", "watts<=3"], "constraint[0].metric"),
+    (["{run}", "-c", "latency_ms<=8"], "nasw lut build"),
+    (["{run}", "--solver", "annealing"], "annealing"),
+])
+def test_bad_input_exits_2_and_writes_nothing(ponas_db, args, message) -> None:
+    db, run_id = ponas_db
+    before = specialization_count(db)
+    out = CliRunner().invoke(main, ["specialize", *[a.format(run=run_id) for a in args],
+                                    "--db", str(db)])
+    assert out.exit_code == 2, out.output
+    assert message in out.output
+    assert specialization_count(db) == before
+
+
+def test_runs_that_are_not_ponas_or_unfinished_are_refused(ponas_db) -> None:
+    db, _ = ponas_db
+    random_run = run_config(db, {**PONAS, "searcher": {"name": "random"},
+                                 "budget": {"candidates": 3}})
+    with Store(db) as store:
+        unfinished = store.create_run(parse_config(PONAS).to_dict())
+        store.record(unfinished, _rows([{"layer": 0, "choice": 0, "accuracy": 0.5,
+                                         "loss": 0.0, "costs": {}}]))
+    before = specialization_count(db)
+    out = CliRunner().invoke(main, ["specialize", str(random_run), "--db", str(db)])
+    assert out.exit_code == 2 and "only PONAS builds an accuracy table" in out.output
+    out = CliRunner().invoke(main, ["specialize", str(unfinished), "--db", str(db)])
+    assert out.exit_code == 2 and "1 of 72 entries measured" in out.output
+    assert specialization_count(db) == before
+
+
+def _rows(rows):
+    from workbench.store import Progress
+
+    return Progress(table_rows=rows)
+
+
+def test_latency_lut_build_and_latency_constraint(ponas_db) -> None:
+    db, run_id = ponas_db
+    out = cli(db, "lut", "build", "--space", "mbconv", "--preset", "ponas-digits", "--device",
+              "cpu", "--batch-size", "4", "--warmup", "1", "--repeats", "3", "--threads", "1", "--json")
+    assert out.exit_code == 0, out.output
+    luts = json.loads(out.output)
+    assert [lut["batch_size"] for lut in luts] == [1, 4]
+    with Store(db) as store:
+        stored = store.latency_lut("mbconv", "ponas-digits", "cpu", 4)
+    assert len(stored["blocks"]) == 6 and all(len(row) == 12 for row in stored["blocks"])
+    assert all(v > 0 for row in stored["blocks"] for v in row) and stored["base"] > 0
+    assert stored["threads"] == 1
+    blocks = stored["blocks"]
+    middle = stored["base"] + sum(sorted(row)[6] for row in blocks)
+    out = cli(db, "specialize", str(run_id), "-c", f"latency_ms<={middle}", "--device", "cpu",
+              "--batch-size", "4", "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    latency = result["latency"]
+    assert latency["predicted_ms"] <= middle and latency["measured_ms"] > 0
+    assert latency["predicted_ms"] == pytest.approx(result["costs"]["latency_ms"])
+    human = cli(db, "specialize", str(run_id), "-c", f"latency_ms<={middle}", "--device", "cpu",
+                "--batch-size", "4")
+    assert "predicted" in human.output and "measured" in human.output
+    bad = CliRunner().invoke(main, ["lut", "build", "--device", "tpu:0", "--db", str(db)])
+    assert bad.exit_code == 2 and "device" in bad.output
+
+
+def test_estimate_without_weights_says_why(ponas_db) -> None:
+    db, run_id = ponas_db
+    out = cli(db, "specialize", str(run_id), "-c", "params<=45k", "--estimate", "--json")
+    assert out.exit_code == 0
+    assert "no weights" in json.loads(out.output)["estimate"]["note"]
+
+
+@pytest.mark.slow
+def test_full_ponas_run_with_real_training_and_an_estimated_specialization(tmp_path) -> None:
+    """Digits preset on CPU, real training with a tiny spec: the whole pipeline through the DB."""
+    tiny = {"augment": False, "batch_size": 32, "val_fraction": 0.1}
+    config = {**PONAS, "evaluator": "train", "searcher": {
+        "name": "ponas", "preset": "ponas-digits", "params": {
+            "meta_train": {**tiny, "epochs": 2, "max_batches": 15, "lr": 0.05},
+            "finetune": {**tiny, "epochs": 1, "max_batches": 1}}}}
+    db = tmp_path / "real.db"
+    run_id = run_config(db, config)
+    with Store(db) as store:
+        rows = store.accuracy_table(run_id)
+        state = store.load_state(run_id)
+    assert len(rows) == 72 and state["stage"] == "done"
+    assert state["supernet"] is not None and len(state["layer_sources"]) == 6
+    out = cli(db, "specialize", str(run_id), "-c", "params<=40k", "--estimate", "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.output)
+    space = get_space("mbconv", preset="ponas-digits")
+    traced = measure(space.build(result["genotype"]), space.input_shape)
+    assert traced["params"] <= 40e3
+    estimate = result["estimate"]
+    assert estimate["status"] == "ok" and 0.0 <= estimate["accuracy"] <= 1.0
