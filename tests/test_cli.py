@@ -162,3 +162,18 @@ def test_resume_of_a_paused_run_with_a_live_coordinator_sends_a_command(tmp_path
     assert "pause sent" in nasw("pause", str(run_id), "--db", str(db)).output
     with Store(db) as store:
         assert store.take_commands(run_id) == ["resume", "pause"]
+
+
+def test_doctor_never_writes_to_a_foreign_database(tmp_path) -> None:
+    import hashlib
+    import sqlite3
+
+    foreign = tmp_path / "other.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE notes (text)")
+    before = hashlib.sha256(foreign.read_bytes()).hexdigest()
+    result = nasw("doctor", "--json", "--db", str(foreign))
+    report = json.loads(result.output)
+    assert result.exit_code == 1
+    assert any("journal mode" in p or "schema version" in p for p in report["problems"])
+    assert hashlib.sha256(foreign.read_bytes()).hexdigest() == before

@@ -248,7 +248,9 @@ class Store:
     """A connection to one ``nasw.db``; cheap to open, one per process/thread."""
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
-                 busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 migrate: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        """``create=False``: refuse a missing file; ``migrate=False``: never change the schema
+        (``nasw doctor`` inspects a file without writing to it)."""
         self.path = Path(path)
         if not self.path.exists():
             if not create:
@@ -260,6 +262,8 @@ class Store:
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if not migrate:
+            return
         if self.db.journal_mode != "wal":
             self.db.enable_wal()
         conn.execute("PRAGMA synchronous = NORMAL")
@@ -320,7 +324,8 @@ class Store:
             "schema_version": self.schema_version(), "expected_schema_version": SCHEMA_VERSION,
             "integrity": integrity, "mode": oct(mode),
             "world_writable": bool(mode & stat.S_IWOTH),
-            "runs": self.conn.execute("SELECT count(*) FROM runs").fetchone()[0],
+            "runs": (self.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+                     if self.db["runs"].exists() else None),
             "size_bytes": os.stat(self.path).st_size,
         }
 

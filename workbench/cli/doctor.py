@@ -72,7 +72,7 @@ def _database(path: Path) -> tuple[dict[str, Any], list[str]]:
     if world_writable(path):
         problems.append(f"database {path} is world-writable: chmod o-w {path}")
     try:
-        with Store(path, create=False) as store:
+        with Store(path, create=False, migrate=False) as store:
             health = store.health()
     except Exception as err:  # a corrupt or foreign file: report, do not crash
         problems.append(f"database {path} cannot be opened: {err}")
