@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import time
 
 # one core means one BLAS/OpenMP thread too
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -63,11 +64,13 @@ def main() -> None:
     solve(structured_loss(rng, tables), tables, constraint_sets(rng, base, tables)[2], base=base)
     rows = []
     for k in (1, 2, 3):
-        exact_ms, ga_ms, gaps, states, infeasible = [], [], [], [], 0
+        exact_ms, exact_cpu_ms, ga_ms, gaps, states, infeasible = [], [], [], [], [], 0
         for i in range(args.instances):
             loss = structured_loss(rng, tables)
             constraints = constraint_sets(rng, base, tables)[k]
+            cpu = time.process_time()
             exact = solve(loss, tables, constraints, base=base)
+            cpu = (time.process_time() - cpu) * 1e3
             ga = solve(loss, tables, constraints, base=base, solver="ga", seed=i,
                        ga={"generations": args.generations})
             assert exact["optimal"], "the exact solver must prove optimality here"
@@ -75,6 +78,7 @@ def main() -> None:
                 infeasible += 1
                 continue
             exact_ms.append(exact["solve_ms"])
+            exact_cpu_ms.append(cpu)
             ga_ms.append(ga["solve_ms"])
             states.append(exact["states"])
             gaps.append(ga["loss"] - exact["loss"] if ga["feasible"] else float("inf"))
@@ -83,6 +87,7 @@ def main() -> None:
             "constraints": k, "instances": len(exact_ms), "infeasible": infeasible,
             "exact_median_ms": float(np.median(exact_ms)),
             "exact_max_ms": float(np.max(exact_ms)),
+            "exact_median_cpu_ms": float(np.median(exact_cpu_ms)),
             "ga_median_ms": float(np.median(ga_ms)),
             "speedup_exact_vs_ga": float(np.median(ga_ms) / np.median(exact_ms)),
             "ga_gap_median": float(np.median(gaps)), "ga_gap_max": float(np.max(gaps)),
@@ -95,15 +100,17 @@ def main() -> None:
         return
     print(f"19 x 12 tables (ponas-imagenet LUTs), {args.instances} instances per row, "
           f"GA {args.generations} generations")
-    print(f"{'K':>2} {'exact med ms':>13} {'exact max':>10} {'GA med ms':>10} {'GA/exact':>9} "
-          f"{'GA gap med':>11} {'GA gap max':>11} {'GA hit opt':>10}")
+    print(f"{'K':>2} {'exact med ms':>13} {'(cpu ms)':>9} {'exact max':>10} {'GA med ms':>10} "
+          f"{'GA/exact':>9} {'GA gap med':>11} {'GA gap max':>11} {'GA hit opt':>10}")
     for r in rows:
-        print(f"{r['constraints']:>2} {r['exact_median_ms']:>13.2f} {r['exact_max_ms']:>10.2f} "
+        print(f"{r['constraints']:>2} {r['exact_median_ms']:>13.2f} "
+              f"{r['exact_median_cpu_ms']:>9.2f} {r['exact_max_ms']:>10.2f} "
               f"{r['ga_median_ms']:>10.1f} {r['speedup_exact_vs_ga']:>8.0f}x "
               f"{r['ga_gap_median']:>11.5f} {r['ga_gap_max']:>11.5f} "
               f"{r['ga_optimal_fraction']:>10.0%}")
     goal = all(r["exact_median_ms"] < 10 for r in rows)
-    print(f"goal (exact median < 10 ms on this machine): {'met' if goal else 'NOT met'}")
+    print(f"goal (exact median < 10 ms wall on this machine): {'met' if goal else 'NOT met'}; "
+          f"cpu ms = process CPU time, the figure to read on a machine shared with other jobs")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def _ratio_extreme(problem: _Problem, sense: float) -> float:
 
 
 # -- Lagrangian bounds and the incumbent ------------------------------------------------------
-def _lagrangian(problem: _Problem, iterations: int = 80) -> tuple[list[np.ndarray], np.ndarray | None]:
+def _lagrangian(problem: _Problem, iterations: int = 40) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Dual multipliers (best few) and the best feasible choice vector seen (or None).
 
     Subgradient ascent on ``g(λ) = sum_l min_c (T + λ·A)[l, c] - λ·b`` with Polyak steps in
@@ -502,7 +502,7 @@ def _solve_ga(problem: _Problem, seed: int, settings: Mapping[str, Any]) -> dict
 # -- public API ---------------------------------------------------------------------------------
 def solve(loss_table: Any, cost_tables: Mapping[str, Any], constraints: Iterable[Any],
           base: Mapping[str, float] | None = None, solver: str = "exact", *, seed: int = 0,
-          max_states: int = 2_000_000, ga: Mapping[str, Any] | None = None) -> dict[str, Any]:
+          max_states: int = 200_000, ga: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Pick one candidate per layer minimising the summed table loss under the constraints.
 
     Returns ``feasible``, ``choices`` (``[int] * L``, None when infeasible), ``loss`` (summed
