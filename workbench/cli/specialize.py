@@ -66,7 +66,7 @@ def _print_result(result: dict[str, Any]) -> None:
                        f"{estimate['accuracy']:.4f}")
     if "id" in result:
         click.echo(f"stored as specialization {result['id']}; train it from scratch with "
-                   f"`nasw train`, or export the genotype with --json")
+                   f"`nasw train {result['run_id']} --specialization {result['id']}`")
 
 
 @main.command("specialize")
