@@ -520,6 +520,13 @@ class DeviceLoader:
     @classmethod
     def for_training(cls, bundle: DatasetBundle, batch_size: int, seed: int = 0,
                      augment: bool = True, **kwargs: Any) -> DeviceLoader:
+        """Shuffled, augmented batches of the training split.
+
+        The last partial batch is dropped (unless it would be the only one): a batch of one
+        image breaks batch normalisation, and each epoch's new permutation uses every image
+        over the epochs anyway.
+        """
+        kwargs.setdefault("drop_last", len(bundle.x_train) > batch_size)
         return cls(bundle.x_train, bundle.y_train, batch_size, mean=bundle.mean,
                    std=bundle.std, shuffle=True, augment=augment, flip=bundle.flips,
                    crop_padding=bundle.crop_padding, seed=seed, **kwargs)

@@ -245,3 +245,11 @@ def test_flips_only_where_asked_and_normalisation_is_fused() -> None:
     xb, index = next(iter(indexed))
     assert torch.allclose(xb, digits.normalize(digits.x_train[index]))
     assert xb.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_training_batches_never_end_with_a_single_image() -> None:
+    bundle = load_dataset("synthetic:shape=1x4x4,classes=2,n=83", val_fraction=0.2)
+    assert len(bundle.x_train) == 66
+    sizes = [len(y) for _, y in DeviceLoader.for_training(bundle, 65)]
+    assert sizes == [65]
+    assert [len(y) for _, y in DeviceLoader.for_training(bundle, 100)] == [66]
