@@ -12,6 +12,7 @@ from searchers.spaces import get_space
 from workbench.cli import main
 from workbench.config import parse_config
 from workbench.runner import Coordinator, start_run
+from workbench.runner.backend import InlineBackend
 from workbench.store import Store
 
 PONAS = {"name": "ponas-test", "space": {"name": "mbconv", "preset": "ponas-digits"},
@@ -199,3 +200,35 @@ def test_full_ponas_run_with_real_training_and_an_estimated_specialization(tmp_p
     assert traced["params"] <= 40e3
     estimate = result["estimate"]
     assert estimate["status"] == "ok" and 0.0 <= estimate["accuracy"] <= 1.0
+
+
+def test_interrupted_mid_layer_resumes_at_that_layer_with_its_rows(tmp_path) -> None:
+    """A stop in the middle of layer 1 (as SIGTERM does); `nasw resume` finishes the table."""
+    db = tmp_path / "resume.db"
+    run_id = start_run(db, parse_config(PONAS))
+    # three evaluations per loop iteration, so a stop can land in the middle of a layer
+    coordinator = Coordinator(db, run_id, backend=InlineBackend("synthetic", capacity=3))
+
+    def stop_mid_layer(_run):
+        searcher = coordinator.searcher
+        if searcher.layer == 1 and len(searcher.rows.get(1, {})) >= 5:
+            coordinator.stop_requested = True
+
+    coordinator.on_progress = stop_mid_layer
+    assert coordinator.run() == "interrupted"
+    with Store(db) as store:
+        state = store.load_state(run_id)
+        rows_before = {(r["layer"], r["choice"]): r["accuracy"]
+                       for r in store.accuracy_table(run_id)}
+        done_before = store.run(run_id)["n_done"]
+    assert state["stage"] == "finetune" and state["layer"] == 1
+    assert 5 <= len(state["rows"][1]) < 12
+    assert len(rows_before) == 12 + len(state["rows"][1])
+    assert Coordinator(db, run_id).run() == "finished"
+    with Store(db) as store:
+        rows = {(r["layer"], r["choice"]): r["accuracy"] for r in store.accuracy_table(run_id)}
+        candidates = store.candidates(run_id)
+        final = store.load_state(run_id)
+    assert len(rows) == 72 and all(rows[key] == acc for key, acc in rows_before.items())
+    assert len(candidates) == 73 and len({c["id"] for c in candidates}) == 73
+    assert len(final["history"]) == 73 and done_before < 73
