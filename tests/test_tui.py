@@ -399,3 +399,49 @@ def test_field_for_error_maps_config_paths_to_form_fields() -> None:
     assert field_for_error("space.preset") == "preset"
     assert field_for_error("budget") == "candidates"
     assert field_for_error("train.lr") is None
+
+
+def test_new_run_form_validates_like_the_cli_then_launches_a_live_run(tmp_path: Path) -> None:
+    """Template -> form -> inline error (the CLI's message) -> fix -> launch detached -> the
+    run's detail fills in live from the real coordinator."""
+    from searchers.errors import NaswError
+    from workbench.config import parse_config
+    from workbench.screens.new_run import templates
+
+    path = tmp_path / "new.db"
+    names = [p.name for p in templates()]
+    assert names[0] == "quickstart.yaml"  # the default template comes first
+    index = names.index("random-synthetic.yaml")
+
+    async def go() -> None:
+        app = app_on(path)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, NewRunScreen))
+            form = app.screen
+            await pilot.press(*["down"] * index, "enter")
+            field = form.query_one("#field-candidates", Input)
+            await wait_for(pilot, lambda: field.value == "200" and form.valid)
+            assert form.query_one("#field-name", Input).value == "random-synthetic"
+            field.value = "-5"
+            error = form.query_one("#error-candidates", Static)
+            await wait_for(pilot, lambda: text_of(error) != "")
+            data = form.config_data()
+            with pytest.raises(NaswError) as cli_error:
+                parse_config(data)
+            assert text_of(error) == str(cli_error.value)
+            assert "budget.candidates" in text_of(error)
+            await pilot.press("ctrl+l")  # refused while invalid
+            assert app.screen is form
+            field.value = "30"
+            form.query_one("#field-constraints", Input).value = "params<=50k"
+            await wait_for(pilot, lambda: form.valid and text_of(error) == "")
+            await pilot.press("ctrl+l")
+            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen), timeout=30)
+            screen = detail(app)
+            await wait_for(pilot, lambda: (screen.run or {}).get("status") == "finished"
+                           and len(screen.candidates) == 30, timeout=60)
+            assert screen.run["name"] == "random-synthetic"
+            assert screen.run["constraints"] == ["params<=50k"]
+            assert all(c["feasible"] for c in screen.candidates.values())  # hard constraints
+    asyncio.run(go())

@@ -126,3 +126,12 @@ def fixed_clock(path: Path) -> float:
     with Store(path) as store:
         ids = store.run_ids()
         return store.run(ids[0])["created"] + CLOCK_OFFSET if ids else time.time()
+
+
+def slow_synthetic(job: Any, device: Any = None) -> Any:
+    """The synthetic evaluator at 4 candidates/s: keeps a real coordinator's run live for the
+    length of a test (the coordinator is told ``--evaluator tui_support:slow_synthetic``)."""
+    import time
+
+    time.sleep(0.25)
+    return synthetic_result(job)

@@ -170,9 +170,9 @@ class SpecializePane(Vertical):
             out.update(text)
             return
         costs = result.get("costs") or {}
-        text.append("Best architecture for " + ", ".join(
+        text.append("Best architecture for " + (", ".join(
             f"{c['metric']}{c['op']}{fmt_cost(c['value'])}"
-            for c in result.get("constraints") or []) + "\n", style="bold")
+            for c in result.get("constraints") or []) or "no constraints") + "\n", style="bold")
         text.append(f"choices {result['choices']}\n")
         text.append(f"estimated accuracy {fmt_accuracy(result.get('estimated_accuracy'))}"
                     f" · table loss {100 * result['loss']:.2f} points · ")
