@@ -3,12 +3,19 @@
 The "layers" the policy sees are the cell's blocks (branches): one token per block, the
 mixed-radix index of ``(in1, in2, op1, op2)``. A decision morphs the cell:
 
-* **scale** (one group): the channel choice moves the cell's filter count ``F`` one step along a
-  ladder, the kernel choice moves every separable op of the cell one step along
+* **scale** (one group): the kernel choice moves every separable op of the cell one step along
   ``sep3x3 -> sep5x5 -> sep7x7`` (other ops have no filter width to scale). A PNAS cell has a
-  single ``F``, so the paper's per-group partition of filters collapses to one group; the
-  ladder is the paper's Table 3 channel list ``[8, 12, 16, 24, 32]`` taken relative to the
-  preset's ``F`` (``F * [1/3, 1/2, 2/3, 1, 4/3]``: exactly Table 3 at ``F = 24``).
+  single filter count ``F``, so the paper's per-group partition collapses to one group. By
+  default the channel choice does not act (and is left out of ``log pi``): the cell is searched
+  at the preset's ``F`` and stacked at a chosen ``F`` afterwards, as in PNAS, because ``F`` is a
+  property of the stack, not of the cell. Measured on the synthetic evaluator, letting the
+  search move ``F`` makes module search *worse* than random under a tight params + intensity
+  pair (feasible cells exist only near the preset's ``F``, and the un-trained policy random-walks
+  ``F`` away from it at every step): first feasible cell after 269 vs 145 evaluations, against
+  104 with ``F`` fixed. With ``scale_filters=True`` (EPNAS param ``cell_scale_filters``) the
+  channel choice moves ``F`` one step along the paper's Table 3 channel list
+  ``[8, 12, 16, 24, 32]`` taken relative to the preset (``F * [1/3, 1/2, 2/3, 1, 4/3]``:
+  exactly Table 3 at ``F = 24``).
 * **insert** a branch at position ``p = place mod (L + 1)``: block ``[in1, in2, op1, op2]``
   with ``in1`` from its own head (folded onto the ``p + 2`` valid inputs), ``in2`` from the
   Src2 head: an earlier block ``s < p``, or, for the "no skip" value ``s = p``, the previous
@@ -41,10 +48,11 @@ STEP = {0: 1, 1: 0, 2: -1}  # up / keep / down
 class CellMorpher:
     """Module search: the policy inserts, removes and scales branches of one cell."""
 
-    def __init__(self, space: Any) -> None:
+    def __init__(self, space: Any, scale_filters: bool = False) -> None:
         from searchers.spaces.cell import OPS
 
         self.space = space
+        self.scale_filters = bool(scale_filters)
         self.ops = list(OPS)
         self.max_blocks = int(space.max_blocks)
         self.n_inputs = NUM_CELL_INPUTS + self.max_blocks - 1
@@ -53,7 +61,8 @@ class CellMorpher:
         self._radix = (self.n_inputs, self.n_inputs, len(self.ops), len(self.ops))
         self.shape = PolicyShape(
             n_tokens=self.n_inputs ** 2 * len(self.ops) ** 2, n_groups=1,
-            max_layers=self.max_blocks, attr_sizes=(self.n_inputs, len(self.ops), len(self.ops)))
+            max_layers=self.max_blocks, attr_sizes=(self.n_inputs, len(self.ops), len(self.ops)),
+            scale_axes=(self.scale_filters, True))
 
     def tokens(self, genotype: Mapping[str, Any]) -> list[int]:
         out = []
@@ -72,7 +81,8 @@ class CellMorpher:
         g = self.space.validate(genotype)
         blocks = [list(b) for b in g["blocks"]]
         channel_choice, kernel_choice = decision["scale"][0]
-        f = _step_in(self.channels, g["F"], STEP[int(channel_choice)])
+        f = (_step_in(self.channels, g["F"], STEP[int(channel_choice)]) if self.scale_filters
+             else g["F"])
         kernel_step = STEP[int(kernel_choice)]
         for block in blocks:
             for k in (2, 3):

@@ -35,6 +35,7 @@ class PolicyShape:
     n_groups: int  # F, filter groups of the scale LSTM
     max_layers: int  # N_l
     attr_sizes: tuple[int, ...]  # the inserted operation's attribute heads (op, channels, ...)
+    scale_axes: tuple[bool, bool] = (True, True)  # does (channels, kernel) scaling act?
 
     @property
     def place_size(self) -> int:
@@ -141,8 +142,9 @@ class LayerwiseMorpher:
                 for i, layer in enumerate(genotype["layers"])]
 
 
-def morpher_for(space: Any) -> Morpher:
-    """The morpher of a space: ``layerwise`` (layer-by-layer) or ``cell`` (module search)."""
+def morpher_for(space: Any, cell_scale_filters: bool = False) -> Morpher:
+    """The morpher of a space: ``layerwise`` (layer-by-layer) or ``cell`` (module search;
+    ``cell_scale_filters`` lets the scale LSTM move the cell's filter count)."""
     from searchers.errors import UnknownName
 
     if space.name == "layerwise":
@@ -150,6 +152,6 @@ def morpher_for(space: Any) -> Morpher:
     if space.name == "cell":
         from searchers._epnas_cell import CellMorpher
 
-        return CellMorpher(space)
+        return CellMorpher(space, scale_filters=cell_scale_filters)
     raise UnknownName("space", space.name, ["layerwise", "cell"],
                       hint="EPNAS searches layer by layer or by module")

@@ -20,8 +20,9 @@ Choices the paper leaves open, made here (and tested in ``tests/test_epnas.py``)
   network, rather than clamping them to "append at the end", follows the paper's stated reason
   for the ``L + 5`` distribution: to encourage inserting *inside* the network.
 * Only decisions that take effect enter ``log pi``: for *keep* only the kind, for *remove* the
-  kind and the place, for *insert* all of them; scale groups that hold no layer (``L < F``)
-  are left out too (the space says which groups hold layers: ``group_masks``). Unused decisions would otherwise receive credit for a reward they did not
+  kind and the place, for *insert* all of them; scale groups that hold no layer (``L < F``,
+  the space's ``group_masks``) and scale axes the space does not use (``shape.scale_axes``)
+  are left out too. Unused decisions would otherwise receive credit for a reward they did not
   influence.
 * The scale LSTM is not autoregressive across groups (its input at group ``f`` is the network
   embedding plus a learned group embedding); the insert LSTM is (each decision is fed back as the
@@ -117,7 +118,8 @@ class EPNASPolicy(nn.Module):
             flat = log_probs.detach().exp().reshape(-1, len(SCALE_CHOICES))
             forced = torch.multinomial(flat, 1, generator=generator).view(batch, groups, 2)
         chosen = log_probs.gather(-1, forced.unsqueeze(-1)).squeeze(-1)  # (B, F, 2)
-        used = group_masks.to(chosen.dtype).unsqueeze(-1)
+        axes = torch.tensor(self.shape.scale_axes, dtype=torch.bool)
+        used = (group_masks.unsqueeze(-1) & axes).to(chosen.dtype)
         logp = (chosen * used).sum((1, 2))
         entropy = (_entropy(log_probs) * used).sum((1, 2))
         return forced, logp, entropy

@@ -15,7 +15,8 @@ previous network, not its reward, the whole episode is sampled up front and aske
   architecture"), or from the space's small initial network with ``initial="small"``.
 
 Search patterns (§3.3): layer by layer over the ``layerwise`` space (insert adds a layer) and
-module search over the ``cell`` space (insert adds a branch to the cell).
+module search over the ``cell`` space (insert adds a branch to the cell; the cell's filter count
+stays at the preset's unless ``cell_scale_filters``, see :mod:`searchers._epnas_cell`).
 
 Performance prediction (§3.4): with ``performance_prediction`` the jobs train with the short,
 large-batch, high-learning-rate ``prediction_train`` overrides of the run's training spec
@@ -86,7 +87,7 @@ class EPNASSearcher(Searcher):
             "controller_hidden": 128, "lr": 0.0006, "init_range": 0.1, "baseline_decay": 0.9,
             "entropy_weight": 0.0, "initial": "random", "share_weights": True,
             "shared_variants": 4, "performance_prediction": True,
-            "prediction_train": dict(PAPER_PREDICTION_TRAIN),
+            "prediction_train": dict(PAPER_PREDICTION_TRAIN), "cell_scale_filters": False,
         }
 
     def __init__(self, space: Any, **kwargs: Any) -> None:
@@ -109,7 +110,7 @@ class EPNASSearcher(Searcher):
             raise NaswError("searcher.params.initial", p["initial"], INITIAL_NETWORKS)
         if not 0.0 <= float(p["baseline_decay"]) < 1.0:
             raise NaswError("searcher.params.baseline_decay", p["baseline_decay"], "0 <= d < 1")
-        self.morpher = morpher_for(space)
+        self.morpher = morpher_for(space, cell_scale_filters=bool(p["cell_scale_filters"]))
         self.job_train = self.train_spec
         if p["performance_prediction"]:
             overrides = dict(p["prediction_train"] or {})

@@ -172,7 +172,8 @@ def test_place_folding_encourages_inner_positions() -> None:
 @pytest.mark.parametrize("space_name", ["layerwise", "cell"])
 def test_policy_morphs_always_give_valid_genotypes(space_name, layerwise, cell) -> None:
     space = layerwise if space_name == "layerwise" else cell
-    morpher = LayerwiseMorpher(space) if space_name == "layerwise" else CellMorpher(space)
+    morpher = (LayerwiseMorpher(space) if space_name == "layerwise"
+               else CellMorpher(space, scale_filters=True))
     policy, gen = _policy(morpher, seed=1)
     rng = np.random.default_rng(1)
     nets = [space.sample(rng) for _ in range(16)]
@@ -219,8 +220,25 @@ def test_layerwise_morph_applies_scale_and_insert_as_decided(layerwise) -> None:
     assert no_skip["layers"][1]["src2"] == -1
 
 
+def test_cell_morph_keeps_the_filter_count_unless_asked(cell) -> None:
+    g = cell.validate({"space": "cell", "preset": "pnas-digits", "N": 1, "F": 8,
+                       "blocks": [[0, 1, "sep3x3", "max3x3"]]})
+    up = {"scale": [[0, 1]], "insert": [KIND_KEEP, 0, 0, 0, 0, 0]}
+    fixed = CellMorpher(cell)
+    assert fixed.shape.scale_axes == (False, True) and fixed.morph(g, up)["F"] == 8
+    assert CellMorpher(cell, scale_filters=True).morph(g, up)["F"] == 11
+    # the channel decision is left out of log pi when it does not act
+    policy, _ = _policy(fixed)
+    down = {"scale": [[2, 1]], "insert": [KIND_KEEP, 0, 0, 0, 0, 0]}
+    tokens = [fixed.tokens(g)]
+    assert _logp(policy, tokens, [[True]], up) == pytest.approx(
+        _logp(policy, tokens, [[True]], down))
+    searcher = get_searcher("epnas", space=cell, budget=10, cell_scale_filters=True)
+    assert searcher.morpher.scale_filters
+
+
 def test_cell_morph_inserts_a_branch_and_rewires(cell) -> None:
-    morpher = CellMorpher(cell)
+    morpher = CellMorpher(cell, scale_filters=True)
     g = cell.validate({"space": "cell", "preset": "pnas-digits", "N": 1, "F": 8,
                        "blocks": [[0, 1, "sep3x3", "max3x3"], [2, 1, "identity", "sep5x5"]]})
     # insert at position 1, in1 = block 0 (input 2), Src2 "none" -> H^{c-1}
