@@ -162,6 +162,13 @@ def _ratio_extreme(problem: _Problem, sense: float) -> float:
 
 
 # -- Lagrangian bounds and the incumbent ------------------------------------------------------
+def _row_scale(problem: _Problem) -> np.ndarray:
+    """Per-constraint normaliser (the largest possible usage); 1 for an all-zero row."""
+    scale = np.abs(problem.A).max(axis=(1, 2)) * problem.L if problem.A.size else \
+        np.zeros(problem.A.shape[0])
+    return np.where(scale > 0, scale, 1.0)
+
+
 def _lagrangian(problem: _Problem, iterations: int = 40) -> tuple[list[np.ndarray], np.ndarray | None]:
     """Dual multipliers (best few) and the best feasible choice vector seen (or None).
 
@@ -170,7 +177,7 @@ def _lagrangian(problem: _Problem, iterations: int = 40) -> tuple[list[np.ndarra
     """
     K, L = problem.A.shape[0], problem.L
     idx = np.arange(L)
-    scale = np.maximum(np.abs(problem.A).max(axis=(1, 2)) * L, 1e-300)
+    scale = _row_scale(problem)
     A_n, b_n = problem.A / scale[:, None, None], problem.b / scale
     spread = float(np.ptp(problem.loss, axis=1).sum()) or 1.0
     lam_n = np.zeros(K)
@@ -206,7 +213,7 @@ def _lagrangian(problem: _Problem, iterations: int = 40) -> tuple[list[np.ndarra
 
 def _repair(problem: _Problem, x: np.ndarray) -> np.ndarray | None:
     """Greedy single swaps that reduce the normalised violation until feasible (or stuck)."""
-    scale = np.maximum(np.abs(problem.A).max(axis=(1, 2)) * problem.L, 1e-300)
+    scale = _row_scale(problem)
     idx = np.arange(problem.L)
     x = x.copy()
     for _ in range(problem.L * problem.C):
