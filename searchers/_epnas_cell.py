@@ -11,8 +11,8 @@ mixed-radix index of ``(in1, in2, op1, op2)``. A decision morphs the cell:
   property of the stack, not of the cell. Measured on the synthetic evaluator, letting the
   search move ``F`` makes module search *worse* than random under a tight params + intensity
   pair (feasible cells exist only near the preset's ``F``, and the un-trained policy random-walks
-  ``F`` away from it at every step): first feasible cell after 269 vs 145 evaluations, against
-  104 with ``F`` fixed. With ``scale_filters=True`` (EPNAS param ``cell_scale_filters``) the
+  ``F`` away from it at every step): first feasible cell after 269 vs random's 145 evaluations
+  (means over seeds 0-4, ``bench/bench_search.py``), against 104 with ``F`` fixed. With ``scale_filters=True`` (EPNAS param ``cell_scale_filters``) the
   channel choice moves ``F`` one step along the paper's Table 3 channel list
   ``[8, 12, 16, 24, 32]`` taken relative to the preset (``F * [1/3, 1/2, 2/3, 1, 4/3]``:
   exactly Table 3 at ``F = 24``).
