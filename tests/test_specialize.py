@@ -230,3 +230,37 @@ def test_loss_table_and_importance_follow_the_paper() -> None:
     loss = loss_table_from_accuracy(accuracy)
     np.testing.assert_allclose(loss, [[0.0, 0.1, 0.05], [0.0, 0.0, 0.1]])
     np.testing.assert_allclose(layer_importance(loss), [0.1, 0.1])
+
+
+def test_exact_on_tiny_float_tables_with_ties_and_degenerate_shapes() -> None:
+    """Non-integer costs, tied losses, zero-cost rows, L and C down to 1, no constraints."""
+    import itertools
+
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        L, C = int(rng.integers(1, 5)), int(rng.integers(1, 6))
+        loss = np.round(rng.random((L, C)) * rng.choice([0, 1, 100]), 1)
+        tables = {m: rng.random((L, C)) * 10 for m in METRICS}
+        tables["madds"][rng.random((L, C)) < 0.3] = 0.0
+        base = {m: float(rng.random() * 5) for m in METRICS}
+        constraints = []
+        for metric in rng.choice(["params", "madds", "flops", "intensity"],
+                                 size=rng.integers(0, 4), replace=False):
+            op = str(rng.choice(["<=", ">="]))
+            value = float(rng.uniform(0.5, 2)) if metric == "intensity" else float(
+                base[metric] + rng.uniform(0.01, 10 * L))
+            constraints.append((str(metric), op, value))
+        best = np.inf
+        for x in itertools.product(range(C), repeat=L):
+            costs = {m: base[m] + t[np.arange(L), list(x)].sum() for m, t in tables.items()}
+            ok = True
+            for metric, op, value in constraints:
+                used = (costs["flops"] - value * costs["bytes"] if metric == "intensity"
+                        else costs[metric] - value)
+                ok &= bool(used <= 1e-9) if op == "<=" else bool(used >= -1e-9)
+            if ok:
+                best = min(best, loss[np.arange(L), list(x)].sum())
+        result = solve(loss, tables, constraints, base=base)
+        assert result["feasible"] == bool(np.isfinite(best))
+        if result["feasible"]:
+            assert result["loss"] == pytest.approx(best, abs=1e-9)
