@@ -117,12 +117,7 @@ def specialize_run(store: Any, run_id: int, constraints: Iterable[Any], solver: 
         latency = {"device": lut["device"], "batch_size": int(batch_size),
                    "predicted_ms": predicted, "measured_ms": None}
         if measure is None or measure:
-            from searchers.costs import measure_latency
-
-            model = space.build(genotype, input_shape, num_classes)
-            latency["measured_ms"] = measure_latency(
-                model, input_shape, device=lut["device"], batch_size=int(batch_size),
-                warmup=int(lut.get("warmup", 5)), repeats=int(lut.get("repeats", 20)))
+            latency["measured_ms"] = measure_whole_model(space, genotype, lut)
         result["latency"] = latency
     if save:
         result["id"] = store.add_specialization(
@@ -166,6 +161,27 @@ def estimate_accuracy(store: Any, run_id: int, config: Any, genotype: Mapping[st
 
 
 # -- latency LUTs -------------------------------------------------------------------------------
+def measure_whole_model(space: Any, genotype: Mapping[str, Any], lut: Mapping[str, Any]) -> float:
+    """Latency of the whole specialized model, timed as the LUT was (device, batch, warm-up,
+    repeats and torch's CPU threads), so predicted and measured are comparable."""
+    import torch
+
+    from searchers.costs import measure_latency
+
+    model = space.build(genotype, space.input_shape, space.num_classes)
+    previous = torch.get_num_threads()
+    threads = lut.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        return measure_latency(model, space.input_shape, device=lut["device"],
+                               batch_size=int(lut["batch_size"]),
+                               warmup=int(lut.get("warmup", 5)),
+                               repeats=int(lut.get("repeats", 20)))
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _layer_input_shapes(model: Any, input_shape: Sequence[int]) -> tuple[list[tuple[int, ...]],
                                                                           tuple[int, ...]]:
     """Per searchable layer its input shape (C, H, W), and the head's, by one traced forward."""
@@ -268,4 +284,4 @@ def save_latency_luts(store: Any, space: Any, device: str = "cpu", batch_size: i
 
 
 __all__ = ["build_latency_lut", "estimate_accuracy", "latency_lut", "load_ponas_run",
-           "save_latency_luts", "specialize_run"]
+           "measure_whole_model", "save_latency_luts", "specialize_run"]
