@@ -96,8 +96,13 @@ class PONASSearcher(Searcher):
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        """``meta_train`` / ``finetune``: TrainSpec fields laid over the run's ``train`` spec."""
-        return {"meta_train": {}, "finetune": dict(PAPER_FINETUNE, epochs=1)}
+        """``meta_train`` / ``finetune``: TrainSpec fields laid over the run's ``train`` spec.
+
+        Without a preset the meta network trains with the run's spec as written and each
+        candidate is fine-tuned one epoch at the paper's lr 0.001 without decay.
+        """
+        return {"meta_train": {}, "finetune": {"epochs": 1, "lr": 0.001, "schedule": "constant",
+                                               "warmup_epochs": 0}}
 
     def __init__(self, space: Any, constraints: Iterable[Any] = (), budget: int | None = None,
                  seed: int = 0, **kwargs: Any) -> None:
