@@ -403,7 +403,9 @@ class RunDetailScreen(Screen[None]):
 
     @on(DataTable.RowHighlighted, "#candidate-table")
     def candidate_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
+        """Moving the cursor selects; the table's own cursor placement while rows load does
+        not (until then the run's best candidate is the selection)."""
+        if event.data_table.has_focus and event.row_key.value is not None:
             self.selected_id = int(event.row_key.value)
 
     @on(DataTable.RowSelected, "#candidate-table")

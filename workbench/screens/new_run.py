@@ -17,7 +17,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Label, OptionList, Static
@@ -166,14 +166,17 @@ class NewRunScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="new-run-form"):
-            yield Label("Template (enter loads it)", classes="field-label")
+            yield Label("Template (enter loads it)", classes="section-label")
             yield OptionList(*[p.name for p in templates()] or ["(no sample_configs found)"],
                              id="template-list")
-            yield Label("…or a YAML file (enter loads it)", classes="field-label")
-            yield Input(placeholder="path/to/config.yaml", id="file-input")
+            with Horizontal(classes="field-row"):
+                yield Label("…or a YAML file", classes="field-label")
+                yield Input(placeholder="path/to/config.yaml (enter loads it)", id="file-input",
+                            compact=True)
             for field_id, (_, label, placeholder) in FIELDS.items():
-                yield Label(label, classes="field-label")
-                yield Input(placeholder=placeholder, id=f"field-{field_id}")
+                with Horizontal(classes="field-row"):
+                    yield Label(label, classes="field-label")
+                    yield Input(placeholder=placeholder, id=f"field-{field_id}", compact=True)
                 yield Static("", id=f"error-{field_id}", classes="field-error")
         yield Static("", id="new-run-status")
         yield Footer()
@@ -257,7 +260,9 @@ class NewRunScreen(Screen[None]):
         if message.generation != self.generation:
             return
         for field_id in FIELDS:
-            self.query_one(f"#error-{field_id}", Static).update("")
+            box = self.query_one(f"#error-{field_id}", Static)
+            box.update("")
+            box.display = False
         status = self.query_one("#new-run-status", Static)
         err = message.error
         self.valid = err is None
@@ -270,7 +275,9 @@ class NewRunScreen(Screen[None]):
         status.update(str(err))
         target = field_for_error(getattr(err, "field", "") or "")
         if target is not None:
-            self.query_one(f"#error-{target}", Static).update(str(err))
+            box = self.query_one(f"#error-{target}", Static)
+            box.update(str(err))
+            box.display = True
 
     # -- launch --------------------------------------------------------------------------
     def action_launch(self) -> None:

@@ -125,9 +125,9 @@ class CurvesPlot(LazyPlot):
             best_x = [xi for xi, b in zip(x, s.best, strict=True) if b == b]
             best_y = [b for b in s.best if b == b]
             if best_y:
-                plt.plot(best_x, best_y, marker="braille", color="green", label="best feasible")
-            plt.plot(x, s.reward, marker="braille", color="magenta", label="reward")
-            plt.plot(x, s.feasible_fraction, marker="braille", color="orange",
+                plt.plot(best_x, best_y, marker="hd", color="green", label="best feasible")
+            plt.plot(x, s.reward, marker="hd", color="magenta", label="reward")
+            plt.plot(x, s.feasible_fraction, marker="hd", color="orange",
                      label="feasible fraction")
             plt.ylim(0, 1)
 
@@ -165,7 +165,7 @@ class MetricsPlot(LazyPlot):
             xs, ys = self.points[self.key]
             plt.title(f"searcher metric {self.key}  ({len(self.points)} series, 'v' cycles)")
             plt.xlabel("step")
-            plt.plot(xs, ys, marker="braille", color="cyan")
+            plt.plot(xs, ys, marker="hd", color="cyan")
 
 
 class ParetoPlot(LazyPlot):
@@ -230,7 +230,7 @@ class ParetoPlot(LazyPlot):
                             marker="dot", color="blue", label="feasible")
             front_ids = set(self.front())
             front = sorted((r for r in rows if r[0] in front_ids), key=lambda r: r[1][m])
-            plt.plot([r[1][m] for r in front], [r[2] for r in front], marker="braille",
+            plt.plot([r[1][m] for r in front], [r[2] for r in front], marker="hd",
                      color="red", label="Pareto front")
             plt.scatter([r[1][m] for r in front], [r[2] for r in front], marker="●",
                         color="red")
