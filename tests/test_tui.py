@@ -257,6 +257,14 @@ def test_candidate_filter_sort_and_selection_everywhere(db: Path) -> None:
     asyncio.run(go())
 
 
+def test_worker_description() -> None:
+    from workbench.screens.detail import describe_workers
+
+    assert describe_workers([{"index": 0, "device": "cuda:0", "job_id": 12, "restarts": 0},
+                             {"index": 1, "device": "cuda:1", "job_id": None, "restarts": 2}]) \
+        == "2 (busy 1/2): w0 cuda:0 -> #12, w1 cuda:1 idle (restarts 2)"
+
+
 def test_candidate_filter_language() -> None:
     cand = {"id": 7, "status": "ok", "accuracy": 0.91, "reward": 0.9, "feasible": False,
             "costs": {"params": 2.5e6, "madds": 4e8}, "tag": "level 2", "device": "cuda:1"}

@@ -90,7 +90,9 @@ def make_run(store: Store, name: str, count: int, *, status: str = "finished",
     store.update_run(run_id, status=status, started=created, pid=pid,
                      host=socket.gethostname() if pid else None,
                      finished=created + 6.0 * count if status == "finished" else None,
-                     workers=[{"id": 0, "device": "cpu:0"}, {"id": 1, "device": "cpu:1"}])
+                     workers=[{"index": 0, "device": "cpu:0", "job_id": count if in_flight else None,
+                               "restarts": 0},
+                              {"index": 1, "device": "cpu:1", "job_id": None, "restarts": 1}])
     return run_id
 
 

@@ -317,8 +317,7 @@ class RunDetailScreen(Screen[None]):
         text.append("Workers   ", style="bold")
         workers = run.get("workers")
         if isinstance(workers, list) and workers:
-            text.append(f"{len(workers)}: " + ", ".join(
-                str(w.get("device", w)) if isinstance(w, dict) else str(w) for w in workers))
+            text.append(describe_workers(workers))
         elif isinstance(workers, dict) and workers:
             text.append(", ".join(f"{k} {v}" for k, v in sorted(workers.items())))
         else:
@@ -560,6 +559,24 @@ class RunDetailScreen(Screen[None]):
             SystemCommand("Cancel run", "Cancel (asks first)", self.action_cancel),
         ]
         return commands
+
+
+def describe_workers(workers: list[Any]) -> str:
+    """``2 (busy 1/2): w0 cpu:0 -> #12, w1 cuda:1 idle (restarts 1)`` from the coordinator's
+    worker list (index, device, job_id, restarts)."""
+    parts, busy = [], 0
+    for position, worker in enumerate(workers):
+        if not isinstance(worker, dict):
+            parts.append(str(worker))
+            continue
+        job = worker.get("job_id")
+        busy += job is not None
+        part = f"w{worker.get('index', position)} {worker.get('device', '?')} "
+        part += f"-> #{job}" if job is not None else "idle"
+        if worker.get("restarts"):
+            part += f" (restarts {worker['restarts']})"
+        parts.append(part)
+    return f"{len(workers)} (busy {busy}/{len(workers)}): " + ", ".join(parts)
 
 
 def _short(value: Any) -> str:
