@@ -281,6 +281,14 @@ def test_failed_candidates_are_neither_fitted_nor_expanded(space: Any) -> None:
         space.hash(c) for c in space.expand(ok_parents)}
 
 
+def test_the_predictor_is_selectable(space: Any) -> None:
+    """Each kind is fitted and ranked end to end in tests/test_predictors.py."""
+    for kind, members in (("lstm", 1), ("mlp", 1), ("lstm-ensemble", 3), ("mlp-ensemble", 3)):
+        searcher = make(space, predictor=kind)
+        assert searcher.predictor.config.kind == kind
+        assert searcher.predictor.config.members == members
+
+
 def test_budget_is_validated_and_derived(space: Any) -> None:
     assert make(space).budget == 136 + (B - 1) * K + 2
     assert make(space, budget=10**6).budget == 154  # a wall-time-only run passes a huge cap
