@@ -47,16 +47,16 @@ from workbench.screens.detail import RunDetailScreen
 async def main():
     app = NaswApp({str(db)!r}, run_id=2, poll_interval=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
-        for _ in range(100):
+        for _ in range(400):
             await pilot.pause(0.05)
             screen = app.screen
-            if isinstance(screen, RunDetailScreen) and screen.candidates and screen.graph_for:
+            if isinstance(screen, RunDetailScreen) and screen.candidates and screen.graph_for is not None:
                 break
         assert isinstance(app.screen, RunDetailScreen) and app.screen.graph_for is not None
         await pilot.press("3", "5", "7")
         app.screen.query_one("#constraint-input").value = "params<=45k"
         await pilot.press("enter")
-        for _ in range(100):
+        for _ in range(400):
             await pilot.pause(0.05)
             if app.screen.query_one("#specialize-pane").result:
                 break

@@ -15,6 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from workbench import tui_data
@@ -68,6 +69,7 @@ class RunsScreen(Screen[None]):
         self.sort_column = "ID"
         self.sort_reverse = True
         self.filter_text = ""
+        self.poll_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,10 +87,17 @@ class RunsScreen(Screen[None]):
         # the first poll (which imports the store: sqlite-utils, numpy) starts after the
         # first paint, so the screen appears at bare-Textual speed and fills in a moment later
         self.call_after_refresh(self.poll)
-        self.set_interval(max(self.app.poll_interval, 0.5), self.poll)
+        self.poll_timer = self.set_interval(max(self.app.poll_interval, 0.5), self.poll)
+
+    def on_screen_suspend(self) -> None:
+        """Under a run's detail the list is not seen: stop polling until it shows again."""
+        if self.poll_timer is not None:
+            self.poll_timer.pause()
 
     def on_screen_resume(self) -> None:
-        self.poll()
+        if self.poll_timer is not None:
+            self.poll_timer.resume()
+            self.poll()
 
     # -- data ----------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="runs-poll")
