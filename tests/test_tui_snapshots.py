@@ -65,3 +65,28 @@ def test_run_detail_tabs(snapshot_db, monkeypatch, snap_compare, size, tab) -> N
 def test_accuracy_table(snapshot_db, monkeypatch, snap_compare, size) -> None:
     app = make_app(snapshot_db, monkeypatch, run_id=2)
     assert snap_compare(app, terminal_size=size, run_before=lambda pilot: settle(pilot, 2, "6"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
+def test_specialize(snapshot_db, monkeypatch, snap_compare, size) -> None:
+    import workbench.specialize
+
+    solve = workbench.specialize.specialize_run
+    monkeypatch.setattr(workbench.specialize, "specialize_run",  # the one varying number
+                        lambda *args, **kwargs: {**solve(*args, **kwargs), "solve_ms": 1.0})
+    app = make_app(snapshot_db, monkeypatch, run_id=2)
+
+    async def run_before(pilot) -> None:
+        await settle(pilot, 2, "7")
+        pane = app.screen.query_one("#specialize-pane")
+        box = app.screen.query_one("#constraint-input")
+        box.cursor_blink = False
+        box.value = "params<=45k, madds<=900k"
+        await pilot.press("enter")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if pane.result is not None:
+                break
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
