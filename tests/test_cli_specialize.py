@@ -200,6 +200,7 @@ def test_full_ponas_run_with_real_training_and_an_estimated_specialization(tmp_p
     assert traced["params"] <= 40e3
     estimate = result["estimate"]
     assert estimate["status"] == "ok" and 0.0 <= estimate["accuracy"] <= 1.0
+    assert estimate["calibration_batches"] == 50
 
 
 def test_interrupted_mid_layer_resumes_at_that_layer_with_its_rows(tmp_path) -> None:

@@ -76,8 +76,8 @@ def latency_lut(store: Any, space: Any, device: str, batch_size: int) -> dict[st
 # -- specialization -----------------------------------------------------------------------------
 def specialize_run(store: Any, run_id: int, constraints: Iterable[Any], solver: str = "exact", *,
                    device: str | None = None, batch_size: int = 1, estimate: bool = False,
-                   measure: bool | None = None, seed: int = 0, save: bool = True,
-                   ) -> dict[str, Any]:
+                   calibration_batches: int = 50, measure: bool | None = None, seed: int = 0,
+                   save: bool = True) -> dict[str, Any]:
     """Solve a specialization of PONAS run ``run_id`` and store it (unless ``save=False``).
 
     Returns the solver's result plus ``run_id``, ``genotype`` (None when infeasible),
@@ -111,7 +111,8 @@ def specialize_run(store: Any, run_id: int, constraints: Iterable[Any], solver: 
                                                       result["choices"]].sum())
     result["genotype"] = genotype
     if genotype is not None and estimate:
-        result["estimate"] = estimate_accuracy(store, run_id, loaded["config"], genotype)
+        result["estimate"] = estimate_accuracy(store, run_id, loaded["config"], genotype,
+                                               calibration_batches=calibration_batches)
     if genotype is not None and lut is not None:
         predicted = result["costs"]["latency_ms"]
         latency = {"device": lut["device"], "batch_size": int(batch_size),
@@ -129,14 +130,19 @@ def _stored(result: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "id"}
 
 
-def estimate_accuracy(store: Any, run_id: int, config: Any, genotype: Mapping[str, Any],
-                      ) -> dict[str, Any]:
+def estimate_accuracy(store: Any, run_id: int, config: Any, genotype: Mapping[str, Any], *,
+                      calibration_batches: int = 50) -> dict[str, Any]:
     """Validation accuracy of ``genotype`` with weights cropped from the run's supernet.
 
     Uses the searcher checkpoint's :meth:`PONASSearcher.specialization_weights` (each layer's
-    largest block as its candidates were cropped from) and evaluates without training
-    (``epochs=0``) on the run's dataset and validation split.
+    largest block as its candidates were cropped from). Cropping changes what every
+    batch-norm layer sees, so its running statistics are first recalibrated on up to
+    ``calibration_batches`` training batches with the weights frozen (a pass at learning rate
+    0, as Once-for-All does before evaluating a subnet); ``0`` evaluates the cropped weights as
+    they are. Then the validation split of the run's dataset is evaluated.
     """
+    if calibration_batches < 0:
+        raise NaswError("calibration_batches", calibration_batches, "an integer >= 0")
     from searchers.base import Job
     from searchers.training import train
     from workbench.config import make_searcher
@@ -151,13 +157,17 @@ def estimate_accuracy(store: Any, run_id: int, config: Any, genotype: Mapping[st
     if weights is None:
         return {"accuracy": None, "val_loss": None,
                 "note": "the run's evaluator returned no weights (synthetic?): nothing to crop"}
-    job = Job(id=0, genotype=dict(genotype), train=searcher.finetune_spec.with_(epochs=0),
-              input_shape=searcher.input_shape, num_classes=searcher.num_classes,
-              inherit=weights)
+    spec = searcher.finetune_spec.with_(epochs=0)
+    if calibration_batches:
+        spec = spec.with_(epochs=1, lr=0.0, lr_min=0.0, weight_decay=0.0, warmup_epochs=0,
+                          schedule="constant", augment=False, label_smoothing=0.0,
+                          max_batches=int(calibration_batches))
+    job = Job(id=0, genotype=dict(genotype), train=spec, input_shape=searcher.input_shape,
+              num_classes=searcher.num_classes, inherit=weights)
     outcome = train(job)
     return {"accuracy": outcome.accuracy, "val_loss": outcome.val_loss,
             "status": outcome.status, "error": outcome.error or None,
-            "device": outcome.device}
+            "device": outcome.device, "calibration_batches": int(calibration_batches)}
 
 
 # -- latency LUTs -------------------------------------------------------------------------------

@@ -62,7 +62,9 @@ def _print_result(result: dict[str, Any]) -> None:
         if estimate.get("accuracy") is None:
             click.echo(f"estimated accuracy: n/a ({estimate.get('note') or estimate.get('error')})")
         else:
-            click.echo(f"estimated accuracy (inherited supernet weights, no training): "
+            how = (f"batch-norm recalibrated on up to {estimate['calibration_batches']} batches"
+                   if estimate.get("calibration_batches") else "as cropped")
+            click.echo(f"estimated accuracy (inherited supernet weights, no training, {how}): "
                        f"{estimate['accuracy']:.4f}")
     if "id" in result:
         click.echo(f"stored as specialization {result['id']}; train it from scratch with "
@@ -82,6 +84,9 @@ def _print_result(result: dict[str, Any]) -> None:
               help="Batch size of the latency LUT.")
 @click.option("--estimate", is_flag=True,
               help="Evaluate the subnet with cropped supernet weights (needs torch + the data).")
+@click.option("--calibration-batches", type=click.IntRange(min=0), default=50, show_default=True,
+              help="With --estimate: training batches that recalibrate batch-norm statistics "
+                   "(weights frozen) before evaluating; 0 evaluates the cropped weights as is.")
 @click.option("--no-measure", is_flag=True,
               help="Do not re-measure the whole model's latency when a latency LUT is used.")
 @click.option("--seed", type=int, default=0, show_default=True, help="GA seed.")
@@ -90,12 +95,14 @@ def _print_result(result: dict[str, Any]) -> None:
 @click.pass_context
 @handles_errors
 def specialize_command(ctx: click.Context, run_id: int, constraints: tuple[str, ...], solver: str,
-                       device: str | None, batch_size: int, estimate: bool, no_measure: bool,
-                       seed: int, as_json: bool) -> None:
+                       device: str | None, batch_size: int, estimate: bool,
+                       calibration_batches: int, no_measure: bool, seed: int,
+                       as_json: bool) -> None:
     """Pick the best architecture of a PONAS run's accuracy table under new constraints."""
     with Store(db_path(ctx), create=False) as store:
         result = specialize_run(store, run_id, list(constraints), solver, device=device,
                                 batch_size=batch_size, estimate=estimate,
+                                calibration_batches=calibration_batches,
                                 measure=not no_measure, seed=seed)
     if as_json:
         echo_json(result)
