@@ -75,12 +75,12 @@ def test_runs_screen_lists_every_run_with_its_summary(db: Path) -> None:
             table = runs_table(app)
             rows = {table.get_row_at(i)[0]: [str(c) for c in table.get_row_at(i)]
                     for i in range(3)}
-            assert rows["1"][1:6] == ["random-synthetic", "finished", "random", "mbconv", "40/40"]
-            assert rows["3"][2] == "failed" and rows["3"][5] == "3/50"
-            assert rows["2"][8] == "1h ago"  # created 90 min before the pinned clock
+            assert rows["1"][1:5] == ["random-synthetic", "finished", "random/mbconv", "40/40"]
+            assert rows["3"][2] == "failed" and rows["3"][4] == "3/50"
+            assert rows["2"][7] == "1h ago"  # created 90 min before the pinned clock
             with Store(db) as store:
-                assert rows["1"][6] == f"{store.run(1)['best_accuracy']:.4f}"
-            assert rows["1"][7] == "yes" and rows["3"][7] == "no"
+                assert rows["1"][5] == f"{store.run(1)['best_accuracy']:.4f}"
+            assert rows["1"][6] == "yes" and rows["3"][6] == "no"
             assert [table.get_row_at(i)[0] for i in range(3)] == ["3", "2", "1"]  # newest first
     asyncio.run(go())
 

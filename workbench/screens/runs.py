@@ -21,16 +21,17 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 from workbench import tui_data
 from workbench.tui_data import fmt_accuracy, fmt_age, status_text
 
-COLUMNS = ("ID", "Name", "Status", "Searcher", "Space", "Progress", "Best acc", "Feasible", "Age")
+#: narrow enough for 80 columns: searcher and space share a column, long names are cut
+COLUMNS = ("ID", "Name", "Status", "Search", "Done", "Best acc", "Feas", "Age")
+NAME_WIDTH = 16
 SORT_KEYS = {
     "ID": lambda r: r["id"],
     "Name": lambda r: str(r.get("name") or ""),
     "Status": lambda r: str(r.get("status") or ""),
-    "Searcher": lambda r: str(r.get("searcher") or ""),
-    "Space": lambda r: str(r.get("space") or ""),
-    "Progress": lambda r: r.get("n_done") or 0,
+    "Search": lambda r: f"{r.get('searcher') or ''}/{r.get('space') or ''}",
+    "Done": lambda r: r.get("n_done") or 0,
     "Best acc": lambda r: r.get("best_accuracy") if r.get("best_accuracy") is not None else -1,
-    "Feasible": lambda r: bool(r.get("best_feasible")),
+    "Feas": lambda r: bool(r.get("best_feasible")),
     "Age": lambda r: -(r.get("created") or 0),
 }
 
@@ -54,7 +55,7 @@ class RunsScreen(Screen[None]):
         Binding("enter", "open", "Open", show=True),
         Binding("n", "app.new_run", "New"),
         Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("s", "sort", "Sort"),
+        Binding("s", "sort", "Sort", show=False),
         Binding("S", "sort_reverse", "Reverse", show=False),
         Binding("p", "pause", "Pause"),
         Binding("r", "resume", "Resume"),
@@ -126,9 +127,12 @@ class RunsScreen(Screen[None]):
             budget = row.get("budget")
             progress = f"{row.get('n_done') or 0}/{budget}" if budget else str(row.get("n_done") or 0)
             feasible = row.get("best_feasible")
+            name = str(row.get("name") or "")
+            if len(name) > NAME_WIDTH:
+                name = name[:NAME_WIDTH - 1] + "…"
             table.add_row(
-                str(row["id"]), str(row.get("name") or ""), status_text(row.get("status")),
-                str(row.get("searcher") or ""), str(row.get("space") or ""), progress,
+                str(row["id"]), name, status_text(row.get("status")),
+                f"{row.get('searcher') or '?'}/{row.get('space') or '?'}", progress,
                 fmt_accuracy(row.get("best_accuracy")),
                 Text("yes", style="green") if feasible else
                 Text("no", style="red") if feasible is not None else Text("-", style="dim"),
