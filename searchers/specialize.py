@@ -266,7 +266,7 @@ def _skyline_1d(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return order[keep]
 
 
-def _prune_dominated(loss: np.ndarray, cost: np.ndarray, probe: int = 64) -> np.ndarray:
+def _prune_dominated(loss: np.ndarray, cost: np.ndarray, probe: int = 16) -> np.ndarray:
     """Indices of states not dominated by any of the ``probe`` lowest-loss states (K >= 2).
 
     A partial check (full pairwise dominance costs O(N^2)); any state it drops is dominated,
