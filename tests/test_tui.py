@@ -4,6 +4,7 @@ real store API by the real random searcher and synthetic evaluator (see ``tui_su
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 import time
@@ -278,6 +279,7 @@ def test_accuracy_table_and_specialize_on_a_ponas_run(tmp_path: Path, monkeypatc
     import workbench.runner
 
     db = make_db(tmp_path / "ponas.db")  # this test adds a specialization and a run
+    monkeypatch.chdir(tmp_path)  # where the export lands
     launched: list[int] = []
     monkeypatch.setattr(workbench.runner, "launch_detached",
                         lambda db_path, run_id: launched.append(run_id) or 0)
@@ -302,6 +304,9 @@ def test_accuracy_table_and_specialize_on_a_ponas_run(tmp_path: Path, monkeypatc
             pane = screen.query_one("#specialize-pane")
             await pilot.press("ctrl+s")
             await wait_for(pilot, lambda: pane.saved_id is not None)
+            await pilot.press("ctrl+o")  # the JSON genotype document, via workbench.export
+            exported = tmp_path / f"run2-s{pane.saved_id}.json"
+            await wait_for(pilot, exported.exists, timeout=60)
             await pilot.press("ctrl+t", "y")  # a final-training run, launched, then opened
             await wait_for(pilot, lambda: launched)
             await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
@@ -323,6 +328,14 @@ def test_accuracy_table_and_specialize_on_a_ponas_run(tmp_path: Path, monkeypatc
     assert len(saved) == 1 and saved[0]["constraints"][0]["metric"] == "params"
     assert saved[0]["result"]["genotype"]["space"] == SPACE
     assert final["status"] == "created" and final["id"] == 4
+    document = json.loads((tmp_path / f"run2-s{saved[0]['id']}.json").read_text())
+    assert saved[0]["result"]["genotype"]["choices"] == result_choices(document)
+
+
+def result_choices(document: dict) -> list[int]:
+    """The choices of an exported genotype document (``{"genotype": {...}, ...}``)."""
+    genotype = document.get("genotype", document)
+    return list(genotype["choices"])
 
 
 def test_a_run_written_during_the_test_fills_in_live(tmp_path: Path) -> None:
