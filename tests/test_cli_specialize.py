@@ -168,6 +168,13 @@ def test_latency_lut_build_and_latency_constraint(ponas_db) -> None:
     assert "predicted" in human.output and "measured" in human.output
     bad = CliRunner().invoke(main, ["lut", "build", "--device", "tpu:0", "--db", str(db)])
     assert bad.exit_code == 2 and "device" in bad.output
+    bad = CliRunner().invoke(main, ["lut", "build", "--space", "cell", "--db", str(db)])
+    assert bad.exit_code == 2 and "space: got 'cell'" in bad.output
+    bad = CliRunner().invoke(main, ["lut", "build", "--preset", "huge", "--db", str(db)])
+    assert bad.exit_code == 2 and "space.preset" in bad.output
+    fresh = db.parent / "never.db"
+    bad = CliRunner().invoke(main, ["lut", "build", "--device", "mps", "--db", str(fresh)])
+    assert bad.exit_code == 2 and not fresh.exists()
 
 
 def test_estimate_without_weights_says_why(ponas_db) -> None:

@@ -213,6 +213,24 @@ def _layer_input_shapes(model: Any, input_shape: Sequence[int]) -> tuple[list[tu
     return [shapes[name] for name in model.layers], shapes["head"]
 
 
+def check_device(device: str) -> None:
+    """NaswError unless ``device`` names a torch device that exists here."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise NaswError("device", device, "cpu, cuda, cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise NaswError("device", device, "cpu, cuda, cuda:N")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NaswError("device", device, "cpu (no CUDA device is available here)")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise NaswError("device", device,
+                            [f"cuda:{i}" for i in range(torch.cuda.device_count())])
+
+
 def build_latency_lut(space: Any, device: str = "cpu", batch_size: int = 1, *, warmup: int = 5,
                       repeats: int = 20, threads: int | None = None,
                       progress: Any = None) -> dict[str, Any]:
@@ -242,12 +260,7 @@ def build_latency_lut(space: Any, device: str = "cpu", batch_size: int = 1, *, w
 
     if batch_size < 1:
         raise NaswError("batch_size", batch_size, "a positive integer")
-    try:
-        torch.device(device)
-    except (RuntimeError, ValueError):
-        raise NaswError("device", device, "cpu, cuda, cuda:N") from None
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NaswError("device", device, "cpu (no CUDA device is available here)")
+    check_device(device)
     L, C = int(space.num_positions), int(space.num_options)
     input_shape = space.input_shape
     started = time.perf_counter()
@@ -293,5 +306,5 @@ def save_latency_luts(store: Any, space: Any, device: str = "cpu", batch_size: i
     return luts
 
 
-__all__ = ["build_latency_lut", "estimate_accuracy", "latency_lut", "load_ponas_run",
+__all__ = ["build_latency_lut", "check_device", "estimate_accuracy", "latency_lut", "load_ponas_run",
            "measure_whole_model", "save_latency_luts", "specialize_run"]

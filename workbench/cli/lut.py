@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import click
 
+from searchers.errors import NaswError
 from searchers.spaces import get_space
 from workbench.cli import db_option, db_path, echo_json, handles_errors, json_option, main
-from workbench.specialize import save_latency_luts
+from workbench.specialize import check_device, save_latency_luts
 from workbench.store import Store
 
 
@@ -41,12 +42,11 @@ def lut_build_command(ctx: click.Context, space_name: str, preset: str | None, d
                       batch_size: int, warmup: int, repeats: int, threads: int | None,
                       as_json: bool) -> None:
     """Measure every candidate block's latency on DEVICE and store the LUTs."""
+    if space_name != "mbconv":
+        raise NaswError("space", space_name, ["mbconv"],
+                        hint="latency LUTs serve PONAS specialization over the mbconv space")
     space = get_space(space_name, preset)
-    if not hasattr(space, "num_options") or not hasattr(space, "build"):
-        from searchers.errors import NaswError
-
-        raise NaswError("space", space_name, ["mbconv", "rcas"],
-                        hint="a LUT needs a space of L positions x C blocks")
+    check_device(device)  # before the database is opened: bad input writes nothing
     with Store(db_path(ctx)) as store:
         luts = save_latency_luts(store, space, device, batch_size, warmup=warmup,
                                  repeats=repeats, threads=threads)
