@@ -84,7 +84,9 @@ def test_keyboard_tour_in_a_real_terminal(live_db, tmp_path: Path) -> None:
     shots = tmp_path / "screens"
     shots.mkdir()
     nasw = Path(sys.executable).with_name("nasw")
-    command = f"cd {tmp_path} && TERM=xterm-256color {nasw} --db {db}"
+    program = (str(nasw) if nasw.exists() else
+               f"{sys.executable} -c 'import sys; from workbench.cli import main; main()'")
+    command = f"cd {tmp_path} && TERM=xterm-256color {program} --db {db}"
     tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", command)
     try:
         runs = wait_screen("live-run", "random-synthetic", "ponas-digits", "running")
