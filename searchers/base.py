@@ -316,6 +316,7 @@ _SEARCHERS: dict[str, str] = {
     "pnas": "searchers.pnas:PNASSearcher",
     "ponas": "searchers.ponas:PONASSearcher",
     "rcas": "searchers.rcas:RCASSearcher",
+    "final": "searchers.final:FinalSearcher",
 }
 
 

@@ -25,7 +25,8 @@ EXIT_BAD_INPUT = 2
 DEFAULT_DB = "nasw.db"
 
 #: command modules, each defining one or more commands on ``main``.
-COMMAND_MODULES: list[str] = ["run", "runs", "cost", "doctor", "specialize", "lut"]
+COMMAND_MODULES: list[str] = ["run", "runs", "cost", "doctor", "train", "export", "compare",
+                               "specialize", "lut"]
 
 
 def db_path(ctx: click.Context) -> Path:

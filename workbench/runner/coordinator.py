@@ -84,9 +84,16 @@ class Coordinator:
         """Run to the end; returns the final stored status."""
         store = Store(self.db_path)
         try:
-            return self._run(store)
+            final_training = (store.run(self.run_id)["searcher"] == "final")
+            if not final_training:
+                return self._run(store)
         finally:
             store.close()
+        # A `final` run trains one architecture from scratch, epoch by epoch with checkpoints.
+        from workbench.runner.final_train import FinalTrainer
+
+        return FinalTrainer(self.db_path, self.run_id, on_progress=self.on_progress,
+                            should_stop=lambda: self.stop_requested).run()
 
     def _run(self, store: Store) -> str:
         previous = store.claim_run(self.run_id, os.getpid(), socket.gethostname())

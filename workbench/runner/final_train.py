@@ -1,0 +1,263 @@
+"""Final training runs: one architecture trained from scratch, epoch by epoch, resumably.
+
+``nasw train RUN --candidate ID`` creates a run whose searcher is ``final`` (see
+:mod:`searchers.final`) and the coordinator hands such runs to :class:`FinalTrainer`. It is the
+run's only writer, like the coordinator: after every epoch it writes the curves
+(``train/loss``, ``train/val_accuracy``, ``train/lr``), the candidate row and the heartbeat in
+one transaction, and saves a checkpoint next to the database
+(``<db>.runs/run-<id>/checkpoint.pt``, written to a temporary file and renamed). A killed or
+interrupted training resumes from its last finished epoch (``nasw resume RUN``); the trained
+weights end in ``weights.pt`` beside it. Both files are read back with
+``torch.load(weights_only=True)``: tensors and plain data only, never arbitrary pickles.
+
+A heartbeat thread keeps the run's heartbeat fresh while an epoch trains, so a long epoch is
+not mistaken for a dead run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from searchers.base import Job, Result
+from workbench.config import make_searcher, parse_config
+from workbench.store import HEARTBEAT_S, CandidateRow, Progress, Store
+
+
+def run_dir(db_path: str | os.PathLike[str], run_id: int) -> Path:
+    """Where a run keeps its files (checkpoints, weights): beside the database."""
+    db = Path(db_path).resolve()
+    return db.parent / f"{db.name}.runs" / f"run-{int(run_id)}"
+
+
+def weights_path(db_path: str | os.PathLike[str], run_id: int) -> Path:
+    return run_dir(db_path, run_id) / "weights.pt"
+
+
+def _save(obj: Any, path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A saved state dict, loaded safely (tensors only)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class _Heartbeat(threading.Thread):
+    """Writes the run's heartbeat every HEARTBEAT_S seconds from its own connection."""
+
+    def __init__(self, db_path: Path, run_id: int) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
+        self.db_path, self.run_id = db_path, run_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with Store(self.db_path) as store:
+            while not self.stopped.wait(HEARTBEAT_S):
+                store.heartbeat(self.run_id)
+
+
+class FinalTrainer:
+    """Train a ``final`` run's architecture to the end (or until cancelled or stopped)."""
+
+    def __init__(self, db_path: str | os.PathLike[str], run_id: int, *, device: Any = None,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.db_path = Path(db_path)
+        self.run_id = int(run_id)
+        self.device = device
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+
+    def run(self) -> str:
+        store = Store(self.db_path)
+        heartbeat = _Heartbeat(self.db_path, self.run_id)
+        try:
+            previous = store.claim_run(self.run_id, os.getpid(), socket.gethostname())
+            heartbeat.start()
+            return self._train(store, previous)
+        except BaseException as err:
+            store.update_run(self.run_id, status="failed", finished=time.time(),
+                             error=f"{type(err).__name__}: {err}"[-2000:])
+            raise
+        finally:
+            heartbeat.stopped.set()
+            store.close()
+
+    def _train(self, store: Store, previous: dict[str, Any]) -> str:
+        import torch
+
+        from searchers.final_training import EpochTrainer
+        from searchers.training import Diverged
+
+        config = parse_config(previous["config"])
+        space, searcher = make_searcher(config)
+        state = store.load_state(self.run_id)
+        if state is not None:
+            searcher.load_state_dict(state)
+        job = (searcher.pending or searcher.ask(1))[0]
+        folder = run_dir(self.db_path, self.run_id)
+        checkpoint = folder / "checkpoint.pt"
+        trainer = EpochTrainer(job, self.device)
+        resumed = checkpoint.exists()
+        if resumed:
+            trainer.load_state_dict(torch.load(checkpoint, map_location=trainer.device,
+                                               weights_only=True))
+        started = time.time() - float(previous.get("elapsed") or 0.0)
+        store.record(self.run_id, Progress(
+            candidates=[self._row(space, job, trainer, "running")],
+            events=[(trainer.epoch, "run", {"action": "resumed" if resumed else "started",
+                                            "epoch": trainer.epoch, "pid": os.getpid()})],
+            state=pickle.dumps(searcher.state_dict(), protocol=5),
+            summary={"status": "running", "n_asked": 1, "started": previous.get("started")
+                     or time.time(), "finished": None, "error": None,
+                     "resumes": (previous.get("resumes") or 0) + int(resumed),
+                     "workers": [{"index": 0, "device": trainer.device_label,
+                                  "pid": os.getpid(), "job_id": job.id}]}))
+        paused = False
+        while not trainer.done:
+            for command in store.take_commands(self.run_id):
+                if command == "cancel":
+                    return self._stop(store, space, job, trainer, "cancelled", started)
+                paused = {"pause": True, "resume": False}.get(command, paused)
+            if self.should_stop():
+                return self._stop(store, space, job, trainer, "interrupted", started)
+            if paused:
+                store.update_run(self.run_id, status="paused")
+                time.sleep(0.5)
+                continue
+            try:
+                row = trainer.run_epoch()
+            except Diverged as err:
+                return self._finish(store, space, searcher, job, trainer, started,
+                                    Result(status="diverged", error=str(err),
+                                           costs=trainer.costs, device=trainer.device_label))
+            _save(trainer.state_dict(), checkpoint)
+            epoch = int(row["epoch"])
+            store.record(self.run_id, Progress(
+                candidates=[self._row(space, job, trainer, "running")],
+                metrics=[(epoch, "train/loss", row["loss"]),
+                         (epoch, "train/val_accuracy", row["val_accuracy"]),
+                         (epoch, "train/val_loss", row["val_loss"]), (epoch, "train/lr", row["lr"])],
+                summary={"status": "running", "elapsed": time.time() - started,
+                         "best_accuracy": max(h["val_accuracy"] for h in trainer.history)}))
+            if self.on_progress is not None:
+                self.on_progress(store.run(self.run_id))
+        last = trainer.history[-1] if trainer.history else {}
+        _save(trainer.weights(), folder / "weights.pt")
+        result = Result(status="ok", accuracy=last.get("val_accuracy"),
+                        val_loss=last.get("val_loss"),
+                        loss_curve=tuple(h["loss"] for h in trainer.history),
+                        costs=trainer.costs, device=trainer.device_label,
+                        wall_time=time.time() - started, epochs=trainer.epoch)
+        return self._finish(store, space, searcher, job, trainer, started, result)
+
+    def _row(self, space: Any, job: Job, trainer: Any, status: str) -> CandidateRow:
+        last = trainer.history[-1] if trainer.history else {}
+        return CandidateRow(id=job.id, genotype=job.genotype, status=status,
+                            hash=space.hash(job.genotype), costs=trainer.costs,
+                            accuracy=last.get("val_accuracy"), val_loss=last.get("val_loss"),
+                            tag=job.tag, device=trainer.device_label, epochs=trainer.epoch,
+                            loss_curve=[h["loss"] for h in trainer.history])
+
+    def _stop(self, store: Store, space: Any, job: Job, trainer: Any, status: str,
+              started: float) -> str:
+        """Cancelled or interrupted: the checkpoint stays, so ``nasw resume`` continues."""
+        store.record(self.run_id, Progress(
+            candidates=[self._row(space, job, trainer, "running" if status == "interrupted"
+                                  else "cancelled")],
+            events=[(trainer.epoch, "run", {"action": status, "epoch": trainer.epoch})],
+            summary={"status": status, "elapsed": time.time() - started,
+                     "finished": time.time(), "workers": []}))
+        return status
+
+    def _finish(self, store: Store, space: Any, searcher: Any, job: Job, trainer: Any,
+                started: float, result: Result) -> str:
+        searcher.tell(job, result)
+        feasible = bool(result.ok and searcher.is_feasible(result.costs))
+        row = self._row(space, job, trainer, result.status)
+        row.reward = searcher.reward(result)
+        row.feasible = feasible
+        row.wall_time = result.wall_time
+        row.error = result.error
+        row.finished = time.time()
+        store.record(self.run_id, Progress(
+            candidates=[row], state=pickle.dumps(searcher.state_dict(), protocol=5),
+            events=[(trainer.epoch, "run", {"action": "finished", "status": result.status})],
+            summary={"status": "finished", "finished": time.time(), "workers": [],
+                     "elapsed": time.time() - started, "n_done": 1, "n_ok": int(result.ok),
+                     "n_failed": int(not result.ok), "n_feasible": int(feasible),
+                     "best_accuracy": result.accuracy if result.ok else None,
+                     "best_candidate": job.id if result.ok else None,
+                     "best_feasible": int(feasible) if result.ok else None}))
+        if self.on_progress is not None:
+            self.on_progress(store.run(self.run_id))
+        return "finished"
+
+
+def final_run_config(source_run: dict[str, Any], genotype: dict[str, Any],
+                     source: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+    """The config of a final training run: the source run's space, dataset, constraints and
+    backend, searcher ``final`` with the genotype, its preset's final-training schedule."""
+    from searchers.base import TrainSpec
+    from searchers.final_training import final_schedule
+
+    config = dict(source_run["config"])
+    preset = (config.get("space") or {}).get("preset")
+    train = {**dict(config.get("train") or {}), **final_schedule(preset), "max_batches": None}
+    if epochs is not None:
+        train["epochs"] = int(epochs)
+    allowed = set(TrainSpec.__dataclass_fields__)
+    train = {k: v for k, v in train.items() if k in allowed}
+    where = (f"candidate {source['candidate']}" if "candidate" in source
+             else f"specialization {source['specialization']}")
+    config.update(
+        name=f"train run {source_run['id']} {where}",
+        evaluator="train",
+        searcher={"name": "final", "params": {"genotype": genotype, "source": source}},
+        budget={"candidates": 1},
+        train=train,
+        hard_constraints=False,
+    )
+    return config
+
+
+def create_final_run(db_path: str | os.PathLike[str], run_id: int, *,
+                     candidate_id: int | None = None, specialization_id: int | None = None,
+                     epochs: int | None = None) -> int:
+    """Create (not start) a final training run for a candidate or a specialization of RUN."""
+    from searchers.errors import NaswError
+
+    if (candidate_id is None) == (specialization_id is None):
+        raise NaswError("candidate", None, "exactly one of --candidate ID or --specialization ID")
+    with Store(db_path, create=False) as store:
+        run = store.run(run_id)
+        if candidate_id is not None:
+            candidate = store.candidate(run_id, candidate_id)
+            genotype, source = candidate["genotype"], {"run": run_id, "candidate": candidate_id}
+        else:
+            found = [s for s in store.specializations(run_id) if s["id"] == specialization_id]
+            if not found:
+                raise NaswError("specialization", specialization_id,
+                                [s["id"] for s in store.specializations(run_id)]
+                                or f"none: run {run_id} has no specializations")
+            genotype = (found[0]["result"] or {}).get("genotype")
+            if not genotype:
+                raise NaswError("specialization", specialization_id, "a feasible specialization")
+            source = {"run": run_id, "specialization": specialization_id}
+        config = parse_config(final_run_config(run, genotype, source, epochs))
+        make_searcher(config)  # validates the genotype against the space before writing
+        return store.create_run(config.to_dict())
