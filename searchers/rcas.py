@@ -256,14 +256,13 @@ class RCASSearcher(Searcher):
         # §4.1: 10 proxy epochs, SGD nesterov 0.9, LR 0.1 decayed x0.1 at epochs 4, 7, 9,
         # weight decay 4e-5; 10 validation images per class (CIFAR-100: 1,000 of 50,000).
         "rcas-paper": {
-            "train": {"dataset": "cifar100", "epochs": 10, "batch_size": 128, "lr": 0.1,
-                      "momentum": 0.9, "nesterov": True, "weight_decay": 4e-5,
-                      "schedule": "step", "val_fraction": 0.02},
+            "train": {"epochs": 10, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
+                      "nesterov": True, "weight_decay": 4e-5, "schedule": "step"},
         },
         "rcas-digits": {
-            "train": {"dataset": "digits", "epochs": 4, "batch_size": 64, "lr": 0.1,
-                      "momentum": 0.9, "nesterov": True, "weight_decay": 4e-5,
-                      "schedule": "step", "val_fraction": 0.2},
+            "train": {"epochs": 3, "batch_size": 64, "lr": 0.1, "momentum": 0.9,
+                      "nesterov": True, "weight_decay": 4e-5, "schedule": "step",
+                      "augment": False},
         },
     }
 

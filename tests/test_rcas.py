@@ -291,3 +291,17 @@ def test_rcas_beats_random_search_at_the_same_number_of_evaluations() -> None:
           f"random {np.mean(theirs_best):.4f}")
     assert np.mean(ours_best) > np.mean(theirs_best)
     assert sum(o > t for o, t in zip(ours_best, theirs_best)) >= 4
+
+
+def test_preset_training_defaults_yield_to_explicit_config_fields() -> None:
+    from workbench.config import make_searcher, parse_config
+
+    config = {"name": "t", "space": {"name": "rcas", "preset": "rcas-digits"},
+              "dataset": {"name": "digits"}, "evaluator": "synthetic",
+              "searcher": {"name": "rcas", "preset": "rcas-digits"},
+              "budget": {"candidates": 5}, "train": {"epochs": 7}}
+    _, searcher = make_searcher(parse_config(config))
+    spec = searcher.train_spec
+    assert spec.epochs == 7  # the config's own field
+    assert (spec.lr, spec.schedule, spec.weight_decay) == (0.1, "step", 4e-5)  # the preset's
+    assert spec.dataset == "digits"

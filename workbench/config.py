@@ -334,13 +334,28 @@ def build_space(config: RunConfig) -> Space:
         raise NaswError("space.overrides", config.space.overrides, hint=str(err)) from None
 
 
+def _train_spec(config: RunConfig) -> TrainSpec:
+    """The config's training spec over the searcher preset's ``train`` defaults.
+
+    A searcher preset may carry its paper's proxy-training settings (``train``); the fields a
+    config sets explicitly win over them, the preset wins over the schema's defaults.
+    """
+    spec = config.train_spec()
+    preset = config.searcher.preset
+    if preset is None:
+        return spec
+    defaults = searcher_class(config.searcher.name).presets.get(preset, {}).get("train") or {}
+    explicit = config.train.model_fields_set
+    return spec.with_(**{k: v for k, v in defaults.items() if k not in explicit})
+
+
 def make_searcher(config: RunConfig) -> tuple[Space, Searcher]:
     """The space and the searcher a run config describes."""
     space = build_space(config)
     kwargs: dict[str, Any] = {
         "constraints": config.parsed_constraints(),
         "budget": config.budget.candidates or UNLIMITED_CANDIDATES,
-        "seed": config.seed, "train": config.train_spec(),
+        "seed": config.seed, "train": _train_spec(config),
         "hard_constraints": config.hard_constraints, **config.searcher.params,
     }
     if config.searcher.preset is not None:
