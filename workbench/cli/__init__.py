@@ -1,8 +1,9 @@
 """The ``nasw`` command line: thin commands over library calls.
 
 Each command lives in its own module under ``workbench/cli/`` and registers itself on
-:data:`main` with ``@main.command()``; :data:`COMMAND_MODULES` lists the modules imported when
-the CLI starts. Bad input raises :class:`searchers.errors.NaswError` (or a click usage error):
+:data:`main` with ``@main.command()``; :data:`COMMANDS` maps each command name to its module,
+which is imported only when that command runs (or help lists it), so ``nasw`` opening the TUI
+loads no command's dependencies. Bad input raises :class:`searchers.errors.NaswError` (or a click usage error):
 the message names the field and the allowed values, the exit code is 2 and nothing is written.
 """
 
@@ -24,9 +25,25 @@ from searchers.errors import NaswError
 EXIT_BAD_INPUT = 2
 DEFAULT_DB = "nasw.db"
 
-#: command modules, each defining one or more commands on ``main``.
-COMMAND_MODULES: list[str] = ["run", "runs", "cost", "doctor", "train", "export", "compare",
-                               "specialize", "lut"]
+#: command name -> module of ``workbench.cli`` that defines it on ``main``.
+COMMANDS: dict[str, str] = {
+    "run": "run", "resume": "run", "ls": "runs", "show": "runs", "pause": "runs",
+    "cancel": "runs", "cost": "cost", "doctor": "doctor", "train": "train", "export": "export",
+    "compare": "compare", "specialize": "specialize", "lut": "lut",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module on first use (click's lazy-loading
+    pattern), keeping start-up light."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            importlib.import_module(f"workbench.cli.{COMMANDS[cmd_name]}")
+        return super().get_command(ctx, cmd_name)
 
 
 def db_path(ctx: click.Context) -> Path:
@@ -78,7 +95,8 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", type=click.Path(dir_okay=False), default=None,
               help="SQLite database (default: $NASW_DB or ./nasw.db).")
 @click.version_option(package_name="nasw")
@@ -93,10 +111,3 @@ def main(ctx: click.Context, db: str | None) -> None:
 
         run_app(db_path(ctx))
 
-
-def _load_commands() -> None:
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"workbench.cli.{name}")
-
-
-_load_commands()
