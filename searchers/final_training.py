@@ -23,7 +23,6 @@ none for a preset, the choice is ours and marked so:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -75,10 +74,10 @@ class EpochTrainer:
         from searchers.spaces import space_of
         from searchers.training import (
             SPLIT_SEED,
-            _param_groups,
             _use_channels_last,
             device_label,
             inherit_weights,
+            make_optimizer,
             resolve_device,
         )
 
@@ -104,9 +103,7 @@ class EpochTrainer:
                                                 augment=spec.augment,
                                                 channels_last=self.channels_last,
                                                 max_batches=spec.max_batches)
-        self.optimizer = torch.optim.SGD(_param_groups(self.model, spec.weight_decay),
-                                         lr=spec.lr, momentum=spec.momentum,
-                                         nesterov=bool(spec.nesterov and spec.momentum > 0))
+        self.optimizer = make_optimizer(self.model, spec)
         self.epoch = 0
         self.history: list[dict[str, float]] = []
         self.started = time.time()
@@ -117,40 +114,13 @@ class EpochTrainer:
 
     def run_epoch(self) -> dict[str, float]:
         """Train one epoch, evaluate; returns ``{epoch, loss, val_accuracy, val_loss, lr}``."""
-        import torch
-        import torch.nn.functional as F
+        from searchers.training import evaluate_model, train_one_epoch
 
-        from searchers.training import Diverged, _use_bf16, evaluate_model, lr_factor
-
-        spec, device = self.spec, self.device
-        steps_per_epoch = len(self.loader)
-        total = steps_per_epoch * spec.epochs
-        warmup = int(round(spec.warmup_epochs * steps_per_epoch))
-        lr_min_ratio = spec.lr_min / spec.lr if spec.lr > 0 else 0.0
-        bf16 = _use_bf16(spec, device)
-        step = self.epoch * steps_per_epoch
-        running = torch.zeros((), dtype=torch.float32, device=device)
-        batches = 0
-        self.model.train()
-        for xb, yb in self.loader:
-            lr = spec.lr * lr_factor(step, total, warmup, spec.schedule, lr_min_ratio)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = self.model(xb)
-            loss = F.cross_entropy(logits.float(), yb, label_smoothing=spec.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            running += loss.detach()
-            batches += 1
-            step += 1
-        mean_loss = float(running) / max(batches, 1)
-        if not math.isfinite(mean_loss):
-            raise Diverged(f"training loss is {mean_loss} in epoch {self.epoch + 1}")
-        accuracy, val_loss = evaluate_model(self.model, self.bundle, spec, device)
+        loss, lr = train_one_epoch(self.model, self.loader, self.optimizer, self.spec,
+                                   self.device, self.epoch)
+        accuracy, val_loss = evaluate_model(self.model, self.bundle, self.spec, self.device)
         self.epoch += 1
-        row = {"epoch": self.epoch, "loss": mean_loss, "val_accuracy": accuracy,
+        row = {"epoch": self.epoch, "loss": loss, "val_accuracy": accuracy,
                "val_loss": val_loss, "lr": lr}
         self.history.append(row)
         return row

@@ -240,6 +240,58 @@ def evaluate_model(model: Any, bundle: Any, spec: TrainSpec, device: Any) -> tup
     return float(correct) / n, float(loss_sum) / n
 
 
+def make_optimizer(model: Any, spec: TrainSpec) -> Any:
+    """SGD with (Nesterov) momentum; weight decay on conv/linear weights only."""
+    import torch
+
+    return torch.optim.SGD(_param_groups(model, spec.weight_decay), lr=spec.lr,
+                           momentum=spec.momentum,
+                           nesterov=bool(spec.nesterov and spec.momentum > 0))
+
+
+def train_one_epoch(model: Any, loader: Any, optimizer: Any, spec: TrainSpec, device: Any,
+                    epoch: int) -> tuple[float, float]:
+    """One epoch of SGD on ``loader``, the learning rate following ``spec``'s schedule from
+    step ``epoch * len(loader)``; returns (mean training loss, last learning rate).
+
+    Shared by proxy training (:func:`fit_model`) and the resumable final training
+    (:class:`searchers.final_training.EpochTrainer`), so both follow one schedule exactly.
+    Raises :class:`Diverged` on a non-finite loss.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * spec.epochs
+    warmup_steps = int(round(spec.warmup_epochs * steps_per_epoch))
+    lr_min_ratio = spec.lr_min / spec.lr if spec.lr > 0 else 0.0
+    bf16 = _use_bf16(spec, device)
+    step = epoch * steps_per_epoch
+    lr = spec.lr
+    model.train()
+    running = torch.zeros((), dtype=torch.float32, device=device)
+    batches = 0
+    for xb, yb in loader:
+        lr = spec.lr * lr_factor(step, total_steps, warmup_steps, spec.schedule, lr_min_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(xb)
+        loss = F.cross_entropy(logits.float(), yb, label_smoothing=spec.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running += loss.detach()
+        batches += 1
+        step += 1
+        if batches % NAN_CHECK_EVERY == 0 and not torch.isfinite(running):
+            raise Diverged(f"training loss is {float(running)} at step {step}")
+    mean_loss = float(running) / max(batches, 1)
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"training loss is {mean_loss} in epoch {epoch + 1}")
+    return mean_loss, lr
+
+
 def fit_model(model: Any, bundle: Any, spec: TrainSpec, device: Any = None) -> FitOutcome:
     """Train ``model`` on ``bundle`` as ``spec`` says and evaluate it; raises :class:`Diverged`.
 
@@ -248,12 +300,10 @@ def fit_model(model: Any, bundle: Any, spec: TrainSpec, device: Any = None) -> F
     same result on CPU.
     """
     import torch
-    import torch.nn.functional as F
 
     from searchers.data import DeviceLoader
 
     device = resolve_device(device)
-    bf16 = _use_bf16(spec, device)
     channels_last = _use_channels_last(spec, device)
     if spec.schedule not in SCHEDULES:
         raise NaswError("train.schedule", spec.schedule, SCHEDULES)
@@ -266,37 +316,10 @@ def fit_model(model: Any, bundle: Any, spec: TrainSpec, device: Any = None) -> F
     loader = DeviceLoader.for_training(bundle, spec.batch_size, seed=spec.seed,
                                        augment=spec.augment, channels_last=channels_last,
                                        max_batches=spec.max_batches)
-    steps_per_epoch = len(loader)
-    total_steps = steps_per_epoch * spec.epochs
-    warmup_steps = int(round(spec.warmup_epochs * steps_per_epoch))
-    optimizer = torch.optim.SGD(_param_groups(model, spec.weight_decay), lr=spec.lr,
-                                momentum=spec.momentum,
-                                nesterov=bool(spec.nesterov and spec.momentum > 0))
-    lr_min_ratio = spec.lr_min / spec.lr if spec.lr > 0 else 0.0
+    optimizer = make_optimizer(model, spec)
     curve: list[float] = []
-    step = 0
-    for _epoch in range(spec.epochs):
-        model.train()
-        running = torch.zeros((), dtype=torch.float32, device=device)
-        batches = 0
-        for xb, yb in loader:
-            factor = lr_factor(step, total_steps, warmup_steps, spec.schedule, lr_min_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = spec.lr * factor
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = step_model(xb)
-            loss = F.cross_entropy(logits.float(), yb, label_smoothing=spec.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += loss.detach()
-            batches += 1
-            step += 1
-            if batches % NAN_CHECK_EVERY == 0 and not torch.isfinite(running):
-                raise Diverged(f"training loss is {float(running)} at step {step}")
-        mean_loss = float(running) / max(batches, 1)
-        if not math.isfinite(mean_loss):
-            raise Diverged(f"training loss is {mean_loss} in epoch {len(curve) + 1}")
+    for epoch in range(spec.epochs):
+        mean_loss, _ = train_one_epoch(step_model, loader, optimizer, spec, device, epoch)
         curve.append(mean_loss)
     accuracy, val_loss = evaluate_model(step_model, bundle, spec, device)
     if not math.isfinite(val_loss):
@@ -378,4 +401,5 @@ def train(job: Job, device: Any = None) -> Result:
 
 
 __all__ = ["Diverged", "FitOutcome", "InheritReport", "device_label", "evaluate_model",
-           "fit_model", "inherit_weights", "lr_factor", "resolve_device", "train"]
+           "fit_model", "inherit_weights", "lr_factor", "make_optimizer", "resolve_device",
+           "train", "train_one_epoch"]
