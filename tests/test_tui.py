@@ -35,7 +35,7 @@ from workbench.screens.runs import RunsScreen
 from workbench.store import Store
 
 
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
