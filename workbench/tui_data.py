@@ -246,3 +246,103 @@ def launch_run(db_path: str | Path, config: Mapping[str, Any]) -> int:
     run_id = start_run(Path(db_path), parse_config(dict(config)))
     launch_detached(Path(db_path), run_id)
     return int(run_id)
+
+
+# -- deployment: export, final training, comparison ------------------------------------------
+def export_candidate(db_path: str | Path, run_id: int, candidate_id: int, fmt: str,
+                     path: str | Path | None = None) -> dict[str, Any]:
+    """``nasw export RUN --candidate ID --format FMT`` from the TUI: the same resolution
+    (:func:`workbench.cli.export.resolve_architecture`), the same trained weights for a final
+    run's ONNX/TorchScript, the same verified, atomic :func:`workbench.export.export`.
+
+    Returns export's report (``path``, ``format``, re-measured ``costs``, ``check``). Imports
+    torch for every format but DOT, so call it from a worker thread.
+    """
+    from workbench.cli.export import resolve_architecture
+    from workbench.export import check_format, default_path, export
+    from workbench.runner.final_train import load_weights, weights_path
+
+    check_format(fmt)
+    store = reader(db_path).store
+    genotype, label, provenance = resolve_architecture(store, run_id, candidate_id, None)
+    weights = None
+    trained = weights_path(db_path, run_id)
+    if (store.run(run_id)["searcher"] == "final" and trained.exists()
+            and fmt in ("onnx", "torchscript")):
+        weights = load_weights(trained)
+        provenance["weights"] = str(trained)
+    target = Path(path) if path is not None else default_path(fmt, run_id, label)
+    return export(genotype, fmt, target, provenance=provenance, weights=weights)
+
+
+def train_candidate(db_path: str | Path, run_id: int, candidate_id: int) -> int:
+    """``nasw train RUN --candidate ID --detach``: create the final-training run (the preset's
+    full schedule, from scratch) and start its coordinator detached. Returns the new run id."""
+    from workbench.runner import launch_detached
+    from workbench.runner.final_train import create_final_run
+
+    new_run = create_final_run(Path(db_path), run_id, candidate_id=candidate_id)
+    launch_detached(Path(db_path), new_run)
+    return int(new_run)
+
+
+def compare(db_path: str | Path, run_ids: Iterable[int]) -> dict[str, list[dict[str, Any]]]:
+    """:func:`workbench.analysis.compare_runs` (``nasw compare``) with the Pareto fronts on
+    params and on MAdds: ``{"params": [summary per run], "madds": [...]}``."""
+    from workbench.analysis import compare_runs
+
+    store = reader(db_path).store
+    ids = list(run_ids)
+    return {cost: compare_runs(store, ids, cost) for cost in ("params", "madds")}
+
+
+def gpu_status() -> list[dict[str, Any]]:
+    """Every GPU NVML sees (``nvidia-ml-py``): index, name, memory used/total (bytes) and
+    utilisation (%). An empty list on a machine without the library, the driver or a GPU."""
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # no driver: a CPU machine
+        return []
+    try:
+        gpus = []
+        for index in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+            name = pynvml.nvmlDeviceGetName(handle)
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            try:
+                utilization: int | None = int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except Exception:  # not supported on some (e.g. MIG) devices
+                utilization = None
+            gpus.append({"index": index,
+                         "name": name.decode() if isinstance(name, bytes) else str(name),
+                         "memory_used": int(memory.used), "memory_total": int(memory.total),
+                         "utilization": utilization})
+        return gpus
+    except Exception:
+        return []
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def describe_gpu(gpu: Mapping[str, Any], bar_width: int = 12) -> Text:
+    """``0 NVIDIA H100  mem ████░░ 12.3/79.6 GiB  util 45%``"""
+    text = Text(f"{gpu['index']} {gpu['name']}  mem ")
+    total = gpu.get("memory_total") or 0
+    used = gpu.get("memory_used") or 0
+    filled = round(bar_width * used / total) if total else 0
+    text.append("█" * filled, style="green")
+    text.append("░" * (bar_width - filled), style="dim")
+    text.append(f" {used / 2**30:.1f}/{total / 2**30:.1f} GiB  util ")
+    util = gpu.get("utilization")
+    text.append("-" if util is None else f"{util}%",
+                style="bold green" if util and util >= 50 else "")
+    return text
+
+
+def cwd() -> Path:
+    """Where exports land (the default paths are relative to the current directory)."""
+    return Path.cwd()

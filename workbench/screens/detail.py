@@ -3,7 +3,13 @@
 A thread worker polls the store through :class:`workbench.tui_data.RunFeed` (rows newer than
 the last poll only) and posts a :class:`RunUpdated` message; the handler hands each tab just
 the new rows. Selecting a candidate in the table selects it everywhere: the Architecture tab
-draws it, the Pareto plot marks it, the Overview names it.
+draws it, the Pareto plot marks it, the Overview names it; ``e`` exports it and ``t`` trains it
+from scratch as a new run (Candidates and Architecture tabs, and the command palette).
+
+A final-training run (searcher ``final``, made by ``nasw train`` or ``t``) shows its epochs:
+loss and validation accuracy per epoch in Curves, epoch progress in the Overview. While the
+Overview is shown, a thread worker polls NVML every few seconds for the GPUs' memory and
+utilisation (nothing is shown on a machine without GPUs).
 """
 
 from __future__ import annotations
@@ -48,7 +54,7 @@ from workbench.tui_data import (
 )
 from workbench.widgets.arch_graph import ArchitectureView
 from workbench.widgets.heatmap import AccuracyHeatmap
-from workbench.widgets.plots import CurvesPlot, MetricsPlot, ParetoPlot
+from workbench.widgets.plots import CurvesPlot, MetricsPlot, ParetoPlot, TrainingPlot
 
 TABS = ("overview", "candidates", "curves", "architecture", "pareto", "table", "specialize")
 TAB_TITLES = ("Overview", "Candidates", "Curves", "Architecture", "Pareto", "Accuracy table",
@@ -69,6 +75,10 @@ _COMPARISON = re.compile(r"^(?P<key>[a-z_]+)(?P<op><=|>=|<|>|=)(?P<num>[-+]?[\d.
                          r"(?P<suffix>[kKmMgG]?)$")
 _SCALE = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
 RECENT_EVENTS = 8
+GPU_POLL_S = 3.0
+#: actions on the selected candidate, offered on the tabs that show candidates
+CANDIDATE_ACTIONS = ("export", "train")
+CANDIDATE_TABS = ("candidates", "architecture")
 
 
 class RunUpdated(Message):
@@ -76,6 +86,12 @@ class RunUpdated(Message):
         super().__init__()
         self.delta = delta
         self.elapsed_ms = elapsed_ms
+
+
+class GpusUpdated(Message):
+    def __init__(self, gpus: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.gpus = gpus
 
 
 class GraphReady(Message):
@@ -129,6 +145,8 @@ class RunDetailScreen(Screen[None]):
         Binding("p", "command('pause')", "Pause"),
         Binding("r", "command('resume')", "Resume"),
         Binding("c", "cancel", "Cancel"),
+        Binding("e", "export", "Export"),
+        Binding("t", "train", "Train"),
         Binding("s", "sort", "Sort", show=False),
         Binding("slash", "filter", "Filter", key_display="/", show=False),
         Binding("x", "toggle_axis", "Step/time", show=False),
@@ -156,6 +174,11 @@ class RunDetailScreen(Screen[None]):
         self.last_refresh_ms = 0.0
         self.apply_ms = 0.0
         self.graph_for: int | None = None
+        self.is_final = False
+        self.train_latest: dict[str, float] = {}
+        self.gpus: list[dict[str, Any]] = []
+        self.gpu_polls = 0
+        self.gpu_in_flight = False
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -171,6 +194,7 @@ class RunDetailScreen(Screen[None]):
                 yield Static("", id="candidate-status")
             with TabPane("3 Curves", id="curves"), Vertical():
                 yield CurvesPlot(id="curves-plot")
+                yield TrainingPlot(id="training-plot", classes="hidden")
                 yield MetricsPlot(id="metrics-plot")
             with TabPane("4 Arch", id="architecture"):
                 yield VerticalScroll(ArchitectureView(id="arch-view"), id="arch-scroll")
@@ -192,6 +216,8 @@ class RunDetailScreen(Screen[None]):
         self.feed = RunFeed(self.app.db_path, self.run_id)
         self.poll()
         self.poll_timer = self.set_interval(self.app.poll_interval, self.poll)
+        self.gpu_timer = self.set_interval(GPU_POLL_S, self.maybe_poll_gpus)
+        self.call_after_refresh(self.maybe_poll_gpus)
         self.focus_tab_content(self.initial_tab)
 
     # -- polling -------------------------------------------------------------------------
@@ -229,6 +255,8 @@ class RunDetailScreen(Screen[None]):
         if first_time:
             self.query_one("#pareto-plot", ParetoPlot).set_constraints(constraints_of(self.run))
             self.query_one("#specialize-pane", SpecializePane).set_run(self.run)
+            if self.run.get("searcher") == "final":
+                self.show_final_training()
         new_finished = []
         for cand in delta.candidates:
             previous = self.candidates.get(cand["id"])
@@ -250,6 +278,13 @@ class RunDetailScreen(Screen[None]):
             self.query_one("#pareto-plot", ParetoPlot).add_candidates(new_finished)
         if delta.metrics:
             self.query_one("#metrics-plot", MetricsPlot).add_metrics(delta.metrics)
+            if self.is_final:
+                self.query_one("#training-plot", TrainingPlot).add_metrics(delta.metrics)
+                for row in delta.metrics:
+                    if str(row["key"]).startswith("train/"):
+                        self.train_latest[row["key"]] = float(row["value"])
+                        self.train_latest["epoch"] = max(self.train_latest.get("epoch", 0),
+                                                         float(row["step"]))
         self.events.extend(delta.events)
         if delta.table_rows:
             self.query_one("#heatmap", AccuracyHeatmap).add_rows(delta.table_rows)
@@ -258,6 +293,18 @@ class RunDetailScreen(Screen[None]):
             self.selected_id = self.run["best_candidate"]
         self.update_summary()
         self.update_overview()
+
+    def show_final_training(self) -> None:
+        """A final-training run: its Curves tab plots epochs (``train/*``), not candidates."""
+        self.is_final = True
+        self.query_one("#curves-plot", CurvesPlot).add_class("hidden")
+        plot = self.query_one("#training-plot", TrainingPlot)
+        plot.remove_class("hidden")
+        plot.set_total_epochs(self.total_epochs())
+
+    def total_epochs(self) -> int | None:
+        epochs = (((self.run or {}).get("config") or {}).get("train") or {}).get("epochs")
+        return int(epochs) if epochs else None
 
     # -- summary and overview ------------------------------------------------------------
     def update_summary(self) -> None:
@@ -277,6 +324,8 @@ class RunDetailScreen(Screen[None]):
         now = self.app.clock()
         done, budget = run.get("n_done") or 0, run.get("budget")
         text = Text()
+        if self.is_final:
+            self.append_epoch_progress(text, run, now)
         text.append("Progress  ", style="bold")
         if budget:
             width = 30
@@ -327,6 +376,10 @@ class RunDetailScreen(Screen[None]):
             text.append(" · results by device: " + ", ".join(
                 f"{d} {n}" for d, n in sorted(self.devices.items())))
         text.append("\n")
+        for position, gpu in enumerate(self.gpus):
+            text.append("GPUs      " if position == 0 else "          ", style="bold")
+            text.append_text(tui_data.describe_gpu(gpu))
+            text.append("\n")
         if run.get("error"):
             text.append("Error     ", style="bold red")
             text.append(str(run["error"]).strip().splitlines()[-1] + "\n", style="red")
@@ -345,6 +398,65 @@ class RunDetailScreen(Screen[None]):
             text.append(f"  {fmt_age(event.get('time'), now):>8}  step {event.get('step'):>4}"
                         f"  {event.get('kind'):<12} {summary}\n")
         self.query_one("#overview-body", Static).update(text)
+
+    def append_epoch_progress(self, text: Text, run: dict[str, Any], now: float) -> None:
+        """``Epoch  ███░░ 3/30 (10%) · ETA`` and the last epoch's loss, val accuracy, lr."""
+        latest = self.train_latest
+        done = int(latest.get("epoch", 0))
+        total = self.total_epochs()
+        text.append("Epoch     ", style="bold")
+        if total:
+            width = 30
+            filled = round(width * min(1.0, done / total))
+            text.append("█" * filled, style="green")
+            text.append("░" * (width - filled), style="dim")
+            text.append(f" {done}/{total} ({100 * done / total:.0f}%)")
+        else:
+            text.append(f"{done} epochs")
+        elapsed = run.get("elapsed") or 0.0
+        live = run.get("status") in ("running", "created")
+        if live and run.get("started"):
+            elapsed = max(elapsed, now - run["started"])
+        if live and total and done:
+            text.append(f" · ETA {fmt_duration(elapsed / done * (total - done))}")
+        text.append("\n          ")
+        if not latest:
+            text.append("no epoch finished yet\n", style="dim")
+            return
+        names = (("train/loss", "loss", "{:.4f}"), ("train/val_accuracy", "val accuracy",
+                                                   "{:.4f}"),
+                 ("train/val_loss", "val loss", "{:.4f}"), ("train/lr", "lr", "{:.3g}"))
+        text.append(" · ".join(f"{label} {fmt.format(latest[key])}"
+                               for key, label, fmt in names if key in latest) + "\n")
+
+    # -- GPUs ----------------------------------------------------------------------------
+    def maybe_poll_gpus(self) -> None:
+        """Poll NVML only while this screen and its Overview are shown; a machine where the
+        first poll finds no GPU is not asked again."""
+        if self.gpu_polls and not self.gpus:
+            self.gpu_timer.stop()
+            return
+        if (not self.gpu_in_flight and self.is_current
+                and self.query_one("#run-tabs", TabbedContent).active == "overview"):
+            self.gpu_in_flight = True
+            self.poll_gpus()
+
+    @work(thread=True, exclusive=True, group="gpu-poll")
+    def poll_gpus(self) -> None:
+        self.post_message(GpusUpdated(tui_data.gpu_status()))
+
+    def on_gpus_updated(self, message: GpusUpdated) -> None:
+        self.gpu_in_flight = False
+        self.gpu_polls += 1
+        self.gpus = message.gpus
+        if self.run is not None:
+            self.update_overview()
+
+    @on(TabbedContent.TabActivated, "#run-tabs")
+    def tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+        if event.pane.id == "overview":
+            self.maybe_poll_gpus()
 
     # -- candidates table ----------------------------------------------------------------
     def candidate_cells(self, cand: dict[str, Any]) -> list[Any]:
@@ -545,6 +657,80 @@ class RunDetailScreen(Screen[None]):
         self.app.push_screen(ConfirmScreen(
             f"Cancel run {self.run_id}? Finished candidates are kept."), answered)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Export and train act on the selected candidate: offered where candidates show."""
+        if action in CANDIDATE_ACTIONS and self.is_mounted:
+            return self.query_one("#run-tabs", TabbedContent).active in CANDIDATE_TABS
+        return True
+
+    def selected_candidate(self) -> dict[str, Any] | None:
+        cand = self.candidates.get(self.selected_id) if self.selected_id is not None else None
+        if cand is None:
+            self.notify("select a candidate first (Candidates tab)", severity="warning")
+        return cand
+
+    def action_export(self) -> None:
+        """Choose a format, then export the selected candidate in a worker (torch loads
+        there, never at start-up)."""
+        from workbench.export import FORMATS, default_path
+        from workbench.screens.modals import ExportFormatScreen
+
+        cand = self.selected_candidate()
+        if cand is None:
+            return
+        candidate_id = int(cand["id"])
+        paths = {fmt: str(default_path(fmt, self.run_id, f"c{candidate_id}")) for fmt in FORMATS}
+
+        def chosen(fmt: str | None) -> None:
+            if fmt:
+                self.notify(f"exporting candidate #{candidate_id} as {fmt}…", timeout=3)
+                self.export_candidate(candidate_id, fmt)
+
+        self.app.push_screen(ExportFormatScreen(
+            f"Export candidate #{candidate_id} of run {self.run_id} (into {tui_data.cwd()})",
+            paths), chosen)
+
+    @work(thread=True, exclusive=True, group="export")
+    def export_candidate(self, candidate_id: int, fmt: str) -> None:
+        try:
+            report = tui_data.export_candidate(self.app.db_path, self.run_id, candidate_id, fmt)
+        except Exception as err:
+            self.app.call_from_thread(self.notify, f"export failed: {err}", severity="error",
+                                      timeout=10)
+            return
+        costs = report.get("costs") or {}
+        self.app.call_from_thread(
+            self.notify, f"wrote {report['path']} ({fmt}; {report['check']})\n"
+            f"params {fmt_cost(costs.get('params'))} · MAdds {fmt_cost(costs.get('madds'))} "
+            "(re-measured)", timeout=10)
+
+    def action_train(self) -> None:
+        from workbench.screens.modals import ConfirmScreen
+
+        cand = self.selected_candidate()
+        if cand is None:
+            return
+        candidate_id = int(cand["id"])
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.train_candidate(candidate_id)
+
+        self.app.push_screen(ConfirmScreen(
+            f"Train candidate #{candidate_id} of run {self.run_id} from scratch with its "
+            "preset's full schedule, as a new background run (nasw train --detach)?"), answered)
+
+    @work(thread=True, exclusive=True, group="train")
+    def train_candidate(self, candidate_id: int) -> None:
+        try:
+            new_run = tui_data.train_candidate(self.app.db_path, self.run_id, candidate_id)
+        except Exception as err:
+            self.app.call_from_thread(self.notify, f"train failed: {err}", severity="error",
+                                      timeout=10)
+            return
+        self.app.call_from_thread(self.notify, f"training run {new_run} started")
+        self.app.call_from_thread(self.app.open_run, new_run)
+
     def palette_commands(self) -> list[Any]:
         from textual.app import SystemCommand
 
@@ -557,6 +743,10 @@ class RunDetailScreen(Screen[None]):
             SystemCommand("Resume run", "Resume a paused or interrupted run",
                           lambda: self.action_command("resume")),
             SystemCommand("Cancel run", "Cancel (asks first)", self.action_cancel),
+            SystemCommand("Export candidate", "Export the selected candidate: json, onnx, "
+                          "torchscript or dot", self.action_export),
+            SystemCommand("Train candidate from scratch", "The selected candidate as a new "
+                          "final-training run (asks first)", self.action_train),
         ]
         return commands
 

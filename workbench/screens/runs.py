@@ -2,7 +2,8 @@
 
 Polled by a thread worker; sorting and filtering happen on the rows already loaded, so they
 are instant. Pause / resume / cancel write command rows (the coordinator obeys them), resume of
-an interrupted run relaunches its coordinator, delete removes the run's rows.
+an interrupted run relaunches its coordinator, delete removes the run's rows. ``space`` marks
+runs and ``C`` opens the compare view on the marked ones.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class RunsScreen(Screen[None]):
         Binding("r", "resume", "Resume"),
         Binding("c", "cancel", "Cancel"),
         Binding("d", "delete", "Delete"),
+        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("C", "compare", "Compare"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
@@ -71,6 +74,7 @@ class RunsScreen(Screen[None]):
         self.sort_reverse = True
         self.filter_text = ""
         self.poll_timer: Timer | None = None
+        self.marked: set[int] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -112,6 +116,7 @@ class RunsScreen(Screen[None]):
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.rows = message.rows
+        self.marked &= {r["id"] for r in self.rows}  # a deleted run is unmarked
         self.redraw(message.error)
 
     def visible_rows(self) -> list[dict[str, Any]]:
@@ -131,7 +136,8 @@ class RunsScreen(Screen[None]):
             if len(name) > NAME_WIDTH:
                 name = name[:NAME_WIDTH - 1] + "…"
             table.add_row(
-                str(row["id"]), name, status_text(row.get("status")),
+                Text(f"●{row['id']}", style="bold yellow") if row["id"] in self.marked
+                else str(row["id"]), name, status_text(row.get("status")),
                 f"{row.get('searcher') or '?'}/{row.get('space') or '?'}", progress,
                 fmt_accuracy(row.get("best_accuracy")),
                 Text("yes", style="green") if feasible else
@@ -142,7 +148,9 @@ class RunsScreen(Screen[None]):
         sort_mark = "▼" if self.sort_reverse else "▲"
         message = error or (
             f"{len(table.rows)} of {len(self.rows)} runs · sorted by {self.sort_column} "
-            f"{sort_mark}" + (f" · filter '{self.filter_text}'" if self.filter_text else ""))
+            f"{sort_mark}" + (f" · filter '{self.filter_text}'" if self.filter_text else "")
+            + (f" · marked {', '.join(map(str, sorted(self.marked)))} (C compares)"
+               if self.marked else ""))
         if not self.rows and not error:
             message = (f"No runs in {self.app.db_path} yet. Press n to start one "
                        "(or `nasw run sample_configs/quickstart.yaml --detach`).")
@@ -172,6 +180,35 @@ class RunsScreen(Screen[None]):
     def row_chosen(self, event: DataTable.RowSelected) -> None:
         event.stop()
         self.action_open()
+
+    def action_toggle_mark(self) -> None:
+        """Mark or unmark the run under the cursor for comparison; the cursor moves down."""
+        run_id = self.selected_run_id()
+        if run_id is None:
+            return
+        self.marked ^= {run_id}
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        self.redraw()
+        table.move_cursor(row=min(row + 1, table.row_count - 1))
+
+    def action_compare(self) -> None:
+        """The compare view on the marked runs (at least two)."""
+        from workbench.screens.compare import CompareScreen
+
+        if len(self.marked) < 2:
+            self.notify("mark two runs or more with space, then press C", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(sorted(self.marked)))
+
+    def palette_commands(self) -> list[Any]:
+        from textual.app import SystemCommand
+
+        return [SystemCommand("Compare marked runs", "Best accuracy, feasibility, evaluations, "
+                              "wall time and Pareto fronts of the runs marked with space",
+                              self.action_compare),
+                SystemCommand("Mark run", "Mark / unmark the selected run for comparison",
+                              self.action_toggle_mark)]
 
     def action_filter(self) -> None:
         box = self.query_one("#runs-filter", Input)

@@ -1,4 +1,5 @@
-"""Terminal plots of a run (textual-plotext): curves over steps or time, and the Pareto front.
+"""Terminal plots of a run (textual-plotext): curves over steps or time, the Pareto front, a
+final training's epochs, and several runs' Pareto fronts overlaid.
 
 The widgets keep the points they were given and redraw on demand, so the screen only hands
 them the rows that are new since the last poll.
@@ -13,21 +14,16 @@ from typing import Any
 from textual_plotext import PlotextPlot
 
 from searchers.constraints import Constraint, format_number
+from workbench.analysis import pareto_front
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats (lower cost x and higher accuracy y).
-
-    Sorted by cost; ties in cost keep only the most accurate. O(n log n).
-    """
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front: list[int] = []
-    best = -math.inf
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
+def cost_axis(plt: Any, lo: float, hi: float) -> None:
+    """A padded cost x axis with five ticks written as ``45k`` / ``3.2M``."""
+    pad = 0.05 * (hi - lo or hi or 1.0)
+    plt.xlim(lo - pad, hi + pad)
+    ticks = [lo + (hi - lo) * i / 4 for i in range(5)]
+    plt.xticks(ticks, [format_number(round(t, 3 - len(str(int(abs(t) or 1)))) if t else 0)
+                       for t in ticks])
 
 
 class CurveSeries:
@@ -245,8 +241,89 @@ class ParetoPlot(LazyPlot):
             bounds = [c.value for c in self.constraints if c.metric == m]
             lo = min([r[1][m] for r in rows] + bounds)
             hi = max([r[1][m] for r in rows] + bounds)
-            pad = 0.05 * (hi - lo or hi or 1.0)
-            plt.xlim(lo - pad, hi + pad)
-            ticks = [lo + (hi - lo) * i / 4 for i in range(5)]
-            plt.xticks(ticks, [format_number(round(t, 3 - len(str(int(abs(t) or 1)))) if t else 0)
-                               for t in ticks])
+            cost_axis(plt, lo, hi)
+
+
+class TrainingPlot(LazyPlot):
+    """A final training run (searcher ``final``): training loss and validation loss (left axis)
+    and validation accuracy (right axis) per epoch, from its ``train/*`` metrics."""
+
+    SERIES = (("train/loss", "loss", "red", "left"), ("train/val_loss", "val loss", "orange",
+                                                      "left"),
+              ("train/val_accuracy", "val accuracy", "green", "right"))
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.points: dict[str, dict[int, float]] = {key: {} for key, *_ in self.SERIES}
+        self.total_epochs: int | None = None
+
+    def add_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Keep the ``train/*`` points (an epoch written again after a resume replaces the
+        earlier value)."""
+        changed = False
+        for row in rows:
+            series = self.points.get(str(row["key"]))
+            if series is not None:
+                series[int(row["step"])] = float(row["value"])
+                changed = True
+        if changed:
+            self.replot()
+
+    def set_total_epochs(self, epochs: int | None) -> None:
+        self.total_epochs = epochs
+        self.replot()
+
+    @property
+    def epochs_done(self) -> int:
+        return max((max(p) for p in self.points.values() if p), default=0)
+
+    def draw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        total = f"/{self.total_epochs}" if self.total_epochs else ""
+        plt.title(f"final training: epoch {self.epochs_done}{total} — loss (left), "
+                  "val accuracy (right)")
+        plt.xlabel("epoch")
+        for key, label, color, side in self.SERIES:
+            series = self.points[key]
+            if series:
+                epochs = sorted(series)
+                plt.plot(epochs, [series[e] for e in epochs], marker="hd", color=color,
+                         label=label, yside=side)
+        if self.total_epochs:
+            plt.xlim(0, self.total_epochs + 0.5)
+
+
+class ParetoFrontsPlot(LazyPlot):
+    """Several runs' Pareto fronts (accuracy vs params or MAdds) overlaid, one colour each."""
+
+    COLORS = ("blue", "red", "green", "orange", "magenta", "cyan", "yellow", "white")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metric = "params"
+        self.fronts: dict[str, list[tuple[float, float]]] = {}
+
+    def set_fronts(self, metric: str, fronts: Mapping[str, Sequence[tuple[float, float]]]) -> None:
+        """``fronts``: a label per run -> its front's (cost, accuracy) points."""
+        self.metric = metric
+        self.fronts = {label: sorted(points) for label, points in fronts.items()}
+        self.replot()
+
+    def draw(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(f"Pareto fronts: accuracy vs {self.metric}  ('m' switches metric)")
+        plt.xlabel(self.metric)
+        xs = [x for points in self.fronts.values() for x, _ in points]
+        for k, (label, points) in enumerate(self.fronts.items()):
+            if points:
+                color = self.COLORS[k % len(self.COLORS)]
+                plt.plot([x for x, _ in points], [y for _, y in points], marker="hd",
+                         color=color, label=label)
+                plt.scatter([x for x, _ in points], [y for _, y in points], marker="●",
+                            color=color)
+        if xs:
+            cost_axis(plt, min(xs), max(xs))
