@@ -57,9 +57,14 @@ def _gpus() -> dict[str, Any]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             name = pynvml.nvmlDeviceGetName(handle)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            try:
+                utilization: int | None = int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except pynvml.NVMLError:  # some virtualised GPUs do not report it
+                utilization = None
             gpus.append({"index": index, "name": name.decode() if isinstance(name, bytes) else name,
                          "memory_total_mib": memory.total // 2**20,
-                         "memory_used_mib": memory.used // 2**20})
+                         "memory_used_mib": memory.used // 2**20,
+                         "utilization_pct": utilization})
         return {"nvml": True, "driver": str(pynvml.nvmlSystemGetDriverVersion()), "gpus": gpus}
     finally:
         pynvml.nvmlShutdown()
@@ -107,7 +112,11 @@ def doctor_command(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"torch      {torch_info.get('version', 'not installed')}, CUDA "
                    f"{'yes' if torch_info.get('cuda_available') else 'no'}")
         gpus = report["gpus"]["gpus"]
-        click.echo(f"gpus       {', '.join(g['name'] for g in gpus) if gpus else 'none'}")
+        click.echo(f"gpus       {'' if gpus else 'none'}")
+        for g in gpus:
+            busy = "-" if g["utilization_pct"] is None else f"{g['utilization_pct']}%"
+            click.echo(f"  {g['index']}: {g['name']}  memory {g['memory_used_mib']:,}/"
+                       f"{g['memory_total_mib']:,} MiB  utilisation {busy}")
         click.echo(f"ray        {report['ray'] or 'not installed'}")
         click.echo(f"database   {database.get('path')}: " + (
             f"{database.get('journal_mode')}, schema {database.get('schema_version')}, "
