@@ -25,7 +25,10 @@ def snapshot_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def make_app(db: Path, monkeypatch: pytest.MonkeyPatch, run_id: int | None = None) -> NaswApp:
+    from workbench import tui_data
+
     monkeypatch.chdir(db.parent)
+    monkeypatch.setattr(tui_data, "gpu_status", lambda: [])  # the same with or without GPUs
     clock = fixed_clock(db)
     return NaswApp(Path("nasw.db"), run_id=run_id, clock=lambda: clock, poll_interval=3600)
 
@@ -90,3 +93,22 @@ def test_specialize(snapshot_db, monkeypatch, snap_compare, size) -> None:
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
+
+
+def test_compare_screen(snapshot_db, monkeypatch, snap_compare) -> None:
+    """Runs 1 and 2 marked (space), compared (C): the table and the Pareto fronts on params."""
+    app = make_app(snapshot_db, monkeypatch)
+
+    async def run_before(pilot) -> None:
+        from workbench.screens.compare import CompareScreen
+
+        await settle(pilot, None)
+        await pilot.press("down", "space", "space", "C")
+        for _ in range(200):
+            await pilot.pause(0.05)
+            screen = app.screen
+            if isinstance(screen, CompareScreen) and screen.summaries:
+                break
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -298,6 +298,7 @@ class RunDetailScreen(Screen[None]):
         """A final-training run: its Curves tab plots epochs (``train/*``), not candidates."""
         self.is_final = True
         self.query_one("#curves-plot", CurvesPlot).add_class("hidden")
+        self.query_one("#metrics-plot", MetricsPlot).add_class("hidden")
         plot = self.query_one("#training-plot", TrainingPlot)
         plot.remove_class("hidden")
         plot.set_total_epochs(self.total_epochs())
@@ -324,25 +325,28 @@ class RunDetailScreen(Screen[None]):
         now = self.app.clock()
         done, budget = run.get("n_done") or 0, run.get("budget")
         text = Text()
-        if self.is_final:
-            self.append_epoch_progress(text, run, now)
-        text.append("Progress  ", style="bold")
-        if budget:
-            width = 30
-            filled = round(width * min(1.0, done / budget))
-            text.append("█" * filled, style="green")
-            text.append("░" * (width - filled), style="dim")
-            text.append(f" {done}/{budget} ({100 * done / budget:.0f}%)")
+        if self.is_final:  # one candidate: its epochs are the progress
+            self.append_epoch_progress(text, run)
         else:
-            text.append(f"{done} candidates")
+            text.append("Progress  ", style="bold")
+            if budget:
+                width = 30
+                filled = round(width * min(1.0, done / budget))
+                text.append("█" * filled, style="green")
+                text.append("░" * (width - filled), style="dim")
+                text.append(f" {done}/{budget} ({100 * done / budget:.0f}%)")
+            else:
+                text.append(f"{done} candidates")
+            text.append("\n")
         elapsed = run.get("elapsed") or 0.0
         live = run.get("status") in ("running", "created")
         if live and run.get("started"):
             elapsed = max(elapsed, now - run["started"])
-        eta = eta_seconds(self.finished_times, done, budget) if live else None
-        text.append(f"\n          elapsed {fmt_duration(elapsed)}"
-                    f" · ETA {fmt_duration(eta) if live else '-'}"
-                    f" · started {fmt_age(run.get('started') or run.get('created'), now)}\n")
+        text.append(f"          elapsed {fmt_duration(elapsed)}")
+        if not self.is_final:
+            eta = eta_seconds(self.finished_times, done, budget) if live else None
+            text.append(f" · ETA {fmt_duration(eta) if live else '-'}")
+        text.append(f" · started {fmt_age(run.get('started') or run.get('created'), now)}\n")
         best_id = run.get("best_candidate")
         best = self.candidates.get(best_id) if best_id is not None else None
         text.append("Best      ", style="bold")
@@ -399,8 +403,11 @@ class RunDetailScreen(Screen[None]):
                         f"  {event.get('kind'):<12} {summary}\n")
         self.query_one("#overview-body", Static).update(text)
 
-    def append_epoch_progress(self, text: Text, run: dict[str, Any], now: float) -> None:
-        """``Epoch  ███░░ 3/30 (10%) · ETA`` and the last epoch's loss, val accuracy, lr."""
+    def append_epoch_progress(self, text: Text, run: dict[str, Any]) -> None:
+        """``Epoch  ███░░ 3/30 (10%) · ETA`` and the last epoch's loss, val accuracy, lr.
+
+        ETA: the run's training time so far (``elapsed``, written after every epoch and kept
+        across resumes) per epoch done, times the epochs left."""
         latest = self.train_latest
         done = int(latest.get("epoch", 0))
         total = self.total_epochs()
@@ -413,12 +420,9 @@ class RunDetailScreen(Screen[None]):
             text.append(f" {done}/{total} ({100 * done / total:.0f}%)")
         else:
             text.append(f"{done} epochs")
-        elapsed = run.get("elapsed") or 0.0
-        live = run.get("status") in ("running", "created")
-        if live and run.get("started"):
-            elapsed = max(elapsed, now - run["started"])
-        if live and total and done:
-            text.append(f" · ETA {fmt_duration(elapsed / done * (total - done))}")
+        trained = run.get("elapsed") or 0.0
+        if run.get("status") in ("running", "created", "paused") and total and done and trained:
+            text.append(f" · ETA {fmt_duration(trained / done * (total - done))}")
         text.append("\n          ")
         if not latest:
             text.append("no epoch finished yet\n", style="dim")

@@ -116,7 +116,9 @@ class RunsScreen(Screen[None]):
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.rows = message.rows
-        self.marked &= {r["id"] for r in self.rows}  # a deleted run is unmarked
+        if self.marked - {r["id"] for r in self.rows}:  # a deleted run is unmarked
+            self.marked &= {r["id"] for r in self.rows}
+            self.refresh_bindings()
         self.redraw(message.error)
 
     def visible_rows(self) -> list[dict[str, Any]]:
@@ -187,10 +189,17 @@ class RunsScreen(Screen[None]):
         if run_id is None:
             return
         self.marked ^= {run_id}
+        self.refresh_bindings()
         table = self.query_one(DataTable)
         row = table.cursor_row
         self.redraw()
         table.move_cursor(row=min(row + 1, table.row_count - 1))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """``C`` is offered (and shown in the footer) once two runs are marked."""
+        if action == "compare":
+            return len(self.marked) >= 2
+        return True
 
     def action_compare(self) -> None:
         """The compare view on the marked runs (at least two)."""

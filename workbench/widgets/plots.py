@@ -292,7 +292,9 @@ class TrainingPlot(LazyPlot):
                 plt.plot(epochs, [series[e] for e in epochs], marker="hd", color=color,
                          label=label, yside=side)
         if self.total_epochs:
-            plt.xlim(0, self.total_epochs + 0.5)
+            plt.xlim(0, self.total_epochs)
+            ticks = sorted({round(self.total_epochs * i / 4) for i in range(5)})
+            plt.xticks(ticks, [str(t) for t in ticks])
 
 
 class ParetoFrontsPlot(LazyPlot):
