@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from searchers.constraints import feasible, parse_constraints
+from searchers.errors import NaswError
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -68,3 +69,31 @@ def summarize_run(run: dict[str, Any], candidates: Sequence[dict[str, Any]],
 def compare_runs(store: Any, run_ids: Sequence[int], cost: str = "params") -> list[dict[str, Any]]:
     """One :func:`summarize_run` per run, in the order given."""
     return [summarize_run(store.run(r), store.candidates(r), cost) for r in run_ids]
+
+
+def resolve_architecture(store: Any, run_id: int, candidate_id: int | None,
+                         specialization_id: int | None) -> tuple[dict, str, dict]:
+    """(genotype, label, provenance) of a candidate, a specialization, or the run's best."""
+    run = store.run(run_id)
+    config = run["config"]
+    provenance = {"run": run_id, "run_name": run["name"], "searcher": run["searcher"],
+                  "seed": config.get("seed"), "config": config}
+    if specialization_id is not None:
+        found = [s for s in store.specializations(run_id) if s["id"] == specialization_id]
+        if not found:
+            raise NaswError("specialization", specialization_id,
+                            [s["id"] for s in store.specializations(run_id)]
+                            or f"none: run {run_id} has no specializations")
+        genotype = (found[0]["result"] or {}).get("genotype")
+        if not genotype:
+            raise NaswError("specialization", specialization_id, "a feasible specialization")
+        provenance["specialization"] = specialization_id
+        return genotype, f"s{specialization_id}", provenance
+    if candidate_id is None:
+        best = store.best_candidate(run_id)
+        if best is None:
+            raise NaswError("run", run_id, "a run with an evaluated candidate")
+        candidate_id = int(best["id"])
+    candidate = store.candidate(run_id, candidate_id)
+    provenance.update(candidate=candidate_id, accuracy=candidate.get("accuracy"))
+    return candidate["genotype"], f"c{candidate_id}", provenance

@@ -7,38 +7,11 @@ from pathlib import Path
 import click
 
 from searchers.errors import NaswError
+from workbench.analysis import resolve_architecture
 from workbench.cli import db_option, db_path, echo_json, handles_errors, json_option, main
 from workbench.export import FORMATS, check_format, default_path, export
 from workbench.runner.final_train import load_weights, weights_path
 from workbench.store import Store
-
-
-def resolve_architecture(store: Store, run_id: int, candidate_id: int | None,
-                         specialization_id: int | None) -> tuple[dict, str, dict]:
-    """(genotype, label, provenance) of a candidate, a specialization, or the run's best."""
-    run = store.run(run_id)
-    config = run["config"]
-    provenance = {"run": run_id, "run_name": run["name"], "searcher": run["searcher"],
-                  "seed": config.get("seed"), "config": config}
-    if specialization_id is not None:
-        found = [s for s in store.specializations(run_id) if s["id"] == specialization_id]
-        if not found:
-            raise NaswError("specialization", specialization_id,
-                            [s["id"] for s in store.specializations(run_id)]
-                            or f"none: run {run_id} has no specializations")
-        genotype = (found[0]["result"] or {}).get("genotype")
-        if not genotype:
-            raise NaswError("specialization", specialization_id, "a feasible specialization")
-        provenance["specialization"] = specialization_id
-        return genotype, f"s{specialization_id}", provenance
-    if candidate_id is None:
-        best = store.best_candidate(run_id)
-        if best is None:
-            raise NaswError("run", run_id, "a run with an evaluated candidate")
-        candidate_id = int(best["id"])
-    candidate = store.candidate(run_id, candidate_id)
-    provenance.update(candidate=candidate_id, accuracy=candidate.get("accuracy"))
-    return candidate["genotype"], f"c{candidate_id}", provenance
 
 
 @main.command("export")

@@ -240,24 +240,15 @@ def create_final_run(db_path: str | os.PathLike[str], run_id: int, *,
                      epochs: int | None = None) -> int:
     """Create (not start) a final training run for a candidate or a specialization of RUN."""
     from searchers.errors import NaswError
+    from workbench.analysis import resolve_architecture
 
     if (candidate_id is None) == (specialization_id is None):
         raise NaswError("candidate", None, "exactly one of --candidate ID or --specialization ID")
     with Store(db_path, create=False) as store:
         run = store.run(run_id)
-        if candidate_id is not None:
-            candidate = store.candidate(run_id, candidate_id)
-            genotype, source = candidate["genotype"], {"run": run_id, "candidate": candidate_id}
-        else:
-            found = [s for s in store.specializations(run_id) if s["id"] == specialization_id]
-            if not found:
-                raise NaswError("specialization", specialization_id,
-                                [s["id"] for s in store.specializations(run_id)]
-                                or f"none: run {run_id} has no specializations")
-            genotype = (found[0]["result"] or {}).get("genotype")
-            if not genotype:
-                raise NaswError("specialization", specialization_id, "a feasible specialization")
-            source = {"run": run_id, "specialization": specialization_id}
+        genotype, _, _ = resolve_architecture(store, run_id, candidate_id, specialization_id)
+        source = {"run": run_id, **({"candidate": candidate_id} if candidate_id is not None
+                                    else {"specialization": specialization_id})}
         config = parse_config(final_run_config(run, genotype, source, epochs))
         make_searcher(config)  # validates the genotype against the space before writing
         return store.create_run(config.to_dict())
