@@ -189,13 +189,10 @@ def bench_rcas(args: argparse.Namespace) -> dict[str, Any]:
     MAdds budgets at 40% of the way from the empty to the largest network: best feasible
     accuracy at the same number of evaluations, and the lazy greedy's F evaluations against
     what the non-lazy CEG would have needed on the same trajectory."""
+    from searchers.rcas import budgets_between
+
     space = get_space("rcas", preset="rcas-digits")
-    base, tables = space.cost_tables()
-    constraints = []
-    for metric in ("params", "madds"):
-        empty = base[metric] + tables[metric][:, 0].sum()
-        full = base[metric] + tables[metric].max(axis=1).sum()
-        constraints.append(f"{metric}<={empty + 0.4 * (full - empty):.0f}")
+    constraints = budgets_between(space, 0.4)
     parsed = parse_constraints(constraints)
     rows = []
     for seed in range(args.seeds):

@@ -248,6 +248,21 @@ def best_trace(traces: Sequence[GreedyTrace]) -> GreedyTrace | None:
     return max(done, key=lambda t: t.value) if done else None
 
 
+def budgets_between(space: Any, fraction: float,
+                    metrics: Sequence[str] = ("params", "madds")) -> list[str]:
+    """Upper bounds ``fraction`` of the way from the empty network to the largest one of an
+    rcas space, as constraint strings (``"params<=26461"``): handy tight-but-fillable budgets
+    for examples, tests and benchmarks."""
+    base, tables = space.cost_tables()
+    bounds = []
+    for metric in metrics:
+        table = np.asarray(tables[metric], dtype=float)
+        empty = base[metric] + table[:, 0].sum()
+        full = base[metric] + table.max(axis=1).sum()
+        bounds.append(f"{metric}<={empty + fraction * (full - empty):.0f}")
+    return bounds
+
+
 class RCASSearcher(Searcher):
     """RCAS over the ``rcas`` space (N positions x 6 depthwise block types)."""
 

@@ -15,6 +15,7 @@ from searchers.rcas import (
     MissingValues,
     RCASSearcher,
     best_trace,
+    budgets_between,
     cost_effective_greedy,
     rcas,
 )
@@ -247,24 +248,13 @@ def test_bad_parameters_name_the_field() -> None:
 
 # -- the real rcas space on the synthetic evaluator --------------------------------------------
 
-def _budgets(space, fraction: float = 0.4) -> list[str]:
-    """Budgets at ``fraction`` of the way from the empty network to the largest one."""
-    base, tables = space.cost_tables()
-    limits = []
-    for metric in ("params", "madds"):
-        empty = base[metric] + tables[metric][:, 0].sum()
-        full = base[metric] + tables[metric].max(axis=1).sum()
-        limits.append(f"{metric}<={empty + fraction * (full - empty):.0f}")
-    return limits
-
-
 def test_rcas_beats_random_search_at_the_same_number_of_evaluations() -> None:
     from searchers import get_searcher
     from searchers.objectives import synthetic_result
     from searchers.spaces import get_space
 
     space = get_space("rcas", "rcas-digits")
-    constraints = _budgets(space)
+    constraints = budgets_between(space, 0.4)
     ours_best, theirs_best = [], []
     for seed in range(5):
         searcher = get_searcher("rcas", space=space, constraints=constraints, budget=10_000,
