@@ -19,7 +19,7 @@ DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent / "tests"))
 sys.path.insert(0, str(DOCS.parent))
 
-from tui_support import fixed_clock, make_run  # noqa: E402
+from tui_support import fixed_clock, make_run, record_final_epochs  # noqa: E402
 
 from workbench.app import NaswApp  # noqa: E402
 from workbench.screens.detail import RunDetailScreen  # noqa: E402
@@ -37,6 +37,12 @@ def make_docs_db(path: Path) -> None:
         store.update_run(failed, error="RuntimeError: CUDA out of memory")
         make_run(store, "epnas-live", 60, status="running", budget=400, pid=os.getpid(),
                  in_flight=2, constraints=("params<=50k", "madds<=900k"))
+    from workbench.runner.final_train import create_final_run
+
+    final = create_final_run(path, 1, candidate_id=3, epochs=12)  # run 5, 7 epochs done
+    with Store(path) as store:
+        store.update_run(final, pid=os.getpid())
+        record_final_epochs(store, final, range(1, 8), store.run(1)["created"])
 
 
 async def shoot(db: Path, name: str, run_id: int | None, keys: list[str],
@@ -86,6 +92,8 @@ async def main() -> None:
             ("pareto", 1, ["5"], None),
             ("accuracy-table", 2, ["6"], None),
             ("specialize", 2, ["7"], ("#constraint-input", "params<=45k, madds<=900k")),
+            ("final-training", 5, ["3"], None),
+            ("compare", None, ["down", "space", "down", "space", "space", "C"], None),
             ("help", None, ["question_mark"], None),
         ]
         for name, run_id, keys, value in shots:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Static
-from tui_support import fixed_clock, make_db
+from tui_support import fixed_clock, make_db, record_final_epochs
 
 from workbench import tui_data
 from workbench.analysis import compare_runs
@@ -29,7 +29,7 @@ from workbench.screens import detail as detail_module
 from workbench.screens.compare import CompareScreen
 from workbench.screens.detail import RunDetailScreen
 from workbench.screens.modals import ConfirmScreen, ExportFormatScreen
-from workbench.store import CandidateRow, Progress, Store
+from workbench.store import Store
 from workbench.widgets.plots import ParetoFrontsPlot, TrainingPlot
 
 
@@ -193,30 +193,12 @@ def test_candidate_actions_are_in_the_command_palette_and_help(db: Path) -> None
 
 
 # -- a final-training run ----------------------------------------------------------------------
-def record_epochs(store: Store, run_id: int, epochs: range, created: float) -> None:
-    """What FinalTrainer records after each epoch: the running candidate, the ``train/*``
-    metrics (step = epoch) and the run's summary."""
-    run = store.run(run_id)
-    genotype = run["config"]["searcher"]["params"]["genotype"]
-    for epoch in epochs:
-        accuracy = 0.5 + 0.04 * epoch
-        store.record(run_id, Progress(
-            candidates=[CandidateRow(id=0, genotype=genotype, status="running",
-                                     costs={"params": 40e3, "madds": 600e3}, accuracy=accuracy,
-                                     val_loss=1.0 / epoch, device="cpu", epochs=epoch,
-                                     loss_curve=[1.0 / e for e in range(1, epoch + 1)])],
-            metrics=[(epoch, "train/loss", 1.2 / epoch), (epoch, "train/val_accuracy", accuracy),
-                     (epoch, "train/val_loss", 1.0 / epoch), (epoch, "train/lr", 0.05 / epoch)],
-            summary={"status": "running", "started": created, "elapsed": 10.0 * epoch,
-                     "best_accuracy": accuracy}))
-
-
 def test_a_final_training_run_shows_epochs_live(tmp_path: Path) -> None:
     db = make_db(tmp_path / "nasw.db")
     final = create_final_run(db, 1, candidate_id=3, epochs=12)
     with Store(db) as store:
         created = store.run(final)["created"]
-        record_epochs(store, final, range(1, 4), created)
+        record_final_epochs(store, final, range(1, 4), created)
 
     async def go() -> None:
         app = app_on(db, run_id=final)
@@ -233,7 +215,7 @@ def test_a_final_training_run_shows_epochs_live(tmp_path: Path) -> None:
             assert plot.epochs_done == 3
             assert plot.points["train/val_accuracy"] == {1: 0.54, 2: 0.58, 3: pytest.approx(0.62)}
             with Store(db) as store:  # the trainer goes on while the screen is open
-                record_epochs(store, final, range(4, 7), created)
+                record_final_epochs(store, final, range(4, 7), created)
             await wait_for(pilot, lambda: plot.epochs_done == 6)
             await pilot.pause(0.2)
             rendered = str(plot.render())

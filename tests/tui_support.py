@@ -110,6 +110,24 @@ def record_table(store: Store, run_id: int, space: Any, layers: int | None) -> N
     store.record(run_id, Progress(table_rows=rows, events=[(0, "table_row", {"rows": len(rows)})]))
 
 
+def record_final_epochs(store: Store, run_id: int, epochs: range, created: float) -> None:
+    """Epochs of a final-training run (``create_final_run``), recorded as
+    :class:`workbench.runner.final_train.FinalTrainer` records them after each epoch: the
+    running candidate, the ``train/*`` metrics (step = epoch) and the run's summary."""
+    genotype = store.run(run_id)["config"]["searcher"]["params"]["genotype"]
+    for epoch in epochs:
+        accuracy = 0.5 + 0.04 * epoch
+        store.record(run_id, Progress(
+            candidates=[CandidateRow(id=0, genotype=genotype, status="running",
+                                     costs={"params": 40e3, "madds": 600e3}, accuracy=accuracy,
+                                     val_loss=1.0 / epoch, device="cpu", epochs=epoch,
+                                     loss_curve=[1.0 / e for e in range(1, epoch + 1)])],
+            metrics=[(epoch, "train/loss", 1.2 / epoch), (epoch, "train/val_accuracy", accuracy),
+                     (epoch, "train/val_loss", 1.0 / epoch), (epoch, "train/lr", 0.05 / epoch)],
+            summary={"status": "running", "started": created, "elapsed": 10.0 * epoch,
+                     "best_accuracy": accuracy}))
+
+
 def make_db(path: Path) -> Path:
     """Three runs: a finished random run, a finished PONAS run with its table, a failed one."""
     with Store(path) as store:

@@ -291,6 +291,8 @@ class RunDetailScreen(Screen[None]):
             self.query_one("#specialize-pane", SpecializePane).set_table(delta.table_rows)
         if self.selected_id is None and self.run.get("best_candidate") is not None:
             self.selected_id = self.run["best_candidate"]
+        elif self.selected_id is None and self.is_final and self.candidates:
+            self.selected_id = min(self.candidates)  # the architecture being trained
         self.update_summary()
         self.update_overview()
 
