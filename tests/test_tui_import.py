@@ -1,8 +1,8 @@
 """Start-up hygiene of the TUI, checked in fresh interpreters (``sys.modules`` does not lie).
 
 ``import workbench.app`` must not load torch, numpy, sqlite-utils, networkx, plotext or
-pydantic (they load when a screen needs them); starting the app and visiting every tab of a
-run must never load torch.
+pydantic (they load when a screen needs them); starting the app, visiting every tab of a
+run and comparing runs must never load torch.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def test_running_the_app_through_every_tab_never_imports_torch(tmp_path: Path) -
     code = f"""
 import asyncio
 from workbench.app import NaswApp
+from workbench.screens.compare import CompareScreen
 from workbench.screens.detail import RunDetailScreen
 
 async def main():
@@ -61,6 +62,17 @@ async def main():
             if app.screen.query_one("#specialize-pane").result:
                 break
         assert app.screen.query_one("#specialize-pane").result["feasible"]
+        await pilot.press("escape", "escape")  # out of the text box, back to the runs
+        for _ in range(400):
+            await pilot.pause(0.05)
+            if app.screen.query("#runs-table") and app.screen.query_one("#runs-table").row_count == 3:
+                break
+        await pilot.press("down", "space", "space", "C")  # compare runs 2 and 1
+        for _ in range(400):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, CompareScreen) and app.screen.summaries:
+                break
+        assert isinstance(app.screen, CompareScreen) and app.screen.summaries
 asyncio.run(main())
 """
     loaded = _modules_after(code)
