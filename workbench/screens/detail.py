@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from collections import Counter, deque
 from typing import Any
@@ -161,6 +162,7 @@ class RunDetailScreen(Screen[None]):
         self.run_id = run_id
         self.initial_tab = tab or "overview"
         self.feed: RunFeed | None = None
+        self.poll_lock = threading.Lock()
         self.run: dict[str, Any] | None = None
         self.candidates: dict[int, dict[str, Any]] = {}
         self.finished_times: deque[float] = deque(maxlen=200)
@@ -223,15 +225,22 @@ class RunDetailScreen(Screen[None]):
     # -- polling -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="run-poll")
     def poll(self) -> None:
-        if self.feed is None or self.gone:
+        """One poll at a time: an ``exclusive`` worker cancelled while its thread still runs
+        (a slow first poll outlived by the next tick) would otherwise share the feed's cursors
+        with the next one, and the run could arrive before its candidates (the selection then
+        named a candidate not loaded yet, and its graph was never drawn)."""
+        if self.feed is None or self.gone or not self.poll_lock.acquire(blocking=False):
             return
-        started = time.perf_counter()
         try:
-            delta = self.feed.poll()
-        except Exception as err:  # the DB being migrated or replaced: say so, keep polling
-            self.app.call_from_thread(self.show_error, f"cannot read the run: {err}")
-            return
-        self.post_message(RunUpdated(delta, 1000 * (time.perf_counter() - started)))
+            started = time.perf_counter()
+            try:
+                delta = self.feed.poll()
+            except Exception as err:  # the DB being migrated or replaced: say so, keep polling
+                self.app.call_from_thread(self.show_error, f"cannot read the run: {err}")
+                return
+            self.post_message(RunUpdated(delta, 1000 * (time.perf_counter() - started)))
+        finally:
+            self.poll_lock.release()
 
     def show_error(self, message: str) -> None:
         self.query_one("#run-summary", Static).update(Text(message, style="red"))
