@@ -324,7 +324,7 @@ def test_overview_shows_gpus_polling_only_while_shown(db: Path,
             assert "GPUs      0 NVIDIA H100  mem ░░░░░░░░░░░░ 1.0/80.0 GiB  util 45%" in lines
             assert "1 NVIDIA H100  mem █████████░░░ 60.0/80.0 GiB  util 97%" in lines
             await pilot.press("2")  # Overview hidden: no more polls
-            await pilot.pause(0.2)
+            await wait_for(pilot, lambda: not screen.gpu_in_flight)
             polls = calls.count("init")
             await pilot.pause(0.4)
             assert calls.count("init") == polls
