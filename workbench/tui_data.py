@@ -299,33 +299,9 @@ def compare(db_path: str | Path, run_ids: Iterable[int]) -> dict[str, list[dict[
 def gpu_status() -> list[dict[str, Any]]:
     """Every GPU NVML sees (``nvidia-ml-py``): index, name, memory used/total (bytes) and
     utilisation (%). An empty list on a machine without the library, the driver or a GPU."""
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # no driver: a CPU machine
-        return []
-    try:
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            try:
-                utilization: int | None = int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except Exception:  # not supported on some (e.g. MIG) devices
-                utilization = None
-            gpus.append({"index": index,
-                         "name": name.decode() if isinstance(name, bytes) else str(name),
-                         "memory_used": int(memory.used), "memory_total": int(memory.total),
-                         "utilization": utilization})
-        return gpus
-    except Exception:
-        return []
-    finally:
-        pynvml.nvmlShutdown()
+    from workbench.gpus import read_gpus
+
+    return read_gpus()["gpus"]
 
 
 def describe_gpu(gpu: Mapping[str, Any], bar_width: int = 12) -> Text:

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from workbench.cli import db_option, db_path, echo_json, json_option, main
+from workbench.gpus import read_gpus
 from workbench.store import SCHEMA_VERSION, Store, world_writable
 
 
@@ -43,31 +44,12 @@ def _torch() -> dict[str, Any]:
 
 
 def _gpus() -> dict[str, Any]:
-    try:
-        import pynvml
-    except ImportError:
-        return {"nvml": False, "gpus": [], "note": "install nvidia-ml-py (extra 'gpu')"}
-    try:
-        pynvml.nvmlInit()
-    except Exception as err:  # no driver: a CPU machine
-        return {"nvml": False, "gpus": [], "note": f"NVML unavailable: {err}"}
-    try:
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            try:
-                utilization: int | None = int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except pynvml.NVMLError:  # some virtualised GPUs do not report it
-                utilization = None
-            gpus.append({"index": index, "name": name.decode() if isinstance(name, bytes) else name,
-                         "memory_total_mib": memory.total // 2**20,
-                         "memory_used_mib": memory.used // 2**20,
-                         "utilization_pct": utilization})
-        return {"nvml": True, "driver": str(pynvml.nvmlSystemGetDriverVersion()), "gpus": gpus}
-    finally:
-        pynvml.nvmlShutdown()
+    report = read_gpus()
+    report["gpus"] = [{"index": g["index"], "name": g["name"],
+                       "memory_total_mib": g["memory_total"] // 2**20,
+                       "memory_used_mib": g["memory_used"] // 2**20,
+                       "utilization_pct": g["utilization"]} for g in report["gpus"]]
+    return report
 
 
 def _database(path: Path) -> tuple[dict[str, Any], list[str]]:
