@@ -83,7 +83,9 @@ class LazyPlot(PlotextPlot):
         self.refresh()
 
     def draw(self) -> None:
-        raise NotImplementedError
+        """Build the plotext figure from the widget's data; each plot overrides it (the base
+        draws an empty figure)."""
+        self.plt.clear_figure()
 
     def render(self) -> Any:
         if self._stale:
