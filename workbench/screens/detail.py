@@ -409,7 +409,7 @@ class RunDetailScreen(Screen[None]):
             text.append("  none yet\n", style="dim")
         for event in reversed(self.events):
             data = event.get("data") or {}
-            summary = ", ".join(f"{k}={_short(v)}" for k, v in list(data.items())[:4])
+            summary = ", ".join(f"{k}={_short(v, k)}" for k, v in list(data.items())[:4])
             text.append(f"  {fmt_age(event.get('time'), now):>8}  step {event.get('step'):>4}"
                         f"  {event.get('kind'):<12} {summary}\n")
         self.query_one("#overview-body", Static).update(text)
@@ -784,12 +784,17 @@ def describe_workers(workers: list[Any]) -> str:
     return f"{len(workers)} (busy {busy}/{len(workers)}): " + ", ".join(parts)
 
 
-def _short(value: Any) -> str:
+#: event fields that are identifiers, shown as they are (a pid is not a quantity)
+_ID_KEYS = ("pid", "job", "job_id", "candidate", "id", "run", "step", "epoch", "layer", "choice")
+
+
+def _short(value: Any, key: str = "") -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (int, str)) and not isinstance(value, bool):
         text = str(value)
-        return format_number(value) if isinstance(value, int) and abs(value) >= 10000 else (
+        quantity = isinstance(value, int) and abs(value) >= 10000 and key not in _ID_KEYS
+        return format_number(value) if quantity else (
             text if len(text) <= 20 else text[:19] + "…")
     text = str(value)
     return text if len(text) <= 20 else text[:19] + "…"
