@@ -1,12 +1,16 @@
 """The workbench in a real terminal: tmux runs ``nasw`` on a database with a live run (a real
 detached coordinator), and we drive it with keys only -- runs -> detail -> candidates ->
-architecture -> Pareto -> specialize -- checking each captured screen. Skipped without tmux.
+architecture -> Pareto -> specialize -- checking each captured screen. A second drive, on
+finished runs, exports a candidate as JSON (``e`` ``j``) and compares two marked runs
+(``space`` ``space`` ``C``). Skipped without tmux.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,15 +83,24 @@ def live_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         os.kill(pid, 15)
 
 
+def start_nasw(db: Path, cwd: Path) -> None:
+    """``nasw --db DB`` in a detached 120x40 tmux session whose working directory is ``cwd``.
+
+    ``COLUMNS``/``LINES`` are unset in the pane: once GNU readline is imported in the test
+    process it exports them (``80``/``24`` without a terminal) to the C environment, unseen in
+    ``os.environ`` but inherited by tmux, and Textual would take that size over the pane's."""
+    nasw = Path(sys.executable).with_name("nasw")
+    program = (str(nasw) if nasw.exists() else
+               f"{sys.executable} -c 'import sys; from workbench.cli import main; main()'")
+    command = f"cd {cwd} && unset COLUMNS LINES && TERM=xterm-256color {program} --db {db}"
+    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", command)
+
+
 def test_keyboard_tour_in_a_real_terminal(live_db, tmp_path: Path) -> None:
     db, run_id = live_db
     shots = tmp_path / "screens"
     shots.mkdir()
-    nasw = Path(sys.executable).with_name("nasw")
-    program = (str(nasw) if nasw.exists() else
-               f"{sys.executable} -c 'import sys; from workbench.cli import main; main()'")
-    command = f"cd {tmp_path} && TERM=xterm-256color {program} --db {db}"
-    tmux("new-session", "-d", "-s", SESSION, "-x", "120", "-y", "40", command)
+    start_nasw(db, tmp_path)
     try:
         runs = wait_screen("live-run", "random-synthetic", "ponas-digits", "running")
         (shots / "runs.txt").write_text(runs)
@@ -124,5 +137,56 @@ def test_keyboard_tour_in_a_real_terminal(live_db, tmp_path: Path) -> None:
                                         text=True).stdout:
             assert time.monotonic() < deadline, "nasw did not quit on q"
             time.sleep(0.2)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
+
+
+def test_export_and_compare_in_a_real_terminal(tmp_path: Path) -> None:
+    """Finished runs (no coordinator needed): ``e`` ``j`` on the Candidates tab writes
+    ``run1-c<ID>.json`` into nasw's working directory with the stored genotype; ``space`` on two
+    runs and ``C`` show both in the compare table with their Pareto fronts' plot."""
+    db = make_db(tmp_path / "nasw.db")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    start_nasw(db, workdir)
+    try:
+        wait_screen("random-synthetic", "ponas-digits", "too-tight")
+        keys("Down", "Down", "Enter")  # rows, newest first: too-tight, ponas-digits, random
+        wait_screen("Run 1 · random-synthetic", "Progress")
+        keys("2")
+        wait_screen("Accuracy", "Reward", "Feasible", "MAdds")
+        keys("Down", "Down", "e")
+        chooser = wait_screen("Export candidate #", "json", "onnx", "torchscript", "dot")
+        found = re.search(r"Export candidate #(\d+) of run 1\b", chooser)
+        assert found, chooser
+        chosen = int(found.group(1))
+        target = workdir / f"run1-c{chosen}.json"
+        assert f"run1-c{chosen}.json" in chooser and not target.exists()
+        keys("j")
+        wait_screen(f"wrote run1-c{chosen}.json", timeout=60)  # the export imports torch
+        assert target.exists(), sorted(p.name for p in workdir.iterdir())
+        document = json.loads(target.read_text())
+        with Store(db) as store:
+            candidate = store.candidate(1, chosen)
+        assert document["genotype"]["choices"] == candidate["genotype"]["choices"]
+        assert document["genotype"]["space"] == candidate["genotype"]["space"]
+        assert document["provenance"]["run"] == 1
+        assert document["provenance"]["candidate"] == chosen
+
+        keys("Escape")  # back to the runs, the cursor still on run 1
+        wait_screen("too-tight", "ponas-digits")
+        keys("Up", "Space")  # marks run 2; the cursor moves down onto run 1
+        wait_screen("marked 2 (C compares)")
+        keys("Space")
+        wait_screen("marked 1, 2 (C compares)")
+        keys("C")
+        compared = wait_screen("2 runs · Pareto front sizes",
+                               "Pareto fronts: accuracy vs params")
+        # the table: one row per marked run (label, searcher, ...); the plot's legend names both
+        assert re.search(r"^\s*1 random-synt\S*\s+random\s", compared, re.MULTILINE), compared
+        assert re.search(r"^\s*2 ponas-digits\s+ponas\s", compared, re.MULTILINE), compared
+        legend = compared.split("Pareto fronts: accuracy vs params")[1]
+        assert "1 random-synt" in legend and "2 ponas-digits" in legend, compared
+        assert "too-tight" not in compared
     finally:
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
