@@ -134,7 +134,7 @@ def cost_effective_greedy(problem: GreedyProblem, value: Callable[[Subset], floa
 
     # First iteration: every singleton, one batch.
     singles = _values(value, [chosen | {e} for e in candidates])
-    heap = [(-ratio(e, f), e, 0) for e, f in zip(candidates, singles)]  # (-key, elem, stamp)
+    heap: list[HeapEntry] = [(-ratio(e, f), e, 0) for e, f in zip(candidates, singles)]
     heapq.heapify(heap)
     stamp = 0  # number of elements chosen so far; a key is fresh when computed at this stamp
     while heap:
@@ -183,7 +183,12 @@ def _usable(problem: GreedyProblem, e: int, totals: Mapping[str, float],
     return problem.groups[e] not in used_groups and problem.fits(totals, e)
 
 
-def _lazy_pick(problem, value, heap, chosen, totals, used_groups, stamp, ratio, speculate):
+HeapEntry = tuple[float, int, int]  # (-gain ratio, element, stamp of the ratio)
+
+
+def _lazy_pick(problem: GreedyProblem, value: Callable[[Subset], float], heap: list[HeapEntry],
+               chosen: Subset, totals: Mapping[str, float], used_groups: set[int], stamp: int,
+               ratio: Callable[[int, float], float], speculate: int) -> tuple[int, float] | None:
     """Minoux's lazy step: re-evaluate the stale top until a fresh element stays on top."""
     while heap:
         neg_key, e, e_stamp = heap[0]
@@ -213,7 +218,9 @@ def _missing_only(value: Callable[[Subset], float], sets: Sequence[Subset]) -> l
     return out
 
 
-def _full_pick(problem, value, heap, chosen, totals, used_groups, ratio):
+def _full_pick(problem: GreedyProblem, value: Callable[[Subset], float], heap: list[HeapEntry],
+               chosen: Subset, totals: Mapping[str, float], used_groups: set[int],
+               ratio: Callable[[int, float], float]) -> tuple[int, float] | None:
     """Algorithm 1's step: recompute every usable element's gain ratio, take the best."""
     usable = sorted({e for _, e, _ in heap if _usable(problem, e, totals, used_groups)})
     if not usable:
