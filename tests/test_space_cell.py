@@ -18,13 +18,7 @@ from searchers.spaces.cell import OPS, CellSpace, canonical_blocks
 N_INPUTS = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one thread avoids oversubscription on a loaded 2-core CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -32,13 +32,7 @@ def genotype(*layers: dict, preset: str = "epnas-digits") -> dict:
     return {"space": "layerwise", "preset": preset, "layers": list(layers)}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: one thread avoids oversubscription on a loaded 2-core CI box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ from searchers.spaces.mbconv import (
 SMALL_PRESETS = ("ponas-digits", "ponas-cifar")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Many tiny forward passes: one intra-op thread avoids thread spin on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def forward(space: MBConvSpace, genotype: dict, batch: int = 2) -> torch.Tensor:

@@ -16,13 +16,7 @@ from searchers.spaces.rcas import BLOCK_TYPES, EMPTY, NUM_OPTIONS, RCASSpace, bl
 SMALL_PRESETS = ("rcas-digits", "rcas-cifar100")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Many tiny forward passes: one intra-op thread avoids thread spin on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def with_blocks(space: RCASSpace, blocks: list[int]) -> dict:
