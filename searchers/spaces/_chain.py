@@ -226,4 +226,6 @@ class ChainSpace(Space):
         return "stem"
 
     def _head_label(self) -> str:
-        return "head"
+        """``conv1x1 C + avgpool + FC`` (the 1x1 conv only where the preset has a head width)."""
+        c_head = self.settings.get("head_channels")
+        return (f"conv1x1 {c_head} + " if c_head else "") + "avgpool + FC"

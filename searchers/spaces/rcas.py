@@ -171,10 +171,6 @@ class RCASSpace(ChainSpace):
         s = self.settings
         return f"conv3x3 {s['stem_channels']} s{s['stem_stride']}"
 
-    def _head_label(self) -> str:
-        c_head = self.settings["head_channels"]
-        return (f"conv1x1 {c_head} + " if c_head else "") + "avgpool + FC"
-
     def _cost_plan(self, input_shape: tuple[int, int, int], num_classes: int) -> CostPlan:
         s = self.settings
         c0, h, w = input_shape
