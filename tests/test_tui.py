@@ -8,7 +8,6 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,8 @@ from tui_support import (
     make_run,
     record_candidates,
     record_table,
+    text_of,
+    wait_for,
 )
 
 from searchers import get_searcher
@@ -33,18 +34,6 @@ from workbench.screens.modals import ConfirmScreen, HelpScreen
 from workbench.screens.new_run import NewRunScreen, field_for_error
 from workbench.screens.runs import RunsScreen
 from workbench.store import Store
-
-
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
-
-
-def text_of(widget: Static) -> str:
-    return str(widget.render())
 
 
 @pytest.fixture(scope="module")

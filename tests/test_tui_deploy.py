@@ -12,14 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 import types
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Static
-from tui_support import fixed_clock, make_db, record_final_epochs
+from tui_support import fixed_clock, make_db, record_final_epochs, text_of, wait_for
 
 from workbench import tui_data
 from workbench.analysis import compare_runs
@@ -31,18 +29,6 @@ from workbench.screens.detail import RunDetailScreen
 from workbench.screens.modals import ConfirmScreen, ExportFormatScreen
 from workbench.store import Store
 from workbench.widgets.plots import ParetoFrontsPlot, TrainingPlot
-
-
-async def wait_for(pilot, condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
-
-
-def text_of(widget: Static) -> str:
-    return str(widget.render())
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ the app's clock pinned to ``created + CLOCK_OFFSET`` every age and duration is d
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,21 @@ from searchers import get_searcher
 from searchers.objectives import synthetic_result
 from searchers.spaces import get_space
 from workbench.store import CandidateRow, Progress, Store
+
+
+async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    """Let the app run until ``condition()`` holds (pilot tests); fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.05)
+
+
+def text_of(widget: Any) -> str:
+    """What a Static widget shows, as plain text."""
+    return str(widget.render())
+
 
 CLOCK_OFFSET = 5400.0  # the app's clock: 1 h 30 min after the first run was created
 SPACE, PRESET = "mbconv", "ponas-digits"
