@@ -18,7 +18,7 @@ import abc
 import hashlib
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from searchers.errors import GenotypeError, UnknownName
@@ -101,6 +101,26 @@ class Space(abc.ABC):
     def build(self, genotype: Mapping[str, Any], input_shape: tuple[int, ...] | None = None,
               num_classes: int | None = None) -> Any:
         """Decode the genotype into a ``torch.nn.Module`` (imports torch)."""
+
+    def _items(self, genotype: Mapping[str, Any], key: str, max_items: int, item: str,
+               other_keys: tuple[str, ...] = ()) -> Sequence[Any]:
+        """Check a genotype's envelope -- its space, no unknown keys, this preset, a list under
+        ``key`` of 1..``max_items`` entries -- and return that list (spaces check the items)."""
+        self._check_space(genotype)
+        allowed = ["space", "preset", key, *other_keys]
+        extra = set(genotype) - set(allowed)
+        if extra:
+            name = sorted(extra)[0]
+            raise GenotypeError(f"genotype.{name}", genotype[name], allowed)
+        preset = genotype.get("preset", self.preset)
+        if preset != self.preset:
+            raise GenotypeError("genotype.preset", preset, [self.preset])
+        items = genotype.get(key)
+        if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+            raise GenotypeError(f"genotype.{key}", items, f"a list of {item}")
+        if not 1 <= len(items) <= max_items:
+            raise GenotypeError(f"genotype.{key}", f"{len(items)} {key}", f"1..{max_items} {key}")
+        return items
 
     def _check_space(self, genotype: Mapping[str, Any]) -> None:
         if not isinstance(genotype, Mapping):

@@ -99,21 +99,8 @@ class CellSpace(Space):
         return self._genotype(canonical_blocks(blocks))
 
     def _parse(self, genotype: Mapping[str, Any]) -> tuple[list[Block], int, int]:
-        self._check_space(genotype)
-        allowed_keys = ["space", "preset", "blocks", "N", "F"]
-        extra = set(genotype) - set(allowed_keys)
-        if extra:
-            key = sorted(extra)[0]
-            raise GenotypeError(f"genotype.{key}", genotype[key], allowed_keys)
-        preset = genotype.get("preset", self.preset)
-        if preset != self.preset:
-            raise GenotypeError("genotype.preset", preset, [self.preset])
-        blocks = genotype.get("blocks")
-        if not isinstance(blocks, Sequence) or isinstance(blocks, str | bytes):
-            raise GenotypeError("genotype.blocks", blocks, "a list of [in1, in2, op1, op2]")
-        if not 1 <= len(blocks) <= self.max_blocks:
-            raise GenotypeError("genotype.blocks", f"{len(blocks)} blocks",
-                                f"1..{self.max_blocks} blocks")
+        blocks = self._items(genotype, "blocks", self.max_blocks, "[in1, in2, op1, op2]",
+                             other_keys=("N", "F"))
         parsed: list[Block] = []
         for b, block in enumerate(blocks):
             where = f"genotype.blocks[{b}]"

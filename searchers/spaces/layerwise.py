@@ -209,21 +209,8 @@ class LayerwiseSpace(Space):
         return self.validate({"space": self.name, "preset": self.preset, "layers": layers})
 
     def validate(self, genotype: Mapping[str, Any]) -> dict[str, Any]:
-        self._check_space(genotype)
         s = self.settings
-        extra = set(genotype) - {"space", "preset", "layers"}
-        if extra:
-            key = sorted(extra)[0]
-            raise GenotypeError(f"genotype.{key}", genotype[key], ["space", "preset", "layers"])
-        preset = genotype.get("preset", self.preset)
-        if preset != self.preset:
-            raise GenotypeError("genotype.preset", preset, [self.preset])
-        layers = genotype.get("layers")
-        if not isinstance(layers, Sequence) or isinstance(layers, str | bytes):
-            raise GenotypeError("genotype.layers", layers, "a list of layer dicts")
-        if not 1 <= len(layers) <= self.max_layers:
-            raise GenotypeError("genotype.layers", f"{len(layers)} layers",
-                                f"1..{self.max_layers} layers")
+        layers = self._items(genotype, "layers", self.max_layers, "layer dicts")
         out = []
         for i, layer in enumerate(layers):
             where = f"genotype.layers[{i}]"
