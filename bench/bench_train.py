@@ -29,8 +29,8 @@ import json
 import time
 from typing import Any
 
-import numpy as np
 import torch
+from bench_data import ArrayImages  # the same PIL-per-item dataset as the data benchmark
 from torch import nn
 
 AIRBENCH_IMAGES_PER_S = 140_000  # airbench94: ~130k-150k images/s on one A100
@@ -70,21 +70,6 @@ def proxy_net(num_classes: int = 10) -> nn.Module:
 
 
 MODELS = {"airbench": airbench_net, "proxy": proxy_net}
-
-
-class ArrayImages(torch.utils.data.Dataset):
-    """uint8 N x H x W x C images as PIL per item, like torchvision's CIFAR10."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Any) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        from PIL import Image
-
-        return self.transform(Image.fromarray(self.images[index])), int(self.labels[index])
 
 
 def baseline_loop(model: nn.Module, loader: Any, device: torch.device, steps: int,

@@ -339,15 +339,7 @@ class RunDetailScreen(Screen[None]):
         if self.is_final:  # one candidate: its epochs are the progress
             self.append_epoch_progress(text, run)
         else:
-            text.append("Progress  ", style="bold")
-            if budget:
-                width = 30
-                filled = round(width * min(1.0, done / budget))
-                text.append("█" * filled, style="green")
-                text.append("░" * (width - filled), style="dim")
-                text.append(f" {done}/{budget} ({100 * done / budget:.0f}%)")
-            else:
-                text.append(f"{done} candidates")
+            _append_bar(text, "Progress  ", done, budget, "candidates")
             text.append("\n")
         elapsed = run.get("elapsed") or 0.0
         live = run.get("status") in ("running", "created")
@@ -422,15 +414,7 @@ class RunDetailScreen(Screen[None]):
         latest = self.train_latest
         done = int(latest.get("epoch", 0))
         total = self.total_epochs()
-        text.append("Epoch     ", style="bold")
-        if total:
-            width = 30
-            filled = round(width * min(1.0, done / total))
-            text.append("█" * filled, style="green")
-            text.append("░" * (width - filled), style="dim")
-            text.append(f" {done}/{total} ({100 * done / total:.0f}%)")
-        else:
-            text.append(f"{done} epochs")
+        _append_bar(text, "Epoch     ", done, total, "epochs")
         trained = run.get("elapsed") or 0.0
         if run.get("status") in ("running", "created", "paused") and total and done and trained:
             text.append(f" · ETA {fmt_duration(trained / done * (total - done))}")
@@ -786,6 +770,19 @@ def describe_workers(workers: list[Any]) -> str:
 
 #: event fields that are identifiers, shown as they are (a pid is not a quantity)
 _ID_KEYS = ("pid", "job", "job_id", "candidate", "id", "run", "step", "epoch", "layer", "choice")
+
+
+def _append_bar(text: Text, label: str, done: int, total: int | None, unit: str,
+                width: int = 30) -> None:
+    """``label ███░░░ done/total (pct%)``, or ``label done unit`` when there is no total."""
+    text.append(label, style="bold")
+    if not total:
+        text.append(f"{done} {unit}")
+        return
+    filled = round(width * min(1.0, done / total))
+    text.append("█" * filled, style="green")
+    text.append("░" * (width - filled), style="dim")
+    text.append(f" {done}/{total} ({100 * done / total:.0f}%)")
 
 
 def _short(value: Any, key: str = "") -> str:
