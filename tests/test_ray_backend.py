@@ -6,14 +6,20 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray")
 
+from ray_helpers import DIE_ALWAYS_ON_JOB, RAISE_ON_JOB, SLOW_S  # noqa: E402
+
 from workbench.config import parse_config  # noqa: E402
 from workbench.runner import Coordinator, start_run  # noqa: E402
+from workbench.runner.backend import MAX_RETRIES  # noqa: E402
 from workbench.store import Store  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
@@ -65,6 +71,75 @@ def test_ray_gives_the_local_candidates_and_retries_killed_workers(tmp_path, loc
     assert summary(on_ray) == summary(local)
     died = sorted(p.name for p in local_ray.iterdir())
     assert died == ["job-2", "job-5"]  # those workers were killed mid-job, and retried
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie waiting for its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_job_whose_worker_always_dies_fails_after_bounded_retries(tmp_path, local_ray) -> None:
+    rows = run_to_end(tmp_path / "die.db", config({"kind": "ray", "cpus_per_job": 1}, budget=6),
+                      evaluator="ray_helpers:unreliable")
+    attempts = (local_ray / f"attempt-{DIE_ALWAYS_ON_JOB}").read_text().split()
+    assert len(attempts) == MAX_RETRIES + 1  # the first try and MAX_RETRIES retries, no more
+    assert len(set(attempts)) == MAX_RETRIES + 1  # each in a fresh worker process
+    by_id = {r["id"]: r for r in rows}
+    dead = by_id.pop(DIE_ALWAYS_ON_JOB)
+    assert dead["status"] == "failed" and "WorkerCrashedError" in dead["error"]
+    assert dead["attempts"] == MAX_RETRIES + 1
+    # an exception in the evaluator is not a lost worker: no retry, failed with its message
+    assert len((local_ray / f"attempt-{RAISE_ON_JOB}").read_text().split()) == 1
+    raised = by_id.pop(RAISE_ON_JOB)
+    assert raised["status"] == "failed" and raised["attempts"] == 1
+    assert "a bug in the evaluator" in raised["error"]
+    assert sorted(by_id) == [0, 1, 2, 5] and {r["status"] for r in by_id.values()} == {"ok"}
+    with Store(tmp_path / "die.db") as store:
+        lost = store.events(rows[0]["run_id"], kind="worker_lost")
+    assert [e["data"]["job"] for e in lost] == [DIE_ALWAYS_ON_JOB]
+
+
+def test_cancelling_the_run_cancels_its_ray_tasks(tmp_path, local_ray) -> None:
+    db = tmp_path / "cancel.db"
+    run_id = start_run(db, parse_config(config({"kind": "ray", "cpus_per_job": 1}, budget=6)))
+    outcome: dict[str, str] = {}
+    coordinator = Coordinator(db, run_id, evaluator="ray_helpers:slow")
+    thread = threading.Thread(target=lambda: outcome.update(status=coordinator.run()))
+    thread.start()
+    try:
+        # both CPUs busy: jobs 0 and 1 are sleeping on two Ray workers
+        wait_for(lambda: sorted(p.name for p in local_ray.iterdir())
+                 == ["started-0", "started-1"])
+        started_at = time.monotonic()
+        with Store(db) as store:
+            store.send_command(run_id, "cancel")  # what `nasw cancel` does for a live run
+    finally:
+        thread.join(timeout=60)
+    assert outcome["status"] == "cancelled"
+    pids = {int(line) for job in (0, 1)
+            for line in (local_ray / f"started-{job}").read_text().split()}
+    assert len(pids) == 2  # one attempt each: a cancelled task is not retried
+    wait_for(lambda: all(process_gone(pid) for pid in pids))  # force-cancel ended the workers
+    time.sleep(max(0.0, started_at + SLOW_S + 1.0 - time.monotonic()))
+    # past the end of the sleeps: no task finished, and no other job was started
+    assert sorted(p.name for p in local_ray.iterdir()) == ["started-0", "started-1"]
+    with Store(db) as store:
+        run = store.run(run_id)
+        rows = store.candidates(run_id)
+    assert run["status"] == "cancelled" and run["n_done"] == 0
+    assert [(r["id"], r["status"], r["error"]) for r in rows] == [
+        (0, "cancelled", "run cancelled"), (1, "cancelled", "run cancelled")]
 
 
 def _free_port() -> int:

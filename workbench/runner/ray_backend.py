@@ -13,8 +13,12 @@ and return a :class:`~searchers.base.Result`; nothing on the cluster touches SQL
   forever). :attr:`capacity` is how many tasks the cluster can run at once.
 * **Failures.** A worker process or node that dies mid-task is Ray's to retry: tasks are
   submitted with ``max_retries = MAX_RETRIES`` (system failures only), so the job is retried a
-  bounded number of times and then comes back ``failed`` with Ray's error text. Exceptions of
-  the evaluator itself are already results (``evaluate`` never raises for a bad candidate).
+  bounded number of times and then comes back ``failed`` with Ray's error text, recorded with
+  ``MAX_RETRIES + 1`` attempts and a ``worker_lost`` event. Exceptions of the evaluator itself
+  are already results (``evaluate`` never raises for a bad candidate); any other Ray error
+  (say, the evaluator's module missing on the workers) is not retried: ``failed``, 1 attempt.
+  A job that succeeds on a retry is recorded with 1 attempt: Ray does not tell the driver
+  which attempt answered.
 * **Cancellation.** :meth:`cancel` and :meth:`close` cancel the Ray tasks (``force=True``).
 """
 
@@ -96,6 +100,10 @@ class RayBackend(Backend):
         self._task = ray.remote(_evaluate_task).options(
             num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job,
             max_retries=MAX_RETRIES, retry_exceptions=False)
+        # what Ray retries (``max_retries``): the worker process or its node died mid-task
+        self._system_failures = (ray.exceptions.WorkerCrashedError,
+                                 ray.exceptions.NodeDiedError,
+                                 ray.exceptions.OutOfMemoryError)
         self._in_flight: dict[Any, Job] = {}  # ObjectRef -> job
         self._started: dict[int, float] = {}
         self._hosts: dict[int, str] = {}
@@ -125,11 +133,14 @@ class RayBackend(Backend):
             except ray.exceptions.TaskCancelledError:
                 continue
             except ray.exceptions.RayError as err:
-                # Ray already retried system failures MAX_RETRIES times.
                 result = Result(status="failed", wall_time=time.time() - started,
                                 error=f"{type(err).__name__}: {err}"[-4000:], device="ray")
-                self._notices.append(Notice("worker_lost", {"job": job.id,
-                                                            "error": type(err).__name__}))
+                lost = isinstance(err, self._system_failures)
+                if lost:  # Ray already retried it MAX_RETRIES times: record every attempt
+                    self._notices.append(Notice("worker_lost", {"job": job.id,
+                                                                "error": type(err).__name__}))
+                finished.append(Finished(job, result, MAX_RETRIES + 1 if lost else 1))
+                continue
             finished.append(Finished(job, result, 1))
         return finished
 
