@@ -246,3 +246,69 @@ def test_a_sampled_genotype_of_every_space_trains(name: str) -> None:
     assert result.costs == space.costs(genotype, space.input_shape, space.num_classes)
     report = inherit_weights(space.build(genotype), result.weights)
     assert report.cropped == [] and report.skipped == [] and report.missing == []
+
+
+# -- the accelerator options, exercised on the CPU ----------------------------------------
+# bf16 autocast, channels_last and torch.compile are GPU-speed features, but each is a code
+# path of the one training loop: these tests prove on a CPU that the option takes effect and
+# that training with it still learns and returns plain weights.
+def _conv_output_dtypes(model: nn.Module) -> list[torch.dtype]:
+    seen: list[torch.dtype] = []
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            module.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    return seen
+
+
+def test_bf16_autocast_runs_the_convolutions_in_bf16_and_follows_the_fp32_run() -> None:
+    runs = {}
+    for precision in ("fp32", "auto", "bf16"):
+        torch.manual_seed(0)
+        model = small_cnn(8)
+        dtypes = _conv_output_dtypes(model)
+        spec = TrainSpec(epochs=3, batch_size=64, lr=0.05, seed=1, precision=precision)
+        runs[precision] = fit_model(model, load_dataset("digits"), spec)
+        expected = torch.bfloat16 if precision == "bf16" else torch.float32  # auto: fp32 on CPU
+        assert set(dtypes) == {expected}, precision  # in training and in evaluation
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights
+    fp32, bf16 = runs["fp32"], runs["bf16"]
+    assert runs["auto"] == fp32
+    assert bf16.loss_curve != fp32.loss_curve  # really another arithmetic...
+    assert bf16.loss_curve == pytest.approx(fp32.loss_curve, rel=0.02)  # ...on the same path
+    assert bf16.loss_curve[-1] < bf16.loss_curve[0] * 0.7
+    assert bf16.accuracy == pytest.approx(fp32.accuracy, abs=0.03)
+
+
+@pytest.mark.parametrize(("option", "expected"), [("auto", True), ("on", True), ("off", False)])
+def test_channels_last_option_sets_the_memory_format(option: str, expected: bool) -> None:
+    torch.manual_seed(0)
+    model = small_cnn(8)
+    inputs: list[bool] = []
+    second_conv = model[3]  # 8 -> 16 channels: unlike the 1-channel input, the layout shows
+
+    def record_layout(conv: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if conv.training:  # in evaluation oneDNN may pick its own layout
+            inputs.append(args[0].is_contiguous(memory_format=torch.channels_last))
+
+    second_conv.register_forward_pre_hook(record_layout)
+    outcome = fit_model(model, load_dataset("digits"), QUICK.with_(channels_last=option))
+    weight = second_conv.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) is expected
+    assert set(inputs) == {expected}
+    assert 0.0 <= outcome.accuracy <= 1.0
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_returns_plain_weights(registered: None) -> None:
+    """``compile: true`` trains the same network as eager mode (to float tolerance) and its
+    weights carry the module's own names, not ``_orig_mod.*``, so they can be inherited."""
+    genotype = {"space": "testconv", "width": 8}
+    spec = QUICK.with_(epochs=1, max_batches=3)
+    eager = train(Job(id=0, genotype=genotype, train=spec, return_weights=True))
+    compiled = train(Job(id=0, genotype=genotype, train=spec.with_(compile=True),
+                         return_weights=True))
+    assert compiled.status == "ok", compiled.error
+    assert compiled.weights.keys() == eager.weights.keys()
+    for name, value in eager.weights.items():
+        torch.testing.assert_close(compiled.weights[name], value, rtol=1e-3, atol=1e-4)
+    assert compiled.accuracy == pytest.approx(eager.accuracy, abs=0.02)
