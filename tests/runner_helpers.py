@@ -24,3 +24,12 @@ def slow_synthetic(job: Job, device: Any = None) -> Result:
         with open(log, "a") as handle:
             handle.write(f"{job.id} {os.getpid()}\n")
     return synthetic_result(job)
+
+
+def where_am_i(job: Job, device: Any = None) -> Result:
+    """``synthetic``, with the device it was handed, the GPUs it can see and its pid as the
+    result's ``device`` (worker placement tests; never touches CUDA)."""
+    from dataclasses import replace
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return replace(synthetic_result(job), device=f"{device} visible={visible} pid={os.getpid()}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -177,6 +179,33 @@ def test_local_backend_runs_jobs_in_spawned_workers(tmp_path) -> None:
     assert all(item.result.ok and item.attempts == 1 for item in got)
     assert {w.pid for w in workers} and all(w.device == "cpu" for w in workers)
     assert all("pid" in item.result.device or item.result.device for item in got)
+
+
+def test_each_gpu_slot_gets_a_worker_that_sees_only_its_gpu(monkeypatch) -> None:
+    """Worker-per-GPU placement, checked without a GPU: a worker for GPU ``g`` runs with
+    ``CUDA_VISIBLE_DEVICES=g`` and evaluates on ``cuda:0`` (the only GPU it can see), and
+    ``jobs_per_gpu: 2`` puts two workers on each GPU."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    space, searcher = make_searcher(parse_config({**BASE, "budget": {"candidates": 8}}))
+    slots = plan_slots(["0", "3"], None, jobs_per_gpu=2, cpus=4)
+    with LocalBackend("runner_helpers:where_am_i", slots) as backend:
+        for job in searcher.ask(8):
+            backend.submit(job)
+        got = []
+        deadline = time.time() + 90
+        while len(got) < 8 and time.time() < deadline:
+            got += backend.results(0.5)
+        workers = backend.workers()
+    assert sorted(item.job.id for item in got) == list(range(8))
+    placements = {}
+    for item in got:
+        device, visible, pid = item.result.device.split()
+        assert device == "cuda:0"
+        placements.setdefault(pid, set()).add(visible)
+    assert all(len(seen) == 1 for seen in placements.values())  # a worker keeps its GPU
+    assert sorted(w.device for w in workers) == ["cuda:0", "cuda:0", "cuda:3", "cuda:3"]
+    assert {v for seen in placements.values() for v in seen} <= {"visible=0", "visible=3"}
 
 
 def test_checkpoint_matches_candidates_after_every_write(tmp_path) -> None:
