@@ -164,6 +164,34 @@ def test_backend_selection(monkeypatch) -> None:
     assert plan_slots([], 3, cpus=2) == [Slot(None, 1)] * 3
 
 
+def test_gpus_come_from_cuda_visible_devices_then_nvml_then_torch(monkeypatch) -> None:
+    import sys
+    import types
+
+    import torch
+
+    from workbench.runner.backend import cuda_devices
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
+    assert cuda_devices() == ["2", "5"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert cuda_devices() == []
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    nvml = types.SimpleNamespace(nvmlInit=lambda: None, nvmlShutdown=lambda: None,
+                                 nvmlDeviceGetCount=lambda: 3)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert cuda_devices() == ["0", "1", "2"]
+
+    def no_driver() -> None:
+        raise RuntimeError("NVML Shared Library Not Found")
+
+    monkeypatch.setattr(nvml, "nvmlInit", no_driver)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert cuda_devices() == ["0", "1"]  # NVML unreadable: torch still finds the GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert cuda_devices() == []
+
+
 def test_local_backend_runs_jobs_in_spawned_workers(tmp_path) -> None:
     space, searcher = make_searcher(parse_config({**BASE, "budget": {"candidates": 4}}))
     jobs = searcher.ask(4)

@@ -14,7 +14,7 @@ def read_gpus() -> dict[str, Any]:
         import pynvml
     except ImportError:
         return {"nvml": False, "driver": None, "gpus": [],
-                "note": "install nvidia-ml-py (extra 'gpu')"}
+                "note": "nvidia-ml-py is missing: pip install nvidia-ml-py"}
     try:
         pynvml.nvmlInit()
     except Exception as err:  # no driver: a CPU machine

@@ -165,7 +165,12 @@ class InlineBackend(Backend):
 
 
 def cuda_devices() -> list[str]:
-    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else those NVML sees."""
+    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES`` if set, else those NVML sees,
+    else (no NVML library or driver access, as in some containers) those torch sees.
+
+    Only called for runs that train, so importing torch here costs nothing extra; a GPU box
+    whose NVML is unreadable still gets one worker per GPU, not CPU workers.
+    """
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
@@ -177,7 +182,13 @@ def cuda_devices() -> list[str]:
             return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
         finally:
             pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library: a CPU machine
+    except Exception:  # no library or no driver access: ask the CUDA runtime
+        pass
+    try:
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:  # a CPU machine
         return []
 
 
