@@ -88,6 +88,9 @@ MALFORMED = [
     ("hard-constraints-text", HEAD + BUDGET + "hard_constraints: maybe\n", "hard_constraints"),
     ("name-empty", HEAD + BUDGET + "name: ''\n", "name"),
     ("name-list", HEAD + BUDGET + "name: [1, 2]\n", "name"),
+    # only the searcher can tell these: start_run builds it before writing the run
+    ("ponas-budget-too-small", HEAD + BUDGET + "searcher: {name: ponas}\n", "budget"),
+    ("pnas-wrong-space", HEAD + BUDGET + "searcher: {name: pnas}\n", "space"),
 ]
 
 

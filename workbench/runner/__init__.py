@@ -20,7 +20,15 @@ from workbench.store import Store
 
 
 def start_run(db_path: str | os.PathLike[str], config: object) -> int:
-    """Create a run (status ``created``) from a validated :class:`~workbench.config.RunConfig`."""
+    """Create a run (status ``created``) from a validated :class:`~workbench.config.RunConfig`.
+
+    The searcher is constructed once first, so what only it can check (a PONAS budget too
+    small to fill its table, a parameter out of range) raises its :class:`NaswError` here,
+    before anything is written, rather than in the coordinator after the run exists.
+    """
+    from workbench.config import make_searcher
+
+    make_searcher(config)  # type: ignore[arg-type]
     with Store(db_path) as store:
         run_id = store.create_run(config.to_dict())  # type: ignore[attr-defined]
         store.update_run(run_id, log_path=str(log_path_for(db_path, run_id)))
