@@ -267,3 +267,21 @@ def _wait(predicate, timeout: float = 30.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached in time")
+
+
+def test_heartbeat_thread_beats_while_the_main_thread_is_busy(tmp_path, monkeypatch) -> None:
+    from workbench.runner import process
+
+    monkeypatch.setattr(process, "HEARTBEAT_S", 0.05)
+    db = tmp_path / "nasw.db"
+    run_id = start_run(db, parse_config(BASE))
+    with Store(db) as store:
+        store.heartbeat(run_id)
+        first = store.run(run_id)["heartbeat"]
+        with process.Heartbeat(db, run_id):
+            time.sleep(0.5)  # the "searcher" holds the main thread
+            during = store.run(run_id)["heartbeat"]
+        after = store.run(run_id)["heartbeat"]
+        time.sleep(0.3)
+        assert store.run(run_id)["heartbeat"] == after  # stopped with the block
+    assert during > first

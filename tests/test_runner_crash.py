@@ -95,7 +95,9 @@ def test_sigkill_coordinator_then_resume_finishes_the_budget_exactly(tmp_path, m
 
 
 def test_sigkill_a_worker_retries_its_job_and_the_run_completes(tmp_path, monkeypatch):
-    monkeypatch.setenv("NASW_TEST_DELAY", "0.4")
+    # a job lasts much longer than reading the summary and killing: the worker the summary
+    # shows busy with a job is still on that job when the signal lands, even on a loaded box
+    monkeypatch.setenv("NASW_TEST_DELAY", "1.0")
     log = tmp_path / "evaluations.log"
     monkeypatch.setenv("NASW_TEST_EVAL_LOG", str(log))
     db = tmp_path / "nasw.db"

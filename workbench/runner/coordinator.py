@@ -20,6 +20,9 @@ Statuses written: ``running``, ``paused``, ``finished``, ``cancelled`` (command)
 (an error in the loop; the traceback is in the log and ``runs.error``) and ``interrupted``
 (SIGTERM or Ctrl-C: a clean stop that ``nasw resume`` continues). A SIGKILLed coordinator
 writes nothing; readers then compute ``interrupted`` from the dead pid or stale heartbeat.
+While the loop runs, a :class:`~workbench.runner.process.Heartbeat` thread also beats every
+``HEARTBEAT_S``, so one long searcher call (PNAS ranking a paper-scale level takes seconds)
+never looks like a dead coordinator to a reader on another host.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from searchers.constraints import feasible
 from searchers.errors import NaswError
 from workbench.config import make_searcher, parse_config
 from workbench.runner.backend import Backend, Finished, make_backend
+from workbench.runner.process import Heartbeat
 from workbench.store import HEARTBEAT_S, CandidateRow, Progress, Store
 
 #: how long one loop iteration waits for results when jobs are in flight (seconds)
@@ -115,7 +119,8 @@ class Coordinator:
                              finished=time.time())
             raise
         try:
-            return self._loop(store, resumed)
+            with Heartbeat(self.db_path, self.run_id):  # beats while the searcher thinks
+                return self._loop(store, resumed)
         except BaseException as err:
             traceback.print_exc()
             store.update_run(self.run_id, status="failed", error=_error_text(err),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import pickle
 import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 
 from searchers.base import Job, Result
 from workbench.config import make_searcher, parse_config
-from workbench.store import HEARTBEAT_S, CandidateRow, Progress, Store
+from workbench.runner.process import Heartbeat
+from workbench.store import CandidateRow, Progress, Store
 
 
 def run_dir(db_path: str | os.PathLike[str], run_id: int) -> Path:
@@ -56,20 +56,6 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-class _Heartbeat(threading.Thread):
-    """Writes the run's heartbeat every HEARTBEAT_S seconds from its own connection."""
-
-    def __init__(self, db_path: Path, run_id: int) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
-        self.db_path, self.run_id = db_path, run_id
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        with Store(self.db_path) as store:
-            while not self.stopped.wait(HEARTBEAT_S):
-                store.heartbeat(self.run_id)
-
-
 class FinalTrainer:
     """Train a ``final`` run's architecture to the end (or until cancelled or stopped)."""
 
@@ -84,7 +70,7 @@ class FinalTrainer:
 
     def run(self) -> str:
         store = Store(self.db_path)
-        heartbeat = _Heartbeat(self.db_path, self.run_id)
+        heartbeat = Heartbeat(self.db_path, self.run_id)
         try:
             previous = store.claim_run(self.run_id, os.getpid(), socket.gethostname())
             heartbeat.start()

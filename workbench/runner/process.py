@@ -13,8 +13,41 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
+
+from workbench.store import HEARTBEAT_S, Store
+
+
+class Heartbeat(threading.Thread):
+    """Writes a run's heartbeat every ``HEARTBEAT_S`` seconds from its own connection.
+
+    Readers on another host judge a run by its heartbeat alone (they cannot see the pid), so a
+    coordinator busy in one long call -- PNAS ranking a level's children, a final model's
+    epoch -- must keep beating or it would be shown ``interrupted``. Use it as a context
+    manager around the work.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str], run_id: int) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
+        self.db_path, self.run_id = Path(db_path), int(run_id)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        with Store(self.db_path) as store:
+            while not self.stopped.wait(HEARTBEAT_S):
+                store.heartbeat(self.run_id)
+
+    def __enter__(self) -> Heartbeat:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
 
 
 def log_path_for(db_path: str | os.PathLike[str], run_id: int) -> Path:
