@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,7 @@ from searchers.epnas import EPNASSearcher
 from searchers.errors import NaswError
 from searchers.objectives import synthetic_result
 from searchers.spaces import get_space
+from workbench.store import decode_state, encode_state
 
 
 @pytest.fixture(scope="module")
@@ -431,7 +431,9 @@ def test_resume_mid_episode_continues_the_same_trajectory(space_name, layerwise,
     first = get_searcher("epnas", **kwargs)
     _drive(first, space, stop_after=33)  # episode 1 is running: 13 told, 7 pending
     assert first.pending and first.episode_index == 1
-    state = pickle.loads(pickle.dumps(first.state_dict()))  # as the coordinator stores it
+    data, blobs, _ = encode_state(first.state_dict())  # as the store keeps it
+    assert blobs  # the policy's weights went to content-addressed blobs
+    state = decode_state(data, blobs.__getitem__)
     resumed = get_searcher("epnas", **kwargs)
     resumed.load_state_dict(state)
     for job in resumed.pending:  # the coordinator re-tells the jobs that were out

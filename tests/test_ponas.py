@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ from searchers.objectives import synthetic_result
 from searchers.ponas import PAPER_FINETUNE, PAPER_META_TRAIN, PONASSearcher
 from searchers.spaces import get_space
 from searchers.spaces.mbconv import largest_choice
+from workbench.store import decode_state, encode_state
 
 
 @pytest.fixture
@@ -135,11 +134,11 @@ def test_kill_and_resume_mid_fine_tuning_keeps_the_rows(space) -> None:
     searcher = PONASSearcher(space, seed=5)
     drive(searcher, stop=lambda s: s.layer == 2 and len(s.rows.get(2, {})) == 5)
     assert searcher.layer == 2 and len(searcher.rows[2]) == 5 and len(searcher.pending) == 7
-    blob = pickle.dumps(searcher.state_dict())
+    blob, arrays, _ = encode_state(searcher.state_dict())  # as the store keeps it
     told_before = searcher.n_told
 
     resumed = PONASSearcher(space, seed=5)  # a fresh process after SIGKILL
-    resumed.load_state_dict(pickle.loads(blob))
+    resumed.load_state_dict(decode_state(blob, arrays.__getitem__))
     assert resumed.stage == "finetune" and resumed.layer == 2
     assert sorted(resumed.rows[2]) == sorted(searcher.rows[2])  # measured rows kept
     assert resumed.n_told == told_before

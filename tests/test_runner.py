@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import threading
 import time
 from pathlib import Path
@@ -245,8 +244,7 @@ def test_checkpoint_matches_candidates_after_every_write(tmp_path) -> None:
     reader = Store(db)
 
     def check(_run) -> None:
-        state = pickle.loads(reader.conn.execute(
-            "SELECT blob FROM searcher_state WHERE run_id = ?", (run_id,)).fetchone()[0])
+        state = reader.load_state(run_id)
         rows = reader.candidates(run_id)
         running = sorted(c["id"] for c in rows if c["status"] == "running")
         done = sorted(c["id"] for c in rows if c["status"] not in ("running", "cancelled"))

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import stat
 import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import pytest
 
 from searchers.errors import NaswError
 from workbench import store as store_module
-from workbench.store import CandidateRow, Progress, Store
+from workbench.store import CandidateRow, Progress, Store, decode_state, encode_state
 
 CONFIG = {"name": "t", "space": {"name": "mbconv", "preset": "ponas-digits"},
           "searcher": {"name": "random"}, "evaluator": "synthetic",
@@ -62,14 +64,31 @@ def test_forward_migrations_apply_once_in_order(tmp_path, monkeypatch) -> None:
     def v2_add_notes(db) -> None:
         db["runs"].add_column("notes", str)
 
+    released = len(store_module.MIGRATIONS)
     monkeypatch.setattr(store_module, "MIGRATIONS", [*store_module.MIGRATIONS, v2_add_notes])
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", released + 1)
     with Store(tmp_path / "m.db") as opened:
-        assert opened.schema_version() == 2
+        assert opened.schema_version() == released + 1
         assert "notes" in opened.db["runs"].columns_dict
-        assert opened.migrate() == 2  # idempotent
+        assert opened.migrate() == released + 1  # idempotent
         versions = [r[0] for r in opened.conn.execute("SELECT version FROM schema_version")]
-    assert versions == [1, 2]
+    assert versions == list(range(1, released + 2))
+
+
+def test_a_version_1_database_gains_the_blob_table_and_keeps_its_checkpoint(tmp_path,
+                                                                           monkeypatch) -> None:
+    """A file written before content-addressed blobs (schema 1, plain pickles) still loads."""
+    monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
+    with Store(tmp_path / "old.db") as old:
+        run_id = old.create_run({"name": "old", "space": {"name": "mbconv"}})
+        with old.write() as conn:  # what the coordinator wrote then: one plain pickle
+            conn.execute("INSERT INTO searcher_state (run_id, blob, updated) VALUES (?,?,?)",
+                         (run_id, pickle.dumps({"next_id": 7, "w": list(range(9))}), 0.0))
+    monkeypatch.undo()
+    with Store(tmp_path / "old.db") as new:
+        assert new.schema_version() == len(store_module.MIGRATIONS)
+        assert new.load_state(run_id) == {"next_id": 7, "w": list(range(9))}
 
 
 def test_newer_database_is_refused(tmp_path) -> None:
@@ -240,3 +259,71 @@ def test_delete_run_removes_every_row_but_refuses_a_live_run(store) -> None:
     assert store.candidates(gone) == [] and store.metrics(gone) == []
     assert store.conn.execute("SELECT count(*) FROM searcher_state").fetchone()[0] == 1
     assert len(store.candidates(keep)) == 1
+
+
+# -- checkpoints: large arrays stored once, by content ----------------------------------
+def _weights(seed: int, shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+
+
+def test_state_codec_round_trips_tensors_arrays_and_plain_data() -> None:
+    import numpy as np
+    import torch
+
+    big = torch.randn(64, 128)  # 32 KiB: a blob
+    state = {
+        "weights": {"w": big, "half": big.to(torch.bfloat16), "ids": torch.arange(5000),
+                    "small": torch.ones(3)},
+        "alias": big,  # the same tensor twice
+        "table": np.linspace(0, 1, 5000).reshape(50, 100), "ints": np.arange(10),
+        "history": [{"id": 1, "reward": 0.5}], "name": "ponas",
+        "view": big[:, :64],  # a view: stored as its own contents, not its base
+    }
+    data, blobs, referenced = encode_state(state)
+    assert set(blobs) == referenced and len(referenced) == 5  # big once, half, ids, table, view
+    assert len(data) < 4096  # the pickle itself holds no large array
+    back = decode_state(data, blobs.__getitem__)
+    assert back["weights"]["half"].dtype == torch.bfloat16
+    for name, value in state["weights"].items():
+        assert torch.equal(back["weights"][name], value), name
+    assert back["alias"] is back["weights"]["w"]
+    assert torch.equal(back["view"], state["view"]) and back["view"].shape == (64, 64)
+    np.testing.assert_array_equal(back["table"], state["table"])
+    assert back["ints"].tolist() == list(range(10))
+    assert back["history"] == state["history"] and back["name"] == "ponas"
+    again, new, _ = encode_state(state, known=referenced)
+    assert new == {} and again == data  # everything already stored: nothing to write
+
+
+def test_checkpoints_write_only_changed_arrays_and_drop_unreferenced_ones(tmp_path) -> None:
+    import torch
+
+    shapes = {f"layer{i}.weight": (64, 64, 3) for i in range(6)}  # 48 KiB each
+    with Store(tmp_path / "s.db") as store:
+        run_id = store.create_run({"name": "blobs", "space": {"name": "mbconv"}})
+        supernet = _weights(0, shapes)
+        store.save_state(run_id, {"supernet": supernet, "step": 1})
+        first = store.state_size(run_id)
+        assert first["arrays"] == 6 and first["pickle_bytes"] < 4096
+        written = dict(store.conn.execute("SELECT digest, rowid FROM state_blobs"))
+
+        supernet = {**supernet, "layer2.weight": supernet["layer2.weight"] + 1}  # one changed
+        store.save_state(run_id, {"supernet": supernet, "step": 2})
+        assert store.state_size(run_id)["arrays"] == 6  # the old layer2 array is gone
+        now = dict(store.conn.execute("SELECT digest, rowid FROM state_blobs"))
+        assert len(set(now.items()) & set(written.items())) == 5  # five rows untouched
+
+        loaded = store.load_state(run_id)
+        assert loaded["step"] == 2
+        for name, value in supernet.items():
+            assert torch.equal(loaded["supernet"][name], value)
+
+        store.save_state(run_id, {"supernet": None, "step": 3})
+        assert store.state_size(run_id)["arrays"] == 0
+        store.save_state(run_id, {"supernet": supernet, "step": 4})
+        store.update_run(run_id, status="finished")
+        store.delete_run(run_id)
+        assert store.conn.execute("SELECT count(*) FROM state_blobs").fetchone()[0] == 0

@@ -27,12 +27,15 @@ Times are Unix seconds (float). JSON columns hold ``json.dumps`` text.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import io
 import json
 import os
 import pickle
 import socket
 import sqlite3
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,8 +109,14 @@ def _v1_initial(db: sqlite_utils.Database) -> None:
     }, pk=("space", "preset", "device", "batch_size"))
 
 
+def _v2_state_blobs(db: sqlite_utils.Database) -> None:
+    """Large arrays of a checkpoint, stored once by content (see :func:`encode_state`)."""
+    db["state_blobs"].create({"run_id": int, "digest": str, "data": bytes},
+                             pk=("run_id", "digest"))
+
+
 #: forward migrations, applied in order; ``schema_version`` = how many have been applied
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_state_blobs]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -135,6 +144,98 @@ def _finite(value: Any) -> float | None:
         return None
     value = float(value)
     return value if value == value and value not in (float("inf"), float("-inf")) else None
+
+
+#: arrays at least this large (bytes) are stored as content-addressed blobs, not inline
+BLOB_MIN_BYTES = 16 * 1024
+
+
+def _big_array(obj: Any) -> str | None:
+    """``"torch"`` / ``"numpy"`` for a plain tensor or ndarray of BLOB_MIN_BYTES or more."""
+    torch = sys.modules.get("torch")  # no tensor can exist unless torch is imported
+    if torch is not None and type(obj) is torch.Tensor:
+        return "torch" if obj.numel() * obj.element_size() >= BLOB_MIN_BYTES else None
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and type(obj) is numpy.ndarray and obj.dtype != object:
+        return "numpy" if obj.nbytes >= BLOB_MIN_BYTES else None
+    return None
+
+
+def _array_digest(kind: str, obj: Any) -> tuple[str, Any]:
+    """A digest of the array's dtype, shape and bytes, and the contiguous CPU array hashed."""
+    if kind == "torch":
+        obj = obj.detach().to("cpu").contiguous()
+        raw = obj.reshape(-1).view(sys.modules["torch"].uint8).numpy()
+        header = f"torch:{obj.dtype}:{tuple(obj.shape)}"
+    else:
+        obj = sys.modules["numpy"].ascontiguousarray(obj)
+        raw = obj.reshape(-1).view("uint8")
+        header = f"numpy:{obj.dtype.str}:{obj.shape}"
+    digest = hashlib.blake2b(header.encode(), digest_size=20)
+    digest.update(memoryview(raw))
+    return f"{kind}:{digest.hexdigest()}", obj
+
+
+def _array_bytes(kind: str, obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    if kind == "torch":
+        sys.modules["torch"].save(obj.clone(), buffer)  # clone: a view would save its base
+    else:
+        sys.modules["numpy"].save(buffer, obj, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def encode_state(state: Mapping[str, Any], known: set[str] = frozenset()
+                 ) -> tuple[bytes, dict[str, bytes], set[str]]:
+    """Pickle a searcher checkpoint with its large arrays taken out, by content.
+
+    Returns ``(pickle, new_blobs, referenced)``: the pickle refers to each tensor or ndarray of
+    :data:`BLOB_MIN_BYTES` or more by a digest of its contents; ``new_blobs`` holds the
+    serialised arrays whose digest is not in ``known`` (already stored); ``referenced`` is
+    every digest the pickle uses. Why: EPNAS and PONAS checkpoint network weights after every
+    result, and most of them have not changed since the last write -- at paper scale a plain
+    pickle rewrote ~100 MB per result, this writes only the arrays that changed.
+    """
+    new: dict[str, bytes] = {}
+    referenced: set[str] = set()
+
+    class _Pickler(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> str | None:
+            kind = _big_array(obj)
+            if kind is None:
+                return None
+            digest, array = _array_digest(kind, obj)
+            if digest not in known and digest not in new:
+                new[digest] = _array_bytes(kind, array)
+            referenced.add(digest)
+            return digest
+
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=5).dump(dict(state))
+    return buffer.getvalue(), new, referenced
+
+
+def decode_state(data: bytes, load_blob: Callable[[str], bytes]) -> dict[str, Any]:
+    """Inverse of :func:`encode_state`; ``load_blob(digest)`` returns a stored array's bytes.
+    Equal digests give one array object (as equal arrays were one blob). A plain pickle
+    (written before blobs existed) loads unchanged."""
+    loaded: dict[str, Any] = {}
+
+    class _Unpickler(pickle.Unpickler):
+        def persistent_load(self, digest: str) -> Any:
+            if digest not in loaded:
+                buffer = io.BytesIO(load_blob(digest))
+                if digest.startswith("torch:"):
+                    import torch
+
+                    loaded[digest] = torch.load(buffer, map_location="cpu", weights_only=True)
+                else:
+                    import numpy
+
+                    loaded[digest] = numpy.load(buffer, allow_pickle=False)
+            return loaded[digest]
+
+    return _Unpickler(io.BytesIO(data)).load()
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -219,7 +320,8 @@ class Progress:
     metrics: list[tuple[int, str, float]] = field(default_factory=list)  # (step, key, value)
     events: list[tuple[int, str, Mapping[str, Any]]] = field(default_factory=list)
     table_rows: list[Mapping[str, Any]] = field(default_factory=list)  # PONAS accuracy table
-    state: bytes | None = None
+    #: the searcher's ``state_dict()`` (encoded with :func:`encode_state`), or a ready pickle
+    state: Mapping[str, Any] | bytes | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)  # runs columns (n_done, best_...)
 
 
@@ -241,7 +343,7 @@ _SUMMARY_COLUMNS = ("status", "pid", "host", "heartbeat", "started", "finished",
 _JSON_RUN_COLUMNS = ("config", "constraints", "workers")
 #: tables holding a run's rows (keyed by ``run_id``), all removed with the run
 _RUN_TABLES = ("candidates", "metrics", "events", "accuracy_table", "specializations",
-               "commands", "searcher_state")
+               "commands", "searcher_state", "state_blobs")
 
 
 class Store:
@@ -473,6 +575,14 @@ class Store:
     def record(self, run_id: int, progress: Progress) -> None:
         """Write one loop iteration's output in a single transaction (see module docstring)."""
         now = time.time()
+        state, blobs, stale = None, {}, set()
+        if progress.state is not None:  # encoded before the write lock: one writer per run
+            known = self._blob_digests(run_id)
+            if isinstance(progress.state, bytes):
+                state, referenced = progress.state, set()
+            else:
+                state, blobs, referenced = encode_state(progress.state, known)
+            stale = known - referenced
         with self.write() as conn:
             if progress.candidates:
                 seq = conn.execute("SELECT coalesce(max(seq), 0) FROM candidates WHERE run_id = ?",
@@ -510,15 +620,20 @@ class Store:
                     [(run_id, int(r["layer"]), int(r["choice"]), _finite(r.get("accuracy")),
                       _finite(r.get("loss")), _json(r.get("costs") or {}), now)
                      for r in progress.table_rows])
-            if progress.state is not None:
+            if state is not None:
+                conn.executemany("INSERT OR IGNORE INTO state_blobs (run_id, digest, data)"
+                                 " VALUES (?,?,?)",
+                                 [(run_id, digest, data) for digest, data in blobs.items()])
                 conn.execute(
                     "INSERT INTO searcher_state (run_id, blob, updated) VALUES (?,?,?)"
                     " ON CONFLICT(run_id) DO UPDATE SET blob = excluded.blob,"
-                    " updated = excluded.updated", (run_id, progress.state, now))
+                    " updated = excluded.updated", (run_id, state, now))
+                conn.executemany("DELETE FROM state_blobs WHERE run_id = ? AND digest = ?",
+                                 [(run_id, digest) for digest in stale])
             self._update_run(conn, run_id, {"heartbeat": now, **progress.summary})
 
     def save_state(self, run_id: int, state: Mapping[str, Any]) -> None:
-        self.record(run_id, Progress(state=pickle.dumps(dict(state), protocol=5)))
+        self.record(run_id, Progress(state=dict(state)))
 
     def load_state(self, run_id: int) -> dict[str, Any] | None:
         """The searcher's last checkpoint (``state_dict()``), or None before the first one.
@@ -528,7 +643,31 @@ class Store:
         """
         row = self.conn.execute("SELECT blob FROM searcher_state WHERE run_id = ?",
                                 (run_id,)).fetchone()
-        return None if row is None else pickle.loads(row[0])
+        if row is None:
+            return None
+
+        def load_blob(digest: str) -> bytes:
+            found = self.conn.execute("SELECT data FROM state_blobs WHERE run_id = ? AND"
+                                      " digest = ?", (run_id, digest)).fetchone()
+            if found is None:
+                raise NaswError("searcher_state", digest, "a stored array",
+                                hint="the checkpoint refers to an array that is missing")
+            return found[0]
+
+        return decode_state(row[0], load_blob)
+
+    def _blob_digests(self, run_id: int) -> set[str]:
+        return {r[0] for r in self.conn.execute(
+            "SELECT digest FROM state_blobs WHERE run_id = ?", (run_id,))}
+
+    def state_size(self, run_id: int) -> dict[str, int]:
+        """Bytes of a run's checkpoint: the pickle and its stored arrays (``nasw show``)."""
+        main = self.conn.execute("SELECT coalesce(length(blob), 0) FROM searcher_state"
+                                 " WHERE run_id = ?", (run_id,)).fetchone()
+        arrays = self.conn.execute("SELECT count(*), coalesce(sum(length(data)), 0)"
+                                   " FROM state_blobs WHERE run_id = ?", (run_id,)).fetchone()
+        return {"pickle_bytes": int(main[0]) if main else 0, "arrays": int(arrays[0]),
+                "array_bytes": int(arrays[1])}
 
     # -- reads for the TUI and CLI ---------------------------------------------------------
     def candidates(self, run_id: int, *, since_seq: int = 0, since_id: int | None = None,
@@ -677,7 +816,7 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> Store:
 
 
 __all__ = [
-    "CANDIDATE_STATUSES", "COMMANDS", "HEARTBEAT_S", "MIGRATIONS", "RUN_STATUSES",
-    "SCHEMA_VERSION", "STALE_AFTER_S", "CandidateRow", "Progress", "Store", "create_private_file",
+    "BLOB_MIN_BYTES", "CANDIDATE_STATUSES", "COMMANDS", "HEARTBEAT_S", "MIGRATIONS",
+    "RUN_STATUSES", "SCHEMA_VERSION", "decode_state", "encode_state", "STALE_AFTER_S", "CandidateRow", "Progress", "Store", "create_private_file",
     "open_store", "pid_alive", "world_writable",
 ]

@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import math
 import os
-import pickle
 import signal
 import socket
 import sys
@@ -205,7 +204,7 @@ class Coordinator:
             changed = bool(progress.candidates or progress.events or asked)
             if changed or final or now - last_write >= HEARTBEAT_S:
                 if changed or final:
-                    progress.state = pickle.dumps(self.searcher.state_dict(), protocol=5)
+                    progress.state = self.searcher.state_dict()
                 progress.summary = self._summary(status, final, in_flight, asked)
                 store.record(self.run_id, progress)
                 last_write = now

@@ -17,7 +17,6 @@ not mistaken for a dead run.
 from __future__ import annotations
 
 import os
-import pickle
 import socket
 import time
 from collections.abc import Callable
@@ -107,7 +106,7 @@ class FinalTrainer:
             candidates=[self._row(space, job, trainer, "running")],
             events=[(trainer.epoch, "run", {"action": "resumed" if resumed else "started",
                                             "epoch": trainer.epoch, "pid": os.getpid()})],
-            state=pickle.dumps(searcher.state_dict(), protocol=5),
+            state=searcher.state_dict(),
             summary={"status": "running", "n_asked": 1, "started": previous.get("started")
                      or time.time(), "finished": None, "error": None,
                      "resumes": (previous.get("resumes") or 0) + int(resumed),
@@ -181,7 +180,7 @@ class FinalTrainer:
         row.error = result.error
         row.finished = time.time()
         store.record(self.run_id, Progress(
-            candidates=[row], state=pickle.dumps(searcher.state_dict(), protocol=5),
+            candidates=[row], state=searcher.state_dict(),
             events=[(trainer.epoch, "run", {"action": "finished", "status": result.status})],
             summary={"status": "finished", "finished": time.time(), "workers": [],
                      "elapsed": time.time() - started, "n_done": 1, "n_ok": int(result.ok),
