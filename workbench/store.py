@@ -37,7 +37,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ def _finite(value: Any) -> float | None:
 
 
 #: arrays at least this large (bytes) are stored as content-addressed blobs, not inline
-BLOB_MIN_BYTES = 16 * 1024
+BLOB_MIN_BYTES = 1024
 
 
 def _big_array(obj: Any) -> str | None:
@@ -156,59 +156,66 @@ def _big_array(obj: Any) -> str | None:
     if torch is not None and type(obj) is torch.Tensor:
         return "torch" if obj.numel() * obj.element_size() >= BLOB_MIN_BYTES else None
     numpy = sys.modules.get("numpy")
-    if numpy is not None and type(obj) is numpy.ndarray and obj.dtype != object:
+    if numpy is not None and type(obj) is numpy.ndarray and obj.dtype.kind in "biufc":
         return "numpy" if obj.nbytes >= BLOB_MIN_BYTES else None
     return None
 
 
-def _array_digest(kind: str, obj: Any) -> tuple[str, Any]:
-    """A digest of the array's dtype, shape and bytes, and the contiguous CPU array hashed."""
+def _array_blob(kind: str, obj: Any) -> tuple[tuple[str, str, str, tuple[int, ...]], bytes]:
+    """``((digest, kind, dtype, shape), raw bytes)`` of a tensor or ndarray (C order, CPU).
+    The digest covers kind, dtype, shape and bytes, so equal digests mean equal arrays."""
     if kind == "torch":
+        torch = sys.modules["torch"]
         obj = obj.detach().to("cpu").contiguous()
-        raw = obj.reshape(-1).view(sys.modules["torch"].uint8).numpy()
-        header = f"torch:{obj.dtype}:{tuple(obj.shape)}"
+        raw = obj.reshape(-1).view(torch.uint8).numpy().tobytes()
+        dtype = str(obj.dtype).removeprefix("torch.")
     else:
         obj = sys.modules["numpy"].ascontiguousarray(obj)
-        raw = obj.reshape(-1).view("uint8")
-        header = f"numpy:{obj.dtype.str}:{obj.shape}"
-    digest = hashlib.blake2b(header.encode(), digest_size=20)
-    digest.update(memoryview(raw))
-    return f"{kind}:{digest.hexdigest()}", obj
+        raw = obj.tobytes()
+        dtype = obj.dtype.str
+    shape = tuple(int(n) for n in obj.shape)
+    digest = hashlib.blake2b(f"{kind}:{dtype}:{shape}:".encode(), digest_size=20)
+    digest.update(raw)
+    return (f"{kind}:{digest.hexdigest()}", kind, dtype, shape), raw
 
 
-def _array_bytes(kind: str, obj: Any) -> bytes:
-    buffer = io.BytesIO()
+def _array_from_blob(kind: str, dtype: str, shape: tuple[int, ...], raw: bytes) -> Any:
     if kind == "torch":
-        sys.modules["torch"].save(obj.clone(), buffer)  # clone: a view would save its base
-    else:
-        sys.modules["numpy"].save(buffer, obj, allow_pickle=False)
-    return buffer.getvalue()
+        import torch
+
+        flat = torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype)) if raw else \
+            torch.empty(0, dtype=getattr(torch, dtype))
+        return flat.reshape(shape)
+    import numpy
+
+    return numpy.frombuffer(raw, dtype=numpy.dtype(dtype)).reshape(shape).copy()
 
 
-def encode_state(state: Mapping[str, Any], known: set[str] = frozenset()
+def encode_state(state: Mapping[str, Any], known: Collection[str] = frozenset()
                  ) -> tuple[bytes, dict[str, bytes], set[str]]:
-    """Pickle a searcher checkpoint with its large arrays taken out, by content.
+    """Pickle a searcher checkpoint with its arrays taken out, by content.
 
     Returns ``(pickle, new_blobs, referenced)``: the pickle refers to each tensor or ndarray of
-    :data:`BLOB_MIN_BYTES` or more by a digest of its contents; ``new_blobs`` holds the
-    serialised arrays whose digest is not in ``known`` (already stored); ``referenced`` is
-    every digest the pickle uses. Why: EPNAS and PONAS checkpoint network weights after every
-    result, and most of them have not changed since the last write -- at paper scale a plain
-    pickle rewrote ~100 MB per result, this writes only the arrays that changed.
+    :data:`BLOB_MIN_BYTES` or more by a digest of its contents (plus dtype and shape);
+    ``new_blobs`` maps the digests not in ``known`` (already stored) to the arrays' raw bytes;
+    ``referenced`` is every digest the pickle uses. Why: EPNAS and PONAS checkpoint network
+    weights after every result, and most of them have not changed since the last write -- a
+    plain pickle rewrote every weight every time; this writes only the arrays that changed.
     """
     new: dict[str, bytes] = {}
     referenced: set[str] = set()
+    objects: dict[int, int] = {}  # id(array) -> its number: aliases stay aliases
 
     class _Pickler(pickle.Pickler):
-        def persistent_id(self, obj: Any) -> str | None:
+        def persistent_id(self, obj: Any) -> Any:
             kind = _big_array(obj)
             if kind is None:
                 return None
-            digest, array = _array_digest(kind, obj)
-            if digest not in known and digest not in new:
-                new[digest] = _array_bytes(kind, array)
-            referenced.add(digest)
-            return digest
+            pid, raw = _array_blob(kind, obj)
+            if pid[0] not in known:
+                new.setdefault(pid[0], raw)
+            referenced.add(pid[0])
+            return (*pid, objects.setdefault(id(obj), len(objects)))
 
     buffer = io.BytesIO()
     _Pickler(buffer, protocol=5).dump(dict(state))
@@ -217,23 +224,20 @@ def encode_state(state: Mapping[str, Any], known: set[str] = frozenset()
 
 def decode_state(data: bytes, load_blob: Callable[[str], bytes]) -> dict[str, Any]:
     """Inverse of :func:`encode_state`; ``load_blob(digest)`` returns a stored array's bytes.
-    Equal digests give one array object (as equal arrays were one blob). A plain pickle
-    (written before blobs existed) loads unchanged."""
-    loaded: dict[str, Any] = {}
+    Arrays come back on the CPU; one array referenced twice comes back as one object, two
+    equal arrays as two (an optimizer updates its zero-initialised buffers in place). A plain
+    pickle (written before blobs existed) loads unchanged."""
+    raw: dict[str, bytes] = {}
+    loaded: dict[int, Any] = {}
 
     class _Unpickler(pickle.Unpickler):
-        def persistent_load(self, digest: str) -> Any:
-            if digest not in loaded:
-                buffer = io.BytesIO(load_blob(digest))
-                if digest.startswith("torch:"):
-                    import torch
-
-                    loaded[digest] = torch.load(buffer, map_location="cpu", weights_only=True)
-                else:
-                    import numpy
-
-                    loaded[digest] = numpy.load(buffer, allow_pickle=False)
-            return loaded[digest]
+        def persistent_load(self, pid: Any) -> Any:
+            digest, kind, dtype, shape, number = pid
+            if number not in loaded:
+                if digest not in raw:
+                    raw[digest] = load_blob(digest)
+                loaded[number] = _array_from_blob(kind, dtype, tuple(shape), raw[digest])
+            return loaded[number]
 
     return _Unpickler(io.BytesIO(data)).load()
 
