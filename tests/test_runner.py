@@ -191,17 +191,21 @@ def test_gpus_come_from_cuda_visible_devices_then_nvml_then_torch(monkeypatch) -
     assert cuda_devices() == []
 
 
-def test_local_backend_runs_jobs_in_spawned_workers(tmp_path) -> None:
-    space, searcher = make_searcher(parse_config({**BASE, "budget": {"candidates": 4}}))
-    jobs = searcher.ask(4)
-    with LocalBackend("synthetic", [Slot(None, 1), Slot(None, 1)]) as backend:
-        for job in jobs:
+def _evaluate_in_workers(evaluator: str, slots: list[Slot], n: int) -> tuple[list, list]:
+    """Submit ``n`` jobs of the base config to a LocalBackend; (finished items, workers)."""
+    _, searcher = make_searcher(parse_config({**BASE, "budget": {"candidates": n}}))
+    with LocalBackend(evaluator, slots) as backend:
+        for job in searcher.ask(n):
             backend.submit(job)
-        got = []
-        deadline = time.time() + 60
-        while len(got) < 4 and time.time() < deadline:
+        got: list = []
+        deadline = time.time() + 90
+        while len(got) < n and time.time() < deadline:
             got += backend.results(0.5)
-        workers = backend.workers()
+        return got, backend.workers()
+
+
+def test_local_backend_runs_jobs_in_spawned_workers(tmp_path) -> None:
+    got, workers = _evaluate_in_workers("synthetic", [Slot(None, 1), Slot(None, 1)], 4)
     assert sorted(item.job.id for item in got) == [0, 1, 2, 3]
     assert all(item.result.ok and item.attempts == 1 for item in got)
     assert {w.pid for w in workers} and all(w.device == "cpu" for w in workers)
@@ -214,16 +218,8 @@ def test_each_gpu_slot_gets_a_worker_that_sees_only_its_gpu(monkeypatch) -> None
     ``jobs_per_gpu: 2`` puts two workers on each GPU."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         [str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    space, searcher = make_searcher(parse_config({**BASE, "budget": {"candidates": 8}}))
     slots = plan_slots(["0", "3"], None, jobs_per_gpu=2, cpus=4)
-    with LocalBackend("runner_helpers:where_am_i", slots) as backend:
-        for job in searcher.ask(8):
-            backend.submit(job)
-        got = []
-        deadline = time.time() + 90
-        while len(got) < 8 and time.time() < deadline:
-            got += backend.results(0.5)
-        workers = backend.workers()
+    got, workers = _evaluate_in_workers("runner_helpers:where_am_i", slots, 8)
     assert sorted(item.job.id for item in got) == list(range(8))
     placements = {}
     for item in got:
