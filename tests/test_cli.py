@@ -56,8 +56,11 @@ def test_show_json_lists_candidates_with_costs_and_the_best(finished_db) -> None
     assert shown["best"]["id"] == best["id"] == shown["best_candidate"]
     assert shown["best_accuracy"] == best["accuracy"]
     assert shown["pid"] and shown["heartbeat"] and shown["config"]["searcher"]["name"] == "random"
+    checkpoint = shown["checkpoint"]  # the random searcher's state: no large arrays
+    assert checkpoint["pickle_bytes"] > 0 and checkpoint["arrays"] == 0
     text = nasw("show", "1", "--db", str(finished_db)).output
     assert "best: candidate" in text and "coordinator pid" in text
+    assert "checkpoint " in text and "0 arrays" in text
 
 
 def test_bad_run_ids_and_finished_runs_exit_2(finished_db) -> None:

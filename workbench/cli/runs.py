@@ -84,6 +84,15 @@ def ls_command(ctx: click.Context, as_json: bool) -> None:
     Console().print(table)
 
 
+def _bytes(n: float) -> str:
+    """Decimal units, as disks and `du -h --si` count."""
+    for unit in ("B", "kB", "MB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
 @main.command("show")
 @click.argument("run_id", type=int)
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
@@ -98,9 +107,10 @@ def show_command(ctx: click.Context, run_id: int, limit: int, as_json: bool) -> 
         run = store.run(run_id)
         candidates = store.candidates(run_id)
         best = store.best_candidate(run_id)
+        checkpoint = store.state_size(run_id)
     if as_json:
         echo_json({**{k: run.get(k) for k in SUMMARY_KEYS}, "config": run["config"],
-                   "workers": run.get("workers") or [],
+                   "workers": run.get("workers") or [], "checkpoint": checkpoint,
                    "candidates": [{k: c.get(k) for k in CANDIDATE_KEYS} for c in candidates],
                    "best": None if best is None else {k: best.get(k) for k in CANDIDATE_KEYS}})
         return
@@ -113,6 +123,8 @@ def show_command(ctx: click.Context, run_id: int, limit: int, as_json: bool) -> 
                   f"  elapsed {run['elapsed'] or 0:.0f}s")
     console.print(f"  coordinator pid {run.get('pid') or '-'} on {run.get('host') or '-'}, "
                   f"heartbeat {_ago(run.get('heartbeat'))}; log {run.get('log_path') or '-'}")
+    console.print(f"  checkpoint {_bytes(checkpoint['pickle_bytes'])} + "
+                  f"{checkpoint['arrays']} arrays ({_bytes(checkpoint['array_bytes'])})")
     constraints = run["config"].get("constraints") or []
     console.print(f"  constraints {', '.join(map(str, constraints)) or 'none'}")
     if run.get("error"):
