@@ -281,10 +281,12 @@ def test_state_codec_round_trips_tensors_arrays_and_plain_data() -> None:
         "table": np.linspace(0, 1, 5000).reshape(50, 100), "ints": np.arange(10),
         "history": [{"id": 1, "reward": 0.5}], "name": "ponas",
         "view": big[:, :64],  # a view: stored as its own contents, not its base
+        "sparse": torch.eye(300).to_sparse(),  # not strided: pickled by torch, as it was
     }
     data, blobs, referenced = encode_state(state)
-    assert set(blobs) == referenced and len(referenced) == 5  # big once, half, ids, table, view
-    assert len(data) < 4096  # the pickle itself holds no large array
+    # big once, half, ids, table, view, and the sparse tensor's own indices and values
+    assert set(blobs) == referenced and len(referenced) == 7
+    assert len(data) < 16_384  # the pickle holds no large dense array
     back = decode_state(data, blobs.__getitem__)
     assert back["weights"]["half"].dtype == torch.bfloat16
     for name, value in state["weights"].items():
@@ -298,6 +300,7 @@ def test_state_codec_round_trips_tensors_arrays_and_plain_data() -> None:
     assert torch.equal(back["view"], state["view"]) and back["view"].shape == (64, 64)
     np.testing.assert_array_equal(back["table"], state["table"])
     assert back["ints"].tolist() == list(range(10))
+    assert back["sparse"].is_sparse and torch.equal(back["sparse"].to_dense(), torch.eye(300))
     assert back["history"] == state["history"] and back["name"] == "ponas"
     again, new, _ = encode_state(state, known=referenced)
     assert new == {} and again == data  # everything already stored: nothing to write

@@ -154,7 +154,9 @@ def _big_array(obj: Any) -> str | None:
     """``"torch"`` / ``"numpy"`` for a plain tensor or ndarray of BLOB_MIN_BYTES or more."""
     torch = sys.modules.get("torch")  # no tensor can exist unless torch is imported
     if torch is not None and type(obj) is torch.Tensor:
-        return "torch" if obj.numel() * obj.element_size() >= BLOB_MIN_BYTES else None
+        plain = (obj.layout is torch.strided and not obj.is_quantized and not obj.is_meta
+                 and not obj.is_nested)  # anything else stays in the pickle as it was
+        return "torch" if plain and obj.numel() * obj.element_size() >= BLOB_MIN_BYTES else None
     numpy = sys.modules.get("numpy")
     if numpy is not None and type(obj) is numpy.ndarray and obj.dtype.kind in "biufc":
         return "numpy" if obj.nbytes >= BLOB_MIN_BYTES else None
@@ -166,7 +168,7 @@ def _array_blob(kind: str, obj: Any) -> tuple[tuple[str, str, str, tuple[int, ..
     The digest covers kind, dtype, shape and bytes, so equal digests mean equal arrays."""
     if kind == "torch":
         torch = sys.modules["torch"]
-        obj = obj.detach().to("cpu").contiguous()
+        obj = obj.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
         raw = obj.reshape(-1).view(torch.uint8).numpy().tobytes()
         dtype = str(obj.dtype).removeprefix("torch.")
     else:
