@@ -30,9 +30,9 @@ def plain_text(value: Any, *, max_len: int | None = None, keep_newlines: bool = 
     """
     text = "" if value is None else str(value)
     text = _ANSI.sub("", text)
-    text = (_CONTROL if keep_newlines else _CONTROL_ALL).sub("", text)
     if not keep_newlines:
-        text = text.replace("\t", " ")
+        text = text.replace("\t", " ").replace("\n", " ")
+    text = (_CONTROL if keep_newlines else _CONTROL_ALL).sub("", text)
     if max_len is not None and len(text) > max_len:
         text = text[: max(0, max_len - 1)] + "…"
     return text
