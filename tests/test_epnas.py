@@ -10,23 +10,23 @@ import pytest
 import torch
 
 from searchers import Result, get_searcher
-from searchers._epnas_cell import CellMorpher
-from searchers._epnas_morph import (
+from searchers.constraints import feasible, parse_constraints, soft_reward
+from searchers.epnas import EPNASSearcher
+from searchers.epnas.actions import (
     KIND_INSERT,
     KIND_KEEP,
     KIND_REMOVE,
-    LayerwiseMorpher,
     insert_position,
     remove_index,
 )
-from searchers._epnas_policy import (
+from searchers.epnas.cell_morph import CellMorpher
+from searchers.epnas.morphs import LayerwiseMorpher
+from searchers.epnas.policy import (
     EPNASPolicy,
     reinforce_update,
     returns_to_go,
     update_baseline,
 )
-from searchers.constraints import feasible, parse_constraints, soft_reward
-from searchers.epnas import EPNASSearcher
 from searchers.errors import NaswError
 from searchers.objectives import synthetic_result
 from searchers.spaces import get_space

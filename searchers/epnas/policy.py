@@ -1,6 +1,6 @@
 """The EPNAS policy network and its REINFORCE update (paper §3.1-3.2, supplement §2).
 
-Imported lazily by :mod:`searchers.epnas` (it needs torch). The network reads an architecture
+Imported lazily by :mod:`searchers.epnas.searcher` (it needs torch). The network reads an architecture
 as a sequence of *layer tokens* and emits one morph decision:
 
 * a **network embedding**: a trainable look-up of each layer token, then an LSTM over the layers
@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from searchers._epnas_morph import EXTRA_PLACES, KIND_INSERT, KIND_KEEP, PolicyShape
+from searchers.epnas.actions import EXTRA_PLACES, KIND_INSERT, KIND_KEEP, PolicyShape
 
 SCALE_CHOICES = ("up", "keep", "down")
 

@@ -16,7 +16,7 @@ previous network, not its reward, the whole episode is sampled up front and aske
 
 Search patterns (§3.3): layer by layer over the ``layerwise`` space (insert adds a layer) and
 module search over the ``cell`` space (insert adds a branch to the cell; the cell's filter count
-stays at the preset's unless ``cell_scale_filters``, see :mod:`searchers._epnas_cell`).
+stays at the preset's unless ``cell_scale_filters``, see :mod:`searchers.epnas.cell_morph`).
 
 Performance prediction (§3.4): with ``performance_prediction`` the jobs train with the short,
 large-batch, high-learning-rate ``prediction_train`` overrides of the run's training spec
@@ -94,8 +94,8 @@ class EPNASSearcher(Searcher):
         super().__init__(space, **kwargs)
         import torch
 
-        from searchers._epnas_morph import morpher_for
-        from searchers._epnas_policy import EPNASPolicy
+        from searchers.epnas.morphs import morpher_for
+        from searchers.epnas.policy import EPNASPolicy
 
         p = self.params
         for key in ("branches", "embed_dim", "embed_hidden", "controller_hidden",
@@ -217,7 +217,7 @@ class EPNASSearcher(Searcher):
 
     def _finish_episode(self) -> None:
         """Policy gradient step, events, and the next episode's branches."""
-        from searchers._epnas_policy import reinforce_update, returns_to_go, update_baseline
+        from searchers.epnas.policy import reinforce_update, returns_to_go, update_baseline
 
         assert self.episode is not None
         entries = [e for e in self.episode["entries"] if e["reward"] is not None]
@@ -276,7 +276,7 @@ class EPNASSearcher(Searcher):
     def _split(self, genotype: Mapping[str, Any], names: list[str]
                ) -> dict[str, tuple[str, list[str]]]:
         """Group state-dict names by sharing key: ``key -> (prefix, names)``."""
-        from searchers._epnas_morph import OTHER_KEY
+        from searchers.epnas.actions import OTHER_KEY
 
         groups: dict[str, tuple[str, list[str]]] = {}
         claimed: set[str] = set()

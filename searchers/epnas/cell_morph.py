@@ -31,18 +31,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from searchers._epnas_morph import (
+from searchers.epnas.actions import (
     KIND_INSERT,
     KIND_REMOVE,
+    STEP,
     PolicyShape,
     insert_position,
     remove_index,
+    step_in,
 )
 
 NUM_CELL_INPUTS = 2
 KERNEL_LADDER = ("sep3x3", "sep5x5", "sep7x7")
 CHANNEL_RATIOS = (1 / 3, 1 / 2, 2 / 3, 1.0, 4 / 3)
-STEP = {0: 1, 1: 0, 2: -1}  # up / keep / down
 
 
 class CellMorpher:
@@ -81,13 +82,13 @@ class CellMorpher:
         g = self.space.validate(genotype)
         blocks = [list(b) for b in g["blocks"]]
         channel_choice, kernel_choice = decision["scale"][0]
-        f = (_step_in(self.channels, g["F"], STEP[int(channel_choice)]) if self.scale_filters
+        f = (step_in(self.channels, g["F"], STEP[int(channel_choice)]) if self.scale_filters
              else g["F"])
         kernel_step = STEP[int(kernel_choice)]
         for block in blocks:
             for k in (2, 3):
                 if block[k] in KERNEL_LADDER:
-                    block[k] = _step_in(KERNEL_LADDER, block[k], kernel_step)
+                    block[k] = step_in(KERNEL_LADDER, block[k], kernel_step)
         kind, place, src2, in1, op1, op2 = (int(v) for v in decision["insert"])
         if kind == KIND_INSERT and len(blocks) < self.max_blocks:
             p = insert_position(place, len(blocks))
@@ -124,15 +125,3 @@ class CellMorpher:
                     keys.append((f"cells.{c}.ops.{b}.{slot}.",
                                  f"cell{c}:block{b}.{slot}:{block[2 + slot]}"))
         return keys
-
-
-def _step_in(ladder: Any, value: Any, step: int) -> Any:
-    """One step along a ladder, clamped; a value off the ladder moves to its nearest rung."""
-    ladder = list(ladder)
-    if step == 0:
-        return value
-    if value in ladder:
-        i = ladder.index(value)
-    else:
-        i = min(range(len(ladder)), key=lambda j: abs(ladder[j] - value))
-    return ladder[max(0, min(len(ladder) - 1, i + step))]
