@@ -20,7 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
-from searchers.constraints import Constraint, feasible, parse_constraints, soft_reward
+from searchers.constraints import (
+    DEFAULT_REWARD_P,
+    Constraint,
+    feasible,
+    parse_constraints,
+    parse_reward_p,
+    soft_reward,
+)
 from searchers.errors import NaswError, UnknownName
 
 STATUSES = ("ok", "failed", "oom", "diverged", "cancelled")
@@ -184,7 +191,8 @@ class Searcher(abc.ABC):
     def __init__(self, space: Any, constraints: Iterable[Any] = (), budget: int = 100,
                  seed: int = 0, train: TrainSpec | Mapping[str, Any] | None = None,
                  input_shape: Sequence[int] | None = None, num_classes: int | None = None,
-                 hard_constraints: bool = False, reward_p: float = 0.9,
+                 hard_constraints: bool = False,
+                 reward_p: float | Mapping[str, float] = DEFAULT_REWARD_P,
                  **params: Any) -> None:
         if budget is None or int(budget) < 1:
             raise NaswError("budget", budget, "a positive integer")
@@ -196,7 +204,7 @@ class Searcher(abc.ABC):
         self.input_shape = tuple(input_shape or space.input_shape)
         self.num_classes = int(num_classes or space.num_classes)
         self.hard_constraints = bool(hard_constraints)
-        self.reward_p = float(reward_p)
+        self.reward_p: float | dict[str, float] = parse_reward_p(reward_p)
         unknown = set(params) - set(self.default_params())
         if unknown:
             raise NaswError(f"searcher.params.{sorted(unknown)[0]}", params[sorted(unknown)[0]],

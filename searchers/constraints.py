@@ -116,15 +116,42 @@ def violation(costs: Mapping[str, float], constraint: Constraint) -> float:
     return max(0.0, constraint.value / used - 1.0)
 
 
+#: EPNAS's base penalty ``p_i`` (paper footnote 1: 0.9 for every constraint)
+DEFAULT_REWARD_P = 0.9
+
+
+def parse_reward_p(value: Any, field: str = "reward_p") -> float | dict[str, float]:
+    """``reward_p``: one base in ``(0, 1]`` for every constraint, or a per-metric mapping
+    (``{params: 0.5, intensity: 0.9}``; a metric left out uses :data:`DEFAULT_REWARD_P`)."""
+
+    def base(number: Any, where: str) -> float:
+        if (isinstance(number, bool) or not isinstance(number, (int, float))
+                or not math.isfinite(number) or not 0.0 < number <= 1.0):
+            raise NaswError(where, number, "a number in (0, 1]",
+                            hint="EPNAS Eq. (2): the reward is multiplied by p per unit of "
+                                 "relative violation (the paper uses 0.9)")
+        return float(number)
+
+    if isinstance(value, Mapping):
+        out = {}
+        for metric, number in value.items():
+            if metric not in METRICS:
+                raise NaswError(f"{field}.{metric}", number, METRICS)
+            out[str(metric)] = base(number, f"{field}.{metric}")
+        return out
+    return base(value, field)
+
+
 def soft_reward(accuracy: float, costs: Mapping[str, float], constraints: Iterable[Constraint],
-                p: float | Mapping[str, float] = 0.9) -> float:
+                p: float | Mapping[str, float] = DEFAULT_REWARD_P) -> float:
     """EPNAS Eq. (2)-(3): ``r = P * prod_i p_i ** violation_i``.
 
-    ``p`` is one base for every constraint or a per-metric mapping. A feasible model keeps its
-    accuracy as reward; every relative unit of violation multiplies the reward by ``p``.
+    ``p`` is one base for every constraint or a per-metric mapping (a metric it leaves out
+    uses :data:`DEFAULT_REWARD_P`). A feasible model keeps its accuracy as reward; every
+    relative unit of violation multiplies the reward by ``p``.
     """
     reward = float(accuracy)
     for c in constraints:
-        base = p[c.metric] if isinstance(p, Mapping) else p
+        base = p.get(c.metric, DEFAULT_REWARD_P) if isinstance(p, Mapping) else p
         reward *= base ** violation(costs, c)
     return reward

@@ -65,6 +65,14 @@ class CellMorpher:
             max_layers=self.max_blocks, attr_sizes=(self.n_inputs, len(self.ops), len(self.ops)),
             scale_axes=(self.scale_filters, True))
 
+    def initial(self) -> dict[str, Any]:
+        """The small start of ``initial: small``: a one-branch cell, a 3x3 separable conv of
+        the previous cell's output added to that output (the cell space has no initial
+        network of its own)."""
+        return self.space.validate({"space": self.space.name, "preset": self.space.preset,
+                                    "blocks": [[1, 1, "sep3x3", "identity"]],
+                                    "N": self.space.settings["N"], "F": self.space.settings["F"]})
+
     def tokens(self, genotype: Mapping[str, Any]) -> list[int]:
         out = []
         for in1, in2, op1, op2 in genotype["blocks"]:

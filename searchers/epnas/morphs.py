@@ -49,6 +49,10 @@ class LayerwiseMorpher:
             attr_sizes=(len(self.ops), len(self.filters), len(self.kernels), len(self.strides),
                         len(self.merges)))
 
+    def initial(self) -> dict[str, Any]:
+        """The space's own small start: one 3x3 conv."""
+        return self.space.initial()
+
     def tokens(self, genotype: Mapping[str, Any]) -> list[int]:
         out = []
         for layer in genotype["layers"]:

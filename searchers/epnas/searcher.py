@@ -190,7 +190,7 @@ class EPNASSearcher(Searcher):
     def _initial_networks(self) -> list[dict[str, Any]]:
         n = self.params["branches"]
         if self.params["initial"] == "small":
-            return [self.space.initial() for _ in range(n)]
+            return [self.morpher.initial() for _ in range(n)]
         return [self.space.sample(self.rng) for _ in range(n)]
 
     def _start_episode(self) -> None:

@@ -1,0 +1,61 @@
+"""EPNAS on documented settings that used to crash: per-metric ``reward_p`` and
+``initial: small`` with module search over PNAS cells."""
+
+from __future__ import annotations
+
+import pytest
+
+from searchers import Result, get_searcher
+from searchers.constraints import parse_reward_p
+from searchers.errors import NaswError
+from searchers.objectives import synthetic_result
+from searchers.spaces import get_space
+
+
+@pytest.fixture(scope="module")
+def layerwise():
+    return get_space("layerwise", preset="epnas-digits")
+
+
+@pytest.fixture(scope="module")
+def cell():
+    return get_space("cell", preset="pnas-digits")
+
+
+def test_reward_p_per_metric_mapping_weights_each_constraint(layerwise) -> None:
+    s = get_searcher("epnas", space=layerwise, constraints=["params<=1k", "intensity>=10"],
+                     budget=10, reward_p={"params": 0.5, "intensity": 0.8})
+    costs = {"params": 2000, "intensity": 5.0}  # one unit of violation on each
+    assert s.reward(Result(accuracy=0.9, costs=costs)) == pytest.approx(0.9 * 0.5 * 0.8)
+    left_out = get_searcher("epnas", space=layerwise,
+                            constraints=["params<=1k", "intensity>=10"], budget=10,
+                            reward_p={"params": 0.5})  # intensity keeps the paper's 0.9
+    assert left_out.reward(Result(accuracy=0.9, costs=costs)) == pytest.approx(0.9 * 0.5 * 0.9)
+    for job in s.ask(4):  # and a search runs with it
+        s.tell(job, synthetic_result(job, layerwise))
+
+
+@pytest.mark.parametrize("bad, field", [
+    ("0.9", "reward_p"), (1.5, "reward_p"), (0.0, "reward_p"), (float("nan"), "reward_p"),
+    (True, "reward_p"), ({"parms": 0.5}, "reward_p.parms"), ({"params": 2}, "reward_p.params"),
+])
+def test_reward_p_rejects_values_outside_0_1_and_unknown_metrics(bad, field, layerwise) -> None:
+    with pytest.raises(NaswError) as err:
+        parse_reward_p(bad)
+    assert err.value.field == field
+    with pytest.raises(NaswError):
+        get_searcher("random", space=layerwise, budget=5, reward_p=bad)
+
+
+@pytest.mark.parametrize("mode", ["cell", "layerwise"])
+def test_initial_small_starts_every_branch_from_the_small_network(mode, layerwise, cell) -> None:
+    space = cell if mode == "cell" else layerwise
+    s = get_searcher("epnas", space=space, preset="epnas-digits", budget=12, branches=3,
+                     steps=2, initial="small", share_weights=False)
+    jobs = s.ask(100)
+    start = s.morpher.initial()
+    assert s.branches == [start] * 3
+    assert space.validate(start) == start and len(jobs) == 6
+    for job in jobs:
+        s.tell(job, synthetic_result(job, space))
+    assert len(s.ask(100)) == 6
