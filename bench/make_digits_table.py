@@ -1,0 +1,138 @@
+"""Produce ``bench/data/digits_trainings.csv.gz``: real proxy trainings on digits.
+
+The ``digits-real`` objective family of :mod:`bench.search_families` serves these results by
+look-up (exact match, else nearest neighbours), so searchers can be compared on real accuracy
+without training anything at benchmark time. Run once (about 30 minutes of one core):
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/make_digits_table.py
+
+What is trained (all on scikit-learn's bundled 8x8 digits, one CPU thread):
+
+* ``mbconv/ponas-digits``: ``--mbconv`` genotypes drawn uniformly (``space.sample``);
+* ``cell/pnas-digits``: the 136 unique one-block cells (PNAS's first level), then uniform
+  samples (1-5 blocks) up to ``--cell`` genotypes;
+* the first ``--repeats`` genotypes of each space again with training seed 1, so the table also
+  says how much two seeds of one architecture differ (the ``noisy`` family is sized by it).
+
+The proxy: 1 epoch, batch 32, SGD lr 0.05 with Nesterov momentum, cosine schedule, the 20%
+validation split of ``searchers.training`` -- measured at 1-2.5 s per training on one core.
+One epoch keeps the spread between architectures wide (validation accuracy 0.1-0.95), which is
+what a search proxy has to rank; it is not a final accuracy.
+
+Rows are appended to an uncompressed work file as they finish, so an interrupted run continues
+where it stopped (rows already present are skipped); the gzip file is written at the end.
+Columns: ``space, preset, seed, hash, genotype`` (JSON), ``status, accuracy, val_loss,
+params, madds, flops, intensity, wall_time``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from searchers.base import Job, TrainSpec  # noqa: E402
+from searchers.spaces import get_space  # noqa: E402
+
+DATA = Path(__file__).resolve().parent / "data" / "digits_trainings.csv.gz"
+COLUMNS = ("space", "preset", "seed", "hash", "genotype", "status", "accuracy", "val_loss",
+           "params", "madds", "flops", "intensity", "wall_time")
+PROXY = TrainSpec(dataset="digits", epochs=1, batch_size=32, lr=0.05, schedule="cosine",
+                  precision="fp32")
+SAMPLE_SEED = 20251202
+
+
+def plan(mbconv: int, cell: int, repeats: int) -> list[tuple[Any, dict[str, Any], int]]:
+    """(space, genotype, training seed) of every training, interleaved across the spaces so
+    a partial table covers both."""
+    rng = np.random.default_rng(SAMPLE_SEED)
+    spaces = {"mbconv": get_space("mbconv", "ponas-digits"),
+              "cell": get_space("cell", "pnas-digits")}
+    lists: dict[str, list[dict[str, Any]]] = {"mbconv": [],
+                                              "cell": spaces["cell"].enumerate_one_block()}
+    for name, count in (("mbconv", mbconv), ("cell", cell)):
+        space = spaces[name]
+        seen = {space.hash(g) for g in lists[name]}
+        while len(lists[name]) < count:
+            genotype = space.sample(rng)
+            key = space.hash(genotype)
+            if key not in seen:
+                seen.add(key)
+                lists[name].append(space.canonical(genotype))
+    order: list[tuple[Any, dict[str, Any], int]] = []
+    for i in range(max(mbconv, cell)):
+        for name in ("mbconv", "cell"):
+            if i < len(lists[name]):
+                order.append((spaces[name], lists[name][i], 0))
+    for i in range(repeats):
+        for name in ("mbconv", "cell"):
+            order.append((spaces[name], lists[name][i], 1))
+    return order
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mbconv", type=int, default=560)
+    parser.add_argument("--cell", type=int, default=460)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--out", type=Path, default=DATA)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from searchers.training import train
+
+    torch.set_num_threads(1)
+    work = args.out.with_suffix("")  # .csv while in progress
+    work.parent.mkdir(parents=True, exist_ok=True)
+    done: set[tuple[str, str, str]] = set()
+    if work.exists():
+        with work.open(newline="") as handle:
+            done = {(r["space"], r["hash"], r["seed"]) for r in csv.DictReader(handle)}
+    todo = plan(args.mbconv, args.cell, args.repeats)
+    started = time.perf_counter()
+    with work.open("a", newline="") as handle:
+        writer = csv.DictWriter(handle, COLUMNS)
+        if not done:
+            writer.writeheader()
+        for index, (space, genotype, seed) in enumerate(todo):
+            key = space.hash(genotype)
+            if (space.name, key, str(seed)) in done:
+                continue
+            job = Job(id=index, genotype=genotype, train=PROXY.with_(seed=seed),
+                      input_shape=space.input_shape, num_classes=space.num_classes)
+            result = train(job, device="cpu")
+            costs = space.costs(genotype)
+            writer.writerow({
+                "space": space.name, "preset": space.preset, "seed": seed, "hash": key,
+                "genotype": json.dumps(genotype, sort_keys=True, separators=(",", ":")),
+                "status": result.status,
+                "accuracy": "" if result.accuracy is None else f"{result.accuracy:.6f}",
+                "val_loss": "" if result.val_loss is None else f"{result.val_loss:.6f}",
+                **{m: f"{float(costs[m]):.6g}" for m in ("params", "madds", "flops",
+                                                          "intensity")},
+                "wall_time": f"{result.wall_time:.3f}"})
+            handle.flush()
+            if index % 50 == 0:
+                print(f"{index + 1}/{len(todo)} trainings, "
+                      f"{time.perf_counter() - started:.0f} s", flush=True)
+    with work.open("rb") as source, gzip.GzipFile(args.out, "wb", mtime=0) as target:
+        shutil.copyfileobj(source, target)
+    os.remove(work)
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in "
+          f"{time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
