@@ -320,6 +320,7 @@ class Searcher(abc.ABC):
 # -- registry -------------------------------------------------------------------------------
 _SEARCHERS: dict[str, str] = {
     "random": "searchers.random:RandomSearcher",
+    "evolution": "searchers.evolution:EvolutionSearcher",
     "epnas": "searchers.epnas:EPNASSearcher",
     "pnas": "searchers.pnas:PNASSearcher",
     "ponas": "searchers.ponas:PONASSearcher",
