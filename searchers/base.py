@@ -8,13 +8,28 @@ same trajectory.
 
 Determinism contract: given the same constructor arguments and the same sequence of
 ``ask``/``tell`` calls (same results, same order), a searcher makes the same decisions, and
-``load_state_dict(state_dict())`` on a fresh instance reproduces its future decisions exactly.
-Job ids are assigned by the searcher, start at 0 and increase by one per job it ever asks.
+``load_state_dict(s.state_dict(), history=s.history)`` on a fresh instance reproduces its
+future decisions exactly. Job ids are assigned by the searcher, start at 0 and increase by one
+per job it ever asks.
+
+State contract (the store keeps checkpoints as JSON plus typed arrays and never unpickles):
+
+* ``state_dict()`` returns plain data only: dicts with ``str`` keys, lists, tuples, ``int``,
+  ``float``, ``str``, ``bool``, ``None``, numpy arrays and CPU torch tensors. No numpy
+  ``Generator`` (store ``rng.bit_generator.state``), no sets (sorted lists), no custom
+  objects, no ``nn.Module`` (its ``state_dict()``).
+* No per-candidate history: :attr:`Searcher.history` (one entry per told job) is *not* in the
+  state. The coordinator rebuilds it from the candidates table and passes it back,
+  ``load_state_dict(state, history=entries)``; the base class sets ``self.history`` first, so
+  a subclass rebuilds whatever the history determines (seen-hash sets, populations, caches)
+  instead of storing it. A checkpoint stays bounded as the run grows (policy weights,
+  predictor, beam, RNG, bounded tables), so the cost per candidate stays flat.
 """
 
 from __future__ import annotations
 
 import abc
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -233,13 +248,9 @@ class Searcher(abc.ABC):
         if job.id not in self._pending:
             raise NaswError("job.id", job.id, sorted(self._pending) or "no job is pending")
         del self._pending[job.id]
-        reward = self.reward(result)
-        self.history.append({
-            "id": job.id, "genotype": job.genotype, "status": result.status,
-            "accuracy": result.accuracy, "costs": dict(result.costs), "reward": reward,
-            "feasible": bool(result.ok and feasible(result.costs, self.constraints)),
-            "tag": job.tag,
-        })
+        self.history.append(history_entry(job, result, self.reward(result),
+                                          bool(result.ok and feasible(result.costs,
+                                                                      self.constraints))))
         self._tell(job, result)
 
     @abc.abstractmethod
@@ -300,21 +311,51 @@ class Searcher(abc.ABC):
         return events
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue; must be picklable (tensors allowed, CPU only)."""
+        """What the history cannot rebuild, as plain data (see the state contract above)."""
         return {
-            "name": self.name, "next_id": self._next_id, "history": list(self.history),
-            "pending": [(job.to_dict(), job.inherit) for job in self._pending.values()],
+            "name": self.name, "next_id": self._next_id,
+            "pending": [[job.to_dict(), job.inherit] for job in self._pending.values()],
         }
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any],
+                        history: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Restore a checkpoint; ``history``: the told jobs in tell order, as
+        :func:`history_entry` made them (the store rebuilds them from its candidates table).
+        Sets ``self.history`` first, so subclasses can rebuild from it after ``super()``."""
         if state.get("name") != self.name:
             raise NaswError("searcher_state.name", state.get("name"), [self.name])
+        self.history = [dict(entry) for entry in history]
         self._next_id = int(state["next_id"])
-        self.history = list(state["history"])
         self._pending = {}
         for data, inherit in state.get("pending", []):
             job = Job.from_dict(data, inherit)
             self._pending[job.id] = job
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON gives it back (tuples become lists, numpy scalars numbers), so a
+    history entry rebuilt from the store equals the one recorded live."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def history_entry(job: Job, result: Result, reward: float, is_feasible: bool) -> dict[str, Any]:
+    """One told job as :attr:`Searcher.history` keeps it -- and as the store rebuilds it from
+    the candidates table (accuracy only for an ``ok`` result, like the ``accuracy`` column)."""
+    accuracy = float(result.accuracy) if result.ok else None
+    return {
+        "id": job.id, "genotype": _plain(job.genotype), "status": result.status,
+        "accuracy": accuracy, "costs": _plain(dict(result.costs)),
+        "reward": float(reward), "feasible": bool(is_feasible), "tag": job.tag,
+        "meta": _plain(dict(job.meta or {})),
+    }
 
 
 # -- registry -------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ evaluator path simply trains the job once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from searchers.base import Job, Result, Searcher
@@ -49,6 +49,7 @@ class FinalSearcher(Searcher):
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "asked": self._asked}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: Mapping[str, Any],
+                        history: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().load_state_dict(state, history)
         self._asked = bool(state["asked"])

@@ -15,12 +15,13 @@ When ``max_tries`` draws give no *new* genotype at all the space is taken as exh
 searcher emits an ``exhausted`` event and finishes early (a tiny space smaller than the budget).
 
 Deterministic by seed: the RNG is ``numpy.random.default_rng(seed)`` and its
-``bit_generator.state`` is part of :meth:`state_dict`.
+``bit_generator.state`` is part of :meth:`state_dict`; the set of drawn genotypes is rebuilt
+from the history on resume, so the checkpoint does not grow with the run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,13 +99,17 @@ class RandomSearcher(Searcher):
         return self.n_told >= self.budget
 
     def state_dict(self) -> dict[str, Any]:
+        """The RNG and the exhausted flag: constant size however long the run (the seen set
+        is rebuilt from the history and the pending jobs)."""
         return {**super().state_dict(), "rng": self.rng.bit_generator.state,
-                "seen": sorted(self._seen), "exhausted": self._exhausted}
+                "exhausted": self._exhausted}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: Mapping[str, Any],
+                        history: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().load_state_dict(state, history)
         self.rng.bit_generator.state = state["rng"]
-        self._seen = set(state["seen"])
+        self._seen = {self.space.hash(entry["genotype"]) for entry in self.history}
+        self._seen.update(self.space.hash(job.genotype) for job in self.pending)
         self._exhausted = bool(state["exhausted"])
 
 

@@ -236,7 +236,7 @@ def test_interrupted_mid_layer_resumes_at_that_layer_with_its_rows(tmp_path) -> 
     with Store(db) as store:
         rows = {(r["layer"], r["choice"]): r["accuracy"] for r in store.accuracy_table(run_id)}
         candidates = store.candidates(run_id)
-        final = store.load_state(run_id)
+        history = store.history(run_id)
     assert len(rows) == 72 and all(rows[key] == acc for key, acc in rows_before.items())
     assert len(candidates) == 73 and len({c["id"] for c in candidates}) == 73
-    assert len(final["history"]) == 73 and done_before < 73
+    assert len(history) == 73 and done_before < 73

@@ -63,12 +63,12 @@ def test_killed_training_resumes_from_its_checkpoint(searched) -> None:
     db, run_id, best = searched
     new_run = create_final_run(db, run_id, candidate_id=best["id"], epochs=12)
     pid = launch_detached(db, new_run)
-    checkpoint = run_dir(db, new_run) / "checkpoint.pt"
+    folder = run_dir(db, new_run)
     deadline = time.time() + 180
     with Store(db) as store:
         while time.time() < deadline:
             steps = [m["step"] for m in store.metrics(new_run) if m["key"] == "train/loss"]
-            if steps and checkpoint.exists():
+            if steps and any(folder.glob("checkpoint-*.pt")):
                 break
             time.sleep(0.2)
         os.kill(pid, signal.SIGKILL)

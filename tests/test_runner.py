@@ -36,13 +36,16 @@ def test_a_run_evaluates_exactly_its_budget_and_checkpoints_the_searcher(tmp_pat
         run = store.run(run_id)
         cands = store.candidates(run_id)
         state = store.load_state(run_id)
+        history = store.history(run_id)
         keys = set(store.metric_keys(run_id))
         events = store.events(run_id, kind="run")
     assert run["status"] == "finished" and run["n_done"] == 40 and run["progress"] == 1.0
     assert sorted(c["id"] for c in cands) == list(range(40))
     assert all(c["status"] == "ok" and c["costs"]["params"] > 0 for c in cands)
     assert len({c["hash"] for c in cands}) == 40
-    assert state["next_id"] == 40 and len(state["history"]) == 40 and not state["pending"]
+    assert state["next_id"] == 40 and "history" not in state and not state["pending"]
+    assert [h["id"] for h in history] == [c["id"] for c in sorted(cands, key=lambda c: c["told"])]
+    assert len(history) == 40
     assert {"candidate/accuracy", "candidate/reward", "best/accuracy",
             "feasible/fraction"} <= keys
     assert events[0]["data"]["action"] == "started"
@@ -246,7 +249,7 @@ def test_checkpoint_matches_candidates_after_every_write(tmp_path) -> None:
         done = sorted(c["id"] for c in rows if c["status"] not in ("running", "cancelled"))
         if running != sorted(d["id"] for d, _ in state["pending"]):
             mismatches.append(f"pending {running}")
-        if done != sorted(h["id"] for h in state["history"]):
+        if done != sorted(h["id"] for h in reader.history(run_id)):
             mismatches.append(f"history {done}")
 
     Coordinator(db, run_id, on_progress=check).run()

@@ -75,20 +75,25 @@ def test_forward_migrations_apply_once_in_order(tmp_path, monkeypatch) -> None:
     assert versions == list(range(1, released + 2))
 
 
-def test_a_version_1_database_gains_the_blob_table_and_keeps_its_checkpoint(tmp_path,
+def test_a_version_1_database_migrates_and_its_pickle_is_refused_not_loaded(tmp_path,
                                                                            monkeypatch) -> None:
-    """A file written before content-addressed blobs (schema 1, plain pickles) still loads."""
+    """A file written before the safe codec (schema 1, plain pickles) migrates forward; its
+    pickled checkpoint is never unpickled: a clear message, the run stays readable."""
     monkeypatch.setattr(store_module, "MIGRATIONS", store_module.MIGRATIONS[:1])
     monkeypatch.setattr(store_module, "SCHEMA_VERSION", 1)
-    with Store(tmp_path / "old.db") as old:
-        run_id = old.create_run({"name": "old", "space": {"name": "mbconv"}})
-        with old.write() as conn:  # what the coordinator wrote then: one plain pickle
-            conn.execute("INSERT INTO searcher_state (run_id, blob, updated) VALUES (?,?,?)",
-                         (run_id, pickle.dumps({"next_id": 7, "w": list(range(9))}), 0.0))
+    with Store(tmp_path / "old.db") as old, old.write() as conn:  # what nasw wrote then
+        run_id = conn.execute("INSERT INTO runs (name, config, status, created)"
+                              " VALUES ('old', '{}', 'interrupted', 0)").lastrowid
+        conn.execute("INSERT INTO searcher_state (run_id, blob, updated) VALUES (?,?,?)",
+                     (run_id, pickle.dumps({"next_id": 7, "w": list(range(9))}), 0.0))
     monkeypatch.undo()
     with Store(tmp_path / "old.db") as new:
         assert new.schema_version() == len(store_module.MIGRATIONS)
-        assert new.load_state(run_id) == {"next_id": 7, "w": list(range(9))}
+        with pytest.raises(store_module.LegacyStateError, match="older nasw in an unsafe"):
+            new.load_state(run_id)
+        assert new.run(run_id)["name"] == "old"
+        assert new.run_dir(run_id).name == f"run-{run_id}"  # old runs keep their folder
+        assert new.checkpoint_problem(run_id) == store_module.LEGACY_MESSAGE
 
 
 def test_newer_database_is_refused(tmp_path) -> None:
@@ -104,7 +109,7 @@ def test_record_writes_candidates_metrics_events_state_in_one_go(store) -> None:
     store.record(run_id, Progress(
         candidates=[CandidateRow(id=0, genotype={"space": "mbconv"}, costs={"params": 10.0}),
                     CandidateRow(id=1, genotype={"space": "mbconv"}, costs={"params": 20.0})],
-        state=b"state-1", summary={"n_asked": 2, "status": "running"}))
+        state={"step": 1}, summary={"n_asked": 2, "status": "running"}))
     first = store.candidates(run_id)
     assert [c["status"] for c in first] == ["running", "running"]
     last_seq = max(c["seq"] for c in first)
@@ -207,7 +212,7 @@ def test_two_writers_and_a_polling_reader_never_see_locked(tmp_path) -> None:
                     own.record(run_id, Progress(
                         candidates=[CandidateRow(id=i, genotype={"space": "x"}, status="ok",
                                                  accuracy=0.5)],
-                        metrics=[(i, "candidate/accuracy", 0.5)], state=b"s" * 2000,
+                        metrics=[(i, "candidate/accuracy", 0.5)], state={"s": "s" * 2000},
                         summary={"n_done": i + 1}))
         except BaseException as err:  # noqa: BLE001 - collected for the assertion
             errors.append(err)
@@ -248,7 +253,7 @@ def test_delete_run_removes_every_row_but_refuses_a_live_run(store) -> None:
     keep, gone = store.create_run(CONFIG), store.create_run(CONFIG)
     for run_id in (keep, gone):
         store.record(run_id, Progress(
-            candidates=[CandidateRow(id=0, genotype={"space": "x"})], state=b"s",
+            candidates=[CandidateRow(id=0, genotype={"space": "x"})], state={"s": "s"},
             metrics=[(0, "k", 1.0)], events=[(0, "run", {})]))
     store.update_run(gone, status="running", pid=os.getpid(), host=socket.gethostname())
     with pytest.raises(NaswError, match="cancel it first"):
@@ -281,29 +286,62 @@ def test_state_codec_round_trips_tensors_arrays_and_plain_data() -> None:
         "table": np.linspace(0, 1, 5000).reshape(50, 100), "ints": np.arange(10),
         "history": [{"id": 1, "reward": 0.5}], "name": "ponas",
         "view": big[:, :64],  # a view: stored as its own contents, not its base
-        "sparse": torch.eye(300).to_sparse(),  # not strided: pickled by torch, as it was
+        "tuple": (1, (2.5, "x")), "keys": {3: "int key", (1, 2): "tuple key", "$x": 1},
+        "floats": [float("nan"), float("inf"), -float("inf"), 1e308, -0.0],
+        "scalars": [np.float32(1.5), np.int64(2**62), np.bool_(True)], "big_int": 2**70,
+        "rng": np.random.default_rng(3).bit_generator.state,
+        "empty": torch.zeros(0, 3), "big_endian": np.arange(300, dtype=">f8"),
     }
     data, blobs, referenced = encode_state(state)
-    # big once, half, ids, table, view, and the sparse tensor's own indices and values
-    assert set(blobs) == referenced and len(referenced) == 7
-    assert len(data) < 16_384  # the pickle holds no large dense array
+    assert data.startswith(b'{"format":"nasw-state/1"')
+    # big once (alias: same digest), half, ids, table, view, big_endian
+    assert set(blobs) == referenced and len(referenced) == 6
+    assert len(data) < 16_384  # the document holds no large array
     back = decode_state(data, blobs.__getitem__)
     assert back["weights"]["half"].dtype == torch.bfloat16
     for name, value in state["weights"].items():
         assert torch.equal(back["weights"][name], value), name
-    assert back["alias"] is back["weights"]["w"]  # one object stays one object...
+    assert torch.equal(back["alias"], big) and back["alias"] is not back["weights"]["w"]
     twins, blobs2, _ = encode_state({"a": torch.zeros(1000), "b": torch.zeros(1000)})
-    assert len(blobs2) == 1  # ...two equal ones are stored once but come back as two
+    assert len(blobs2) == 1  # two equal arrays are stored once but come back as two
     twins_back = decode_state(twins, blobs2.__getitem__)
     twins_back["a"].add_(1)  # (an optimizer's zero buffers are updated in place)
     assert float(twins_back["b"].sum()) == 0.0
     assert torch.equal(back["view"], state["view"]) and back["view"].shape == (64, 64)
     np.testing.assert_array_equal(back["table"], state["table"])
     assert back["ints"].tolist() == list(range(10))
-    assert back["sparse"].is_sparse and torch.equal(back["sparse"].to_dense(), torch.eye(300))
+    assert back["tuple"] == (1, (2.5, "x")) and isinstance(back["tuple"][1], tuple)
+    assert back["keys"] == {3: "int key", (1, 2): "tuple key", "$x": 1}
+    assert np.isnan(back["floats"][0]) and back["floats"][1:] == state["floats"][1:]
+    assert back["scalars"] == [1.5, 2**62, True]
+    assert type(back["scalars"][0]) is np.float32 and type(back["scalars"][1]) is np.int64
+    assert back["big_int"] == 2**70 and back["rng"] == state["rng"]
+    assert back["empty"].shape == (0, 3)
+    np.testing.assert_array_equal(back["big_endian"], state["big_endian"])
     assert back["history"] == state["history"] and back["name"] == "ponas"
     again, new, _ = encode_state(state, known=referenced)
     assert new == {} and again == data  # everything already stored: nothing to write
+
+
+@pytest.mark.parametrize("value, why", [
+    ({1, 2}, "set"), (object(), "object"), (lambda: 0, "function"),
+    (pickle, "module"), (b"raw", "bytes"),
+])
+def test_state_codec_refuses_what_the_contract_does_not_allow(value, why) -> None:
+    with pytest.raises(TypeError, match=r"state\['bad'\]\[0\]"):
+        encode_state({"bad": [value]})
+
+
+def test_state_codec_refuses_sparse_and_unlisted_dtypes() -> None:
+    import numpy as np
+    import torch
+
+    with pytest.raises(TypeError, match="strided"):
+        encode_state({"s": torch.eye(3).to_sparse()})
+    with pytest.raises(TypeError, match="dtype"):
+        encode_state({"o": np.array([object()])})
+    with pytest.raises(TypeError, match="dtype"):
+        encode_state({"u": np.array(["text"])})
 
 
 def test_checkpoints_write_only_changed_arrays_and_drop_unreferenced_ones(tmp_path) -> None:
@@ -315,7 +353,7 @@ def test_checkpoints_write_only_changed_arrays_and_drop_unreferenced_ones(tmp_pa
         supernet = _weights(0, shapes)
         store.save_state(run_id, {"supernet": supernet, "step": 1})
         first = store.state_size(run_id)
-        assert first["arrays"] == 6 and first["pickle_bytes"] < 4096
+        assert first["arrays"] == 6 and first["state_bytes"] < 4096
         written = dict(store.conn.execute("SELECT digest, rowid FROM state_blobs"))
 
         supernet = {**supernet, "layer2.weight": supernet["layer2.weight"] + 1}  # one changed

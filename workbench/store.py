@@ -27,17 +27,15 @@ Times are Unix seconds (float). JSON columns hold ``json.dumps`` text.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import os
-import pickle
+import shutil
 import socket
 import sqlite3
 import stat
-import sys
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,14 @@ from typing import Any
 import sqlite_utils
 
 from searchers.errors import NaswError
+from workbench.state_codec import (
+    BLOB_MIN_BYTES,
+    LEGACY_MESSAGE,
+    LegacyStateError,
+    StateFormatError,
+    decode_state,
+    encode_state,
+)
 
 BUSY_TIMEOUT_MS = 30_000
 #: a coordinator writes its heartbeat at least this often (seconds)
@@ -115,8 +121,28 @@ def _v2_state_blobs(db: sqlite_utils.Database) -> None:
                              pk=("run_id", "digest"))
 
 
+def _v3_safe_store(db: sqlite_utils.Database) -> None:
+    """Safe-to-share store: a never-reused run uid (its files' folder), the run lease (owner
+    token + the coordinator's process start time), and each candidate's tell order and job
+    meta, from which a searcher's history is rebuilt (the checkpoint no longer carries it).
+
+    Runs that exist already keep their files where they were: uid ``run-<id>``. Their pickled
+    checkpoints stay in place but are never loaded (:data:`LEGACY_MESSAGE`).
+    """
+    runs = db["runs"]
+    runs.add_column("uid", str)
+    runs.add_column("lease_token", str)
+    runs.add_column("pid_started", float)
+    db.execute("UPDATE runs SET uid = 'run-' || id WHERE uid IS NULL")
+    db["runs"].create_index(["uid"], unique=True)
+    db["candidates"].add_column("told", int)
+    db["candidates"].add_column("meta", str)
+    db["candidates"].create_index(["run_id", "told"])
+
+
 #: forward migrations, applied in order; ``schema_version`` = how many have been applied
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_state_blobs]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_state_blobs,
+                                                             _v3_safe_store]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -146,132 +172,54 @@ def _finite(value: Any) -> float | None:
     return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
-#: arrays at least this large (bytes) are stored as content-addressed blobs, not inline
-BLOB_MIN_BYTES = 1024
+def this_host() -> str:
+    """The host name a coordinator records with its lease (``NASW_HOST`` overrides it: hosts
+    that share a database over a network file system but not a host name set it)."""
+    return os.environ.get("NASW_HOST") or socket.gethostname()
 
 
-def _big_array(obj: Any) -> str | None:
-    """``"torch"`` / ``"numpy"`` for a plain tensor or ndarray of BLOB_MIN_BYTES or more."""
-    torch = sys.modules.get("torch")  # no tensor can exist unless torch is imported
-    if torch is not None and type(obj) is torch.Tensor:
-        plain = (obj.layout is torch.strided and not obj.is_quantized and not obj.is_meta
-                 and not obj.is_nested)  # anything else stays in the pickle as it was
-        return "torch" if plain and obj.numel() * obj.element_size() >= BLOB_MIN_BYTES else None
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and type(obj) is numpy.ndarray and obj.dtype.kind in "biufc":
-        return "numpy" if obj.nbytes >= BLOB_MIN_BYTES else None
-    return None
+def process_started(pid: int) -> float | None:
+    """The start time of process ``pid`` (psutil), None when there is no such process."""
+    import psutil
+
+    try:
+        return float(psutil.Process(int(pid)).create_time())
+    except (psutil.Error, ValueError, OverflowError):
+        return None
 
 
-def _array_blob(kind: str, obj: Any) -> tuple[tuple[str, str, str, tuple[int, ...]], bytes]:
-    """``((digest, kind, dtype, shape), raw bytes)`` of a tensor or ndarray (C order, CPU).
-    The digest covers kind, dtype, shape and bytes, so equal digests mean equal arrays."""
-    if kind == "torch":
-        torch = sys.modules["torch"]
-        obj = obj.detach().to("cpu").resolve_conj().resolve_neg().contiguous()
-        raw = obj.reshape(-1).view(torch.uint8).numpy().tobytes()
-        dtype = str(obj.dtype).removeprefix("torch.")
-    else:
-        obj = sys.modules["numpy"].ascontiguousarray(obj)
-        raw = obj.tobytes()
-        dtype = obj.dtype.str
-    shape = tuple(int(n) for n in obj.shape)
-    digest = hashlib.blake2b(f"{kind}:{dtype}:{shape}:".encode(), digest_size=20)
-    digest.update(raw)
-    return (f"{kind}:{digest.hexdigest()}", kind, dtype, shape), raw
+def pid_alive(pid: int | None, started: float | None = None) -> bool:
+    """True when ``pid`` runs on this host, is not a zombie and -- when ``started`` is given --
+    is the same process that started then (a pid reused by any other program is not).
+    Judged by pid and start time only, never by a command line."""
+    import psutil
 
-
-def _array_from_blob(kind: str, dtype: str, shape: tuple[int, ...], raw: bytes) -> Any:
-    if kind == "torch":
-        import torch
-
-        flat = torch.frombuffer(bytearray(raw), dtype=getattr(torch, dtype)) if raw else \
-            torch.empty(0, dtype=getattr(torch, dtype))
-        return flat.reshape(shape)
-    import numpy
-
-    return numpy.frombuffer(raw, dtype=numpy.dtype(dtype)).reshape(shape).copy()
-
-
-def encode_state(state: Mapping[str, Any], known: Collection[str] = frozenset()
-                 ) -> tuple[bytes, dict[str, bytes], set[str]]:
-    """Pickle a searcher checkpoint with its arrays taken out, by content.
-
-    Returns ``(pickle, new_blobs, referenced)``: the pickle refers to each tensor or ndarray of
-    :data:`BLOB_MIN_BYTES` or more by a digest of its contents (plus dtype and shape);
-    ``new_blobs`` maps the digests not in ``known`` (already stored) to the arrays' raw bytes;
-    ``referenced`` is every digest the pickle uses. Why: EPNAS and PONAS checkpoint network
-    weights after every result, and most of them have not changed since the last write -- a
-    plain pickle rewrote every weight every time; this writes only the arrays that changed.
-    """
-    new: dict[str, bytes] = {}
-    referenced: set[str] = set()
-    objects: dict[int, int] = {}  # id(array) -> its number: aliases stay aliases
-
-    class _Pickler(pickle.Pickler):
-        def persistent_id(self, obj: Any) -> Any:
-            kind = _big_array(obj)
-            if kind is None:
-                return None
-            pid, raw = _array_blob(kind, obj)
-            if pid[0] not in known:
-                new.setdefault(pid[0], raw)
-            referenced.add(pid[0])
-            return (*pid, objects.setdefault(id(obj), len(objects)))
-
-    buffer = io.BytesIO()
-    _Pickler(buffer, protocol=5).dump(dict(state))
-    return buffer.getvalue(), new, referenced
-
-
-def decode_state(data: bytes, load_blob: Callable[[str], bytes]) -> dict[str, Any]:
-    """Inverse of :func:`encode_state`; ``load_blob(digest)`` returns a stored array's bytes.
-    Arrays come back on the CPU; one array referenced twice comes back as one object, two
-    equal arrays as two (an optimizer updates its zero-initialised buffers in place). A plain
-    pickle (written before blobs existed) loads unchanged."""
-    raw: dict[str, bytes] = {}
-    loaded: dict[int, Any] = {}
-
-    class _Unpickler(pickle.Unpickler):
-        def persistent_load(self, pid: Any) -> Any:
-            digest, kind, dtype, shape, number = pid
-            if number not in loaded:
-                if digest not in raw:
-                    raw[digest] = load_blob(digest)
-                loaded[number] = _array_from_blob(kind, dtype, tuple(shape), raw[digest])
-            return loaded[number]
-
-    return _Unpickler(io.BytesIO(data)).load()
-
-
-def pid_alive(pid: int | None) -> bool:
-    """True when ``pid`` runs on this host and is not a zombie (a killed, unreaped child)."""
     if not pid:
         return False
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        process = psutil.Process(int(pid))
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        if started is not None and abs(process.create_time() - float(started)) > 0.05:
+            return False
+    except psutil.AccessDenied:
         return True
-    except OSError:
+    except (psutil.Error, ValueError, OverflowError):
         return False
-    try:
-        with open(f"/proc/{int(pid)}/stat") as handle:
-            state = handle.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        return True
+    return True
 
 
-def _runs_nasw(pid: int) -> bool:
-    """Whether ``pid``'s command line is a nasw coordinator (True when it cannot be read)."""
-    try:
-        with open(f"/proc/{int(pid)}/cmdline", "rb") as handle:
-            cmdline = handle.read()
-    except OSError:
-        return True
-    return b"workbench" in cmdline or b"nasw" in cmdline
+class LeaseLost(RuntimeError):
+    """This coordinator no longer holds its run's lease (another one took the run over)."""
+
+
+class DatabaseBusy(NaswError):
+    """The database's write lock stayed taken longer than the busy timeout."""
+
+
+def _is_busy(err: sqlite3.OperationalError) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
 
 
 def create_private_file(path: Path) -> None:
@@ -316,6 +264,10 @@ class CandidateRow:
     started: float | None = None
     finished: float | None = None
     attempts: int = 1
+    #: the searcher's tell count after this result (1, 2, ...); None while not told
+    told: int | None = None
+    #: the job's searcher-private meta (rebuilt into the history on resume)
+    meta: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -326,15 +278,15 @@ class Progress:
     metrics: list[tuple[int, str, float]] = field(default_factory=list)  # (step, key, value)
     events: list[tuple[int, str, Mapping[str, Any]]] = field(default_factory=list)
     table_rows: list[Mapping[str, Any]] = field(default_factory=list)  # PONAS accuracy table
-    #: the searcher's ``state_dict()`` (encoded with :func:`encode_state`), or a ready pickle
-    state: Mapping[str, Any] | bytes | None = None
+    #: the searcher's ``state_dict()`` (encoded with :func:`encode_state`)
+    state: Mapping[str, Any] | None = None
     summary: Mapping[str, Any] = field(default_factory=dict)  # runs columns (n_done, best_...)
 
 
 _CANDIDATE_COLUMNS = (
     "run_id", "id", "seq", "genotype", "hash", "costs", "params", "madds", "flops",
     "intensity", "accuracy", "val_loss", "reward", "feasible", "status", "tag", "wall_time",
-    "device", "error", "epochs", "loss_curve", "started", "finished", "attempts",
+    "device", "error", "epochs", "loss_curve", "started", "finished", "attempts", "told", "meta",
 )
 _UPSERT_CANDIDATE = (
     f"INSERT INTO candidates ({', '.join(_CANDIDATE_COLUMNS)}) "
@@ -343,7 +295,7 @@ _UPSERT_CANDIDATE = (
     + ", ".join(f"{c} = excluded.{c}" for c in _CANDIDATE_COLUMNS[2:] if c != "started")
     + ", started = coalesce(candidates.started, excluded.started)"
 )
-_SUMMARY_COLUMNS = ("status", "pid", "host", "heartbeat", "started", "finished", "elapsed",
+_SUMMARY_COLUMNS = ("status", "pid", "pid_started", "host", "heartbeat", "started", "finished", "elapsed",
                     "error", "log_path", "workers", "n_asked", "n_done", "n_ok", "n_failed",
                     "n_feasible", "best_accuracy", "best_candidate", "best_feasible", "resumes")
 _JSON_RUN_COLUMNS = ("config", "constraints", "workers")
@@ -352,30 +304,134 @@ _RUN_TABLES = ("candidates", "metrics", "events", "accuracy_table", "specializat
                "commands", "searcher_state", "state_blobs")
 
 
+def runs_root(db_path: str | os.PathLike[str]) -> Path:
+    """``<db dir>/<db name>.runs``: the folder of every run's files."""
+    db = Path(db_path).resolve()
+    return db.parent / f"{db.name}.runs"
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: nasw's own tables: a file with tables but none of these is someone else's database
+_NASW_TABLES = frozenset({"schema_version", "runs", "candidates"})
+
+
+def _busy_timeout_default() -> int:
+    try:
+        return max(0, int(os.environ.get("NASW_BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)))
+    except ValueError:
+        return BUSY_TIMEOUT_MS
+
+
+def _refuse(path: Path, why: str, hint: str) -> NaswError:
+    return NaswError("db", str(path), "a nasw database", hint=f"{why}; {hint}")
+
+
 class Store:
-    """A connection to one ``nasw.db``; cheap to open, one per process/thread."""
+    """A connection to one ``nasw.db``; cheap to open, one per process/thread.
+
+    Opening never writes to a file that is not nasw's: a file without SQLite's header, a
+    damaged or truncated one, an SQLite file with other applications' tables and no nasw
+    schema, and one written by a newer nasw are all refused with a :class:`NaswError` before
+    anything is changed. A file or directory this process cannot write is opened read-only
+    (``readonly``): reads work, writes raise :class:`NaswError`.
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
-                 migrate: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+                 migrate: bool = True, busy_timeout_ms: int | None = None,
+                 retry_busy_s: float = 0.0) -> None:
         """``create=False``: refuse a missing file; ``migrate=False``: never change the schema
-        (``nasw doctor`` inspects a file without writing to it)."""
+        (``nasw doctor`` inspects a file without writing to it). ``retry_busy_s``: how long a
+        write keeps retrying (with backoff) when the lock stays taken past the busy timeout;
+        the coordinator's stores set it, the CLI's fail at once with :class:`DatabaseBusy`."""
         self.path = Path(path)
+        self.retry_busy_s = float(retry_busy_s)
+        #: seconds each write had to wait beyond one busy timeout (the coordinator logs them)
+        self.busy_waits: list[float] = []
+        #: run id -> lease token held by this connection; its writes check it (fencing)
+        self.leases: dict[int, str] = {}
+        busy_timeout_ms = _busy_timeout_default() if busy_timeout_ms is None else busy_timeout_ms
+        self.busy_timeout_ms = int(busy_timeout_ms)
+        if self.path.is_dir():
+            raise NaswError("db", str(self.path), "a database file", hint="it is a directory")
         if not self.path.exists():
             if not create:
                 raise NaswError("db", str(self.path), "an existing nasw database",
                                 hint="start a run with `nasw run CONFIG` first")
-            create_private_file(self.path)
-        conn = sqlite3.connect(str(self.path), timeout=busy_timeout_ms / 1000,
-                               check_same_thread=False)
+            try:
+                create_private_file(self.path)
+            except OSError as err:
+                raise NaswError("db", str(self.path), "a path where a database can be created",
+                                hint=err.strerror or str(err)) from None
+        self._check_header()
+        self.readonly = not (os.access(self.path, os.W_OK)
+                             and os.access(self.path.resolve().parent, os.W_OK))
+        conn = self._connect()
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        if not migrate:
+        try:
+            self._check_schema()
+            if not migrate or self.readonly:
+                return
+            if self.db.journal_mode != "wal":
+                self.db.enable_wal()
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.migrate()
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            if isinstance(err, sqlite3.OperationalError) and _is_busy(err):
+                raise DatabaseBusy("db", str(self.path), "a database no other process is "
+                                   "writing to", hint="it is locked; try again") from None
+            raise _refuse(self.path, f"SQLite says: {err}", "it is damaged") from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def _check_header(self) -> None:
+        try:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as handle:
+                header = handle.read(100)
+        except OSError as err:
+            raise _refuse(self.path, f"it cannot be read ({err.strerror or err})",
+                          "check its permissions") from None
+        if size == 0:
             return
-        if self.db.journal_mode != "wal":
-            self.db.enable_wal()
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self.migrate()
+        if not header.startswith(SQLITE_HEADER):
+            raise _refuse(self.path, "it is not an SQLite database",
+                          "point --db at a nasw.db file")
+        if size < 512:
+            raise _refuse(self.path, f"it is truncated ({size} bytes)", "it is damaged")
+
+    def _connect(self) -> sqlite3.Connection:
+        timeout = self.busy_timeout_ms / 1000
+        if not self.readonly:
+            conn = sqlite3.connect(str(self.path), timeout=timeout, check_same_thread=False)
+        else:  # no lock files can be created: read what is there, change nothing
+            uri = self.path.resolve().as_uri()
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=timeout,
+                                   check_same_thread=False)
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                conn.close()
+                conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True,
+                                       timeout=timeout, check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+        return conn
+
+    def _check_schema(self) -> None:
+        """Refuse a foreign or future database before anything is written to it."""
+        tables = {r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        user_tables = {t for t in tables if not t.startswith("sqlite_")}
+        if user_tables and "schema_version" not in user_tables:
+            shown = ", ".join(sorted(user_tables)[:5])
+            raise _refuse(self.path, f"it is another application's SQLite database "
+                          f"(tables: {shown})", "nasw will not add its tables to it")
+        version = self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise NaswError("db.schema_version", version, f"<= {SCHEMA_VERSION}",
+                            hint=f"{self.path} was written by a newer nasw; upgrade nasw")
 
     # -- plumbing --------------------------------------------------------------------------
     def close(self) -> None:
@@ -387,11 +443,47 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, retried with backoff for up to ``retry_busy_s`` when busy."""
+        if self.readonly:
+            raise NaswError("db", str(self.path), "a writable database",
+                            hint="the file or its directory is read-only")
+        started = time.monotonic()
+        delay = 0.05
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as err:
+                if not _is_busy(err):
+                    raise
+                if time.monotonic() - started >= self.retry_busy_s:
+                    raise DatabaseBusy(
+                        "db", str(self.path), "a database no other process holds locked",
+                        hint=f"another process held its write lock for more than "
+                             f"{self.busy_timeout_ms / 1000:g} s; try again") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        waited = time.monotonic() - started
+        if waited * 1000 > self.busy_timeout_ms:
+            self.busy_waits.append(waited)
+
     @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction that takes the write lock up front (``BEGIN IMMEDIATE``)."""
-        self.conn.execute("BEGIN IMMEDIATE")
+    def write(self, run_id: int | None = None) -> Iterator[sqlite3.Connection]:
+        """A short write transaction that takes the write lock up front (``BEGIN IMMEDIATE``).
+
+        With ``run_id`` whose lease this store holds, the transaction first checks, under the
+        write lock, that the lease is still ours, and raises :class:`LeaseLost` (writing
+        nothing) when another coordinator has taken the run over.
+        """
+        self._begin()
         try:
+            token = self.leases.get(run_id) if run_id is not None else None
+            if token is not None:
+                row = self.conn.execute("SELECT lease_token FROM runs WHERE id = ?",
+                                        (run_id,)).fetchone()
+                if row is None or row[0] != token:
+                    raise LeaseLost(f"run {run_id}: another coordinator holds its lease now")
             yield self.conn
         except BaseException:
             if self.conn.in_transaction:
@@ -403,7 +495,10 @@ class Store:
         if not self.db["schema_version"].exists():
             return 0
         row = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()
-        return int(row[0] or 0)
+        try:
+            return int(row[0] or 0)
+        except (TypeError, ValueError):
+            raise _refuse(self.path, f"its schema_version is {row[0]!r}", "it is damaged") from None
 
     def migrate(self) -> int:
         """Apply the migrations this file lacks; returns the resulting version."""
@@ -446,16 +541,18 @@ class Store:
         with self.write() as conn:
             cursor = conn.execute(
                 "INSERT INTO runs (name, config, space, preset, searcher, evaluator, status,"
-                " budget, wall_time_s, constraints, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " budget, wall_time_s, constraints, created, uid)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (name or config.get("name") or "run", _json(config), space.get("name"),
                  space.get("preset"), search.get("name"), config.get("evaluator"), "created",
                  budget.get("candidates"), budget.get("wall_time_s"),
-                 _json(config.get("constraints") or []), time.time()))
+                 _json(config.get("constraints") or []), time.time(), uuid.uuid4().hex))
             return int(cursor.lastrowid)
 
     def update_run(self, run_id: int, **columns: Any) -> None:
-        """Set summary/lifecycle columns of a run (coordinator and CLI)."""
-        with self.write() as conn:
+        """Set summary/lifecycle columns of a run (coordinator and CLI; fenced by the lease
+        when this store holds it)."""
+        with self.write(run_id) as conn:
             self._update_run(conn, run_id, columns)
 
     def _update_run(self, conn: sqlite3.Connection, run_id: int,
@@ -489,9 +586,10 @@ class Store:
     def effective_status(run: Mapping[str, Any], now: float | None = None) -> str:
         """``interrupted`` for a live-status run whose coordinator is gone, else the stored one.
 
-        Gone = its pid is dead on this host, or (another host, or a pid we cannot check) its
-        heartbeat is older than :data:`STALE_AFTER_S`. A ``created`` run with no pid yet is
-        interrupted only once it is stale too (its coordinator may be starting).
+        Gone = on this host, its pid is dead or belongs to a process that started at another
+        time than the coordinator did (a reused pid); on another host (or for a row without a
+        start time), its heartbeat is older than :data:`STALE_AFTER_S`. Never judged by a
+        command line. A ``created`` run with no pid yet is interrupted once it is stale.
         """
         status = run["status"]
         if status not in LIVE_STATUSES:
@@ -499,15 +597,17 @@ class Store:
         now = time.time() if now is None else now
         beat = run.get("heartbeat") or run.get("created") or 0.0
         stale = now - beat > STALE_AFTER_S
-        if run.get("pid") and run.get("host") == socket.gethostname():
-            if not pid_alive(run["pid"]):
+        if run.get("pid") and run.get("host") == this_host():
+            started = run.get("pid_started")
+            if not pid_alive(run["pid"], started):
                 return "interrupted"
-            # a stale heartbeat from a live pid: the pid may have been reused by another program
-            return "interrupted" if stale and not _runs_nasw(run["pid"]) else status
+            return "interrupted" if started is None and stale else status
         return "interrupted" if stale else status
 
     def run(self, run_id: int) -> dict[str, Any]:
         """One run with decoded config and computed status; NaswError if there is none."""
+        if isinstance(run_id, bool) or not isinstance(run_id, int) or not 0 < run_id < 2**63:
+            raise NaswError("run", run_id, self.run_ids() or "no runs yet")
         row = self.conn.execute("SELECT * FROM runs WHERE id = ?", (int(run_id),))
         columns = [d[0] for d in row.description]
         data = row.fetchone()
@@ -522,29 +622,65 @@ class Store:
         """Run summaries for the runs list: status (computed), progress, best, feasible."""
         return [self._decode_run(r) for r in self.db.query("SELECT * FROM runs ORDER BY id")]
 
+    def run_dir(self, run_id: int) -> Path:
+        """Where a run keeps its files (final-training checkpoints, weights): beside the
+        database, named by the run's uid, which is never reused (a deleted run's files can
+        never be mistaken for a new run's)."""
+        row = self.conn.execute("SELECT uid FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        if row is None:
+            raise NaswError("run", run_id, self.run_ids() or "no runs yet")
+        uid = str(row[0] or f"run-{int(run_id)}")
+        if not uid.replace("-", "").isalnum():  # a uid is a folder name: no "/" or ".."
+            raise _refuse(self.path, f"run {run_id} has the uid {uid!r}", "it is damaged")
+        return runs_root(self.path) / uid
+
     def delete_run(self, run_id: int) -> None:
-        """Remove a run and every row it wrote; refused while its coordinator is alive."""
+        """Remove a run, every row it wrote and its files; refused while its coordinator is
+        alive."""
         with self.write() as conn:
             run = self.run(run_id)
             if run["status"] in LIVE_STATUSES:
                 raise NaswError("run", run_id, "a run with no live coordinator",
                                 hint=f"it is {run['status']}; cancel it first")
+            folder = self.run_dir(run_id)
             for table in _RUN_TABLES:
                 conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def cancel_stopped(self, run_id: int) -> None:
+        """Mark a run with no live coordinator ``cancelled`` and revoke its lease, so a
+        coordinator that was only suspended (SIGSTOP, a frozen VM) writes nothing when it
+        wakes."""
+        with self.write() as conn:
+            self._update_run(conn, run_id, {"status": "cancelled", "finished": time.time()})
+            conn.execute("UPDATE runs SET lease_token = NULL WHERE id = ?", (run_id,))
 
     # -- the coordinator's writes ----------------------------------------------------------
-    def claim_run(self, run_id: int, pid: int, host: str) -> dict[str, Any]:
-        """Make ``pid`` the run's coordinator; refuses a finished run or one with a live one.
+    def claim_run(self, run_id: int, pid: int, host: str | None = None) -> dict[str, Any]:
+        """Take the run's lease for process ``pid``: refuses a finished run or one whose
+        coordinator is alive (a lease is taken over only when stale).
 
         Check and claim happen in one write transaction, so two ``nasw resume`` at once
-        cannot both win. Returns the run as it was before the claim.
+        cannot both win. The new lease token is kept in :attr:`leases` -- every later write
+        of this store to the run checks it -- and returned as ``lease_token`` with the run as
+        it was before the claim.
         """
+        token = uuid.uuid4().hex
+        host = host or this_host()
         with self.write() as conn:
             run = self.check_resumable(run_id, pid)
             self._update_run(conn, run_id, {"pid": pid, "host": host, "heartbeat": time.time(),
-                                            "status": "running"})
-        return run
+                                            "status": "running",
+                                            "pid_started": process_started(pid)})
+            conn.execute("UPDATE runs SET lease_token = ? WHERE id = ?", (token, run_id))
+        self.leases[int(run_id)] = token
+        return {**run, "lease_token": token}
+
+    def hold_lease(self, run_id: int, token: str) -> None:
+        """Make this store's writes to ``run_id`` fenced by ``token`` (a coordinator's other
+        connections, e.g. its heartbeat thread's)."""
+        self.leases[int(run_id)] = token
 
     def check_resumable(self, run_id: int, pid: int | None = None) -> dict[str, Any]:
         """The run, if a (new) coordinator may take it; NaswError saying why not otherwise."""
@@ -579,17 +715,15 @@ class Store:
             "SELECT id, attempts FROM candidates WHERE run_id = ?", (run_id,)).fetchall())
 
     def record(self, run_id: int, progress: Progress) -> None:
-        """Write one loop iteration's output in a single transaction (see module docstring)."""
+        """Write one loop iteration's output in a single transaction (see module docstring);
+        fenced by the run's lease when this store holds it."""
         now = time.time()
         state, blobs, stale = None, {}, set()
         if progress.state is not None:  # encoded before the write lock: one writer per run
             known = self._blob_digests(run_id)
-            if isinstance(progress.state, bytes):
-                state, referenced = progress.state, set()
-            else:
-                state, blobs, referenced = encode_state(progress.state, known)
+            state, blobs, referenced = encode_state(progress.state, known)
             stale = known - referenced
-        with self.write() as conn:
+        with self.write(run_id) as conn:
             if progress.candidates:
                 seq = conn.execute("SELECT coalesce(max(seq), 0) FROM candidates WHERE run_id = ?",
                                    (run_id,)).fetchone()[0]
@@ -604,7 +738,7 @@ class Store:
                         None if cand.feasible is None else int(bool(cand.feasible)),
                         cand.status, cand.tag, cand.wall_time, cand.device, cand.error,
                         cand.epochs, _json(list(cand.loss_curve)), cand.started or now,
-                        cand.finished, cand.attempts,
+                        cand.finished, cand.attempts, cand.told, _json(dict(cand.meta or {})),
                     ))
                 conn.executemany(_UPSERT_CANDIDATE, rows)
             if progress.metrics:
@@ -644,8 +778,9 @@ class Store:
     def load_state(self, run_id: int) -> dict[str, Any] | None:
         """The searcher's last checkpoint (``state_dict()``), or None before the first one.
 
-        The blob is a pickle the coordinator wrote into this user's own database file; it is
-        never read from any other source.
+        Decoded by :func:`~workbench.state_codec.decode_state`: JSON and typed arrays, nothing
+        executed. A checkpoint pickled by an older nasw raises :class:`LegacyStateError`, a
+        damaged one :class:`StateFormatError` (both a :class:`NaswError`: exit 2).
         """
         row = self.conn.execute("SELECT blob FROM searcher_state WHERE run_id = ?",
                                 (run_id,)).fetchone()
@@ -656,23 +791,62 @@ class Store:
             found = self.conn.execute("SELECT data FROM state_blobs WHERE run_id = ? AND"
                                       " digest = ?", (run_id, digest)).fetchone()
             if found is None:
-                raise NaswError("searcher_state", digest, "a stored array",
-                                hint="the checkpoint refers to an array that is missing")
+                raise StateFormatError("searcher_state", digest, "a stored array",
+                                       hint="the checkpoint refers to an array that is missing;"
+                                            " the run stays viewable but cannot be resumed")
             return found[0]
 
         return decode_state(row[0], load_blob)
+
+    def checkpoint_problem(self, run_id: int) -> str | None:
+        """Why the run's checkpoint cannot be resumed (old pickle, damaged), or None. The TUI
+        and ``nasw show`` ask this before offering to resume."""
+        try:
+            self.load_state(run_id)
+        except LegacyStateError:
+            return LEGACY_MESSAGE
+        except StateFormatError as err:
+            return str(err)
+        return None
+
+    def history(self, run_id: int) -> list[dict[str, Any]]:
+        """The searcher's history rebuilt from the candidates table, in tell order: one entry
+        per told job (``id, genotype, status, accuracy, costs, reward, feasible, tag, meta``),
+        as :meth:`searchers.base.Searcher.tell` recorded it."""
+        rows = self.conn.execute(
+            "SELECT id, genotype, status, accuracy, costs, reward, feasible, tag, meta"
+            " FROM candidates WHERE run_id = ? AND told IS NOT NULL ORDER BY told", (run_id,))
+        history = []
+        for cid, genotype, status, accuracy, costs, reward, is_feasible, tag, meta in rows:
+            history.append({
+                "id": cid, "genotype": _loads(genotype), "status": status,
+                "accuracy": accuracy, "costs": _loads(costs) or {},
+                "reward": 0.0 if reward is None else reward, "feasible": bool(is_feasible),
+                "tag": tag or "", "meta": _loads(meta) or {}})
+        return history
+
+    def restore_searcher(self, run_id: int, searcher: Any) -> bool:
+        """Load the run's checkpoint and history into ``searcher``; False before the first
+        checkpoint. Raises :class:`LegacyStateError` / :class:`StateFormatError` (exit 2) for a
+        checkpoint that cannot be decoded safely -- the one entry point for every resume
+        path (coordinator, final training, specialization, the TUI)."""
+        state = self.load_state(run_id)
+        if state is None:
+            return False
+        searcher.load_state_dict(state, history=self.history(run_id))
+        return True
 
     def _blob_digests(self, run_id: int) -> set[str]:
         return {r[0] for r in self.conn.execute(
             "SELECT digest FROM state_blobs WHERE run_id = ?", (run_id,))}
 
     def state_size(self, run_id: int) -> dict[str, int]:
-        """Bytes of a run's checkpoint: the pickle and its stored arrays (``nasw show``)."""
+        """Bytes of a run's checkpoint: the JSON document and its stored arrays (``nasw show``)."""
         main = self.conn.execute("SELECT coalesce(length(blob), 0) FROM searcher_state"
                                  " WHERE run_id = ?", (run_id,)).fetchone()
         arrays = self.conn.execute("SELECT count(*), coalesce(sum(length(data)), 0)"
                                    " FROM state_blobs WHERE run_id = ?", (run_id,)).fetchone()
-        return {"pickle_bytes": int(main[0]) if main else 0, "arrays": int(arrays[0]),
+        return {"state_bytes": int(main[0]) if main else 0, "arrays": int(arrays[0]),
                 "array_bytes": int(arrays[1])}
 
     # -- reads for the TUI and CLI ---------------------------------------------------------
@@ -775,7 +949,7 @@ class Store:
             (run_id,)).fetchall()
         if not pending:
             return []
-        with self.write() as conn:
+        with self.write(run_id) as conn:
             conn.executemany("UPDATE commands SET consumed = ? WHERE id = ?",
                              [(time.time(), cid) for cid, _ in pending])
         return [command for _, command in pending]
@@ -822,7 +996,9 @@ def open_store(path: str | os.PathLike[str], *, create: bool = True) -> Store:
 
 
 __all__ = [
-    "BLOB_MIN_BYTES", "CANDIDATE_STATUSES", "COMMANDS", "HEARTBEAT_S", "MIGRATIONS",
-    "RUN_STATUSES", "SCHEMA_VERSION", "decode_state", "encode_state", "STALE_AFTER_S", "CandidateRow", "Progress", "Store", "create_private_file",
-    "open_store", "pid_alive", "world_writable",
+    "BLOB_MIN_BYTES", "CANDIDATE_STATUSES", "COMMANDS", "HEARTBEAT_S", "LEGACY_MESSAGE",
+    "MIGRATIONS", "RUN_STATUSES", "SCHEMA_VERSION", "STALE_AFTER_S", "CandidateRow",
+    "DatabaseBusy", "LeaseLost", "LegacyStateError", "Progress", "StateFormatError", "Store",
+    "create_private_file", "decode_state", "encode_state", "open_store", "pid_alive",
+    "process_started", "runs_root", "this_host", "world_writable",
 ]

@@ -16,6 +16,19 @@ leaves a database from which :meth:`Coordinator.run` resumes exactly: finished c
 in the searcher's history (never re-evaluated), and the jobs that were in flight are the
 checkpoint's ``pending`` jobs, which are issued again (once per resume).
 
+One writer per run, fenced: the coordinator takes the run's lease when it starts (a new token,
+its pid and the pid's start time) and every write it makes checks, inside the write
+transaction, that the token is still the run's. A coordinator that was suspended (SIGSTOP, a
+frozen VM) while another host took the run over finds its lease gone at its next write and
+stops without writing anything (:class:`~workbench.store.LeaseLost`). A database whose write
+lock stays taken past the busy timeout is waited for, with backoff, and logged as a
+``db_busy`` event -- it never fails the run.
+
+On resume the searcher gets its checkpoint *and* its history, rebuilt from the candidates
+table in tell order (:meth:`~workbench.store.Store.restore_searcher`): the checkpoint holds
+only what the history cannot rebuild, so writing it costs the same at candidate 100,000 as at
+candidate 10.
+
 Statuses written: ``running``, ``paused``, ``finished``, ``cancelled`` (command), ``failed``
 (an error in the loop; the traceback is in the log and ``runs.error``) and ``interrupted``
 (SIGTERM or Ctrl-C: a clean stop that ``nasw resume`` continues). A SIGKILLed coordinator
@@ -28,11 +41,11 @@ never looks like a dead coordinator to a reader on another host.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import os
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -46,10 +59,19 @@ from searchers.errors import NaswError
 from workbench.config import make_searcher, parse_config
 from workbench.runner.backend import Backend, Finished, make_backend
 from workbench.runner.process import Heartbeat
-from workbench.store import HEARTBEAT_S, CandidateRow, Progress, Store
+from workbench.store import (
+    HEARTBEAT_S,
+    CandidateRow,
+    LeaseLost,
+    Progress,
+    Store,
+    this_host,
+)
 
 #: how long one loop iteration waits for results when jobs are in flight (seconds)
 POLL_S = 0.25
+#: how long a coordinator keeps retrying a write while another process holds the lock
+RETRY_BUSY_S = 24 * 3600.0
 
 
 class Coordinator:
@@ -62,8 +84,10 @@ class Coordinator:
 
     def __init__(self, db_path: str | os.PathLike[str], run_id: int, *,
                  evaluator: str | None = None, backend: Backend | None = None,
-                 on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_progress: Callable[[dict[str, Any]], None] | None = None,
+                 busy_timeout_ms: int | None = None) -> None:
         self.db_path = Path(db_path)
+        self.busy_timeout_ms = busy_timeout_ms
         self.run_id = int(run_id)
         self.evaluator_override = evaluator
         self._backend = backend
@@ -85,7 +109,7 @@ class Coordinator:
     # -- the loop --------------------------------------------------------------------------
     def run(self) -> str:
         """Run to the end; returns the final stored status."""
-        store = Store(self.db_path)
+        store = self._open_store()
         try:
             final_training = (store.run(self.run_id)["searcher"] == "final")
             if not final_training:
@@ -96,34 +120,43 @@ class Coordinator:
         from workbench.runner.final_train import FinalTrainer
 
         return FinalTrainer(self.db_path, self.run_id, on_progress=self.on_progress,
-                            should_stop=lambda: self.stop_requested).run()
+                            should_stop=lambda: self.stop_requested,
+                            busy_timeout_ms=self.busy_timeout_ms).run()
+
+    def _open_store(self) -> Store:
+        return Store(self.db_path, busy_timeout_ms=self.busy_timeout_ms,
+                     retry_busy_s=RETRY_BUSY_S)
 
     def _run(self, store: Store) -> str:
-        previous = store.claim_run(self.run_id, os.getpid(), socket.gethostname())
+        store.load_state(self.run_id)  # an old pickled or damaged checkpoint: refused, unclaimed
+        previous = store.claim_run(self.run_id, os.getpid(), this_host())
+        self.lease_token = previous["lease_token"]
+        self.stats = {"n_done": 0}
         try:
             config = parse_config(previous["config"])
             self.evaluator = self.evaluator_override or config.evaluator
             self.space, self.searcher = make_searcher(config)
-            state = store.load_state(self.run_id)
-            resumed = state is not None
-            if resumed:
-                self.searcher.load_state_dict(state)
+            resumed = store.restore_searcher(self.run_id, self.searcher)
             self.constraints = self.searcher.constraints
             self.wall_budget = config.budget.wall_time_s
             self.elapsed = float(previous.get("elapsed") or 0.0)
             self.stats = store.candidate_stats(self.run_id)
             self.backend = self._backend or make_backend(config, self.evaluator)
         except BaseException as err:
-            store.update_run(self.run_id, status="failed", error=_error_text(err),
-                             finished=time.time())
+            if not isinstance(err, LeaseLost):
+                _mark_failed(store, self.run_id, err)
             raise
         try:
-            with Heartbeat(self.db_path, self.run_id):  # beats while the searcher thinks
+            with Heartbeat(self.db_path, self.run_id, self.lease_token,
+                           busy_timeout_ms=self.busy_timeout_ms):  # beats while searching
                 return self._loop(store, resumed)
+        except LeaseLost as err:  # another coordinator owns the run now: write nothing
+            print(f"coordinator of run {self.run_id}: {err}; stopping without writing",
+                  file=sys.stderr, flush=True)
+            return "lost"
         except BaseException as err:
             traceback.print_exc()
-            store.update_run(self.run_id, status="failed", error=_error_text(err),
-                             finished=time.time(), workers=[])
+            _mark_failed(store, self.run_id, err, workers=[])
             raise
         finally:
             self.backend.close()
@@ -200,6 +233,12 @@ class Coordinator:
                         status="cancelled", error=f"run {status}", finished=time.time()))
             for notice in self.backend.pop_notices():
                 progress.events.append((self.searcher.n_told, notice.kind, notice.data))
+            for waited in store.busy_waits:  # the lock was held longer than the busy timeout
+                progress.events.append((self.searcher.n_told, "db_busy",
+                                        {"waited_s": round(waited, 3)}))
+                print(f"database busy: waited {waited:.1f} s for the write lock",
+                      file=sys.stderr, flush=True)
+            store.busy_waits.clear()
             now = time.time()
             changed = bool(progress.candidates or progress.events or asked)
             if changed or final or now - last_write >= HEARTBEAT_S:
@@ -236,7 +275,8 @@ class Coordinator:
         except (NaswError, ValueError, TypeError, KeyError):
             key, costs = None, {}
         return CandidateRow(id=job.id, genotype=genotype, status="running", hash=key,
-                            costs=costs, tag=job.tag, started=time.time(), attempts=attempt)
+                            costs=costs, tag=job.tag, started=time.time(), attempts=attempt,
+                            meta=dict(job.meta or {}))
 
     def _validated(self, job: Job, result: Result) -> Result:
         """Results are data from another process: make them safe to rank and store."""
@@ -272,7 +312,8 @@ class Coordinator:
             costs=dict(result.costs), accuracy=result.accuracy if ok else None,
             val_loss=result.val_loss, reward=reward, feasible=is_feasible,
             wall_time=result.wall_time, device=result.device, error=result.error,
-            epochs=result.epochs, loss_curve=list(result.loss_curve), finished=time.time())
+            epochs=result.epochs, loss_curve=list(result.loss_curve), finished=time.time(),
+            told=self.searcher.n_told)
         progress.candidates.append(row)
         stats = self.stats
         stats["n_done"] += 1
@@ -319,6 +360,13 @@ def _error_text(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"[-2000:]
 
 
+def _mark_failed(store: Store, run_id: int, err: BaseException, **columns: Any) -> None:
+    """Record a failure -- unless the lease is gone (then the run is not ours to write)."""
+    with contextlib.suppress(LeaseLost):
+        store.update_run(run_id, status="failed", error=_error_text(err),
+                         finished=time.time(), **columns)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m workbench.runner --db PATH --run ID`` (what ``--detach`` runs)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -335,6 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     except NaswError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         return 2
+    except LeaseLost as err:
+        print(f"run {args.run}: {err}; stopped without writing", file=sys.stderr, flush=True)
+        return 1
+    if status == "lost":
+        return 1
     print(f"run {args.run}: {status} after {coordinator.stats['n_done']} candidates", flush=True)
     return 0
 

@@ -2,12 +2,18 @@
 
 ``nasw train RUN --candidate ID`` creates a run whose searcher is ``final`` (see
 :mod:`searchers.final`) and the coordinator hands such runs to :class:`FinalTrainer`. It is the
-run's only writer, like the coordinator: after every epoch it writes the curves
-(``train/loss``, ``train/val_accuracy``, ``train/lr``), the candidate row and the heartbeat in
-one transaction, and saves a checkpoint next to the database
-(``<db>.runs/run-<id>/checkpoint.pt``, written to a temporary file and renamed). A killed or
-interrupted training resumes from its last finished epoch (``nasw resume RUN``); the trained
-weights end in ``weights.pt`` beside it. Both files are read back with
+run's only writer, like the coordinator (it holds the run's lease; every write is fenced by
+it). Its files live next to the database in ``<db>.runs/<run uid>/`` -- the uid is never
+reused, so a deleted run's files can never be taken for a new run's.
+
+An epoch's checkpoint and its metrics land together: the checkpoint is written first, under
+the epoch's own name (``checkpoint-00007.pt``, to a temporary file and renamed), then the
+epoch's curves (``train/loss``, ``train/val_accuracy``, ``train/lr``), the candidate row
+(``epochs`` = the committed epoch) and the heartbeat in one transaction. The committed epoch in
+the database names the checkpoint a resume loads, so a kill between the two steps loses
+nothing: the uncommitted checkpoint is ignored and that epoch is trained again, and a
+committed epoch always has its checkpoint. Older checkpoints are removed after the commit.
+The trained weights end in ``weights.pt``. Every file is read back with
 ``torch.load(weights_only=True)``: tensors and plain data only, never arbitrary pickles.
 
 A heartbeat thread keeps the run's heartbeat fresh while an epoch trains, so a long epoch is
@@ -16,23 +22,29 @@ not mistaken for a dead run.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
+import pickle
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from searchers.base import Job, Result
+from searchers.errors import NaswError
 from workbench.config import make_searcher, parse_config
 from workbench.runner.process import Heartbeat
-from workbench.store import CandidateRow, Progress, Store
+from workbench.store import CandidateRow, LeaseLost, Progress, Store, this_host
 
 
 def run_dir(db_path: str | os.PathLike[str], run_id: int) -> Path:
-    """Where a run keeps its files (checkpoints, weights): beside the database."""
-    db = Path(db_path).resolve()
-    return db.parent / f"{db.name}.runs" / f"run-{int(run_id)}"
+    """Where a run keeps its files (checkpoints, weights): ``<db>.runs/<run uid>``."""
+    with Store(db_path, create=False) as store:
+        return store.run_dir(run_id)
+
+
+def checkpoint_path(folder: Path, epoch: int) -> Path:
+    return folder / f"checkpoint-{int(epoch):05d}.pt"
 
 
 def weights_path(db_path: str | os.PathLike[str], run_id: int) -> Path:
@@ -52,7 +64,11 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A saved state dict, loaded safely (tensors only)."""
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise NaswError("weights", str(path), "a weights file written by nasw",
+                        hint=f"it cannot be loaded safely ({type(err).__name__})") from None
 
 
 class FinalTrainer:
@@ -60,47 +76,65 @@ class FinalTrainer:
 
     def __init__(self, db_path: str | os.PathLike[str], run_id: int, *, device: Any = None,
                  on_progress: Callable[[dict[str, Any]], None] | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False,
+                 busy_timeout_ms: int | None = None) -> None:
         self.db_path = Path(db_path)
+        self.busy_timeout_ms = busy_timeout_ms
         self.run_id = int(run_id)
         self.device = device
         self.on_progress = on_progress
         self.should_stop = should_stop
 
     def run(self) -> str:
-        store = Store(self.db_path)
-        heartbeat = Heartbeat(self.db_path, self.run_id)
+        from workbench.runner.coordinator import RETRY_BUSY_S
+
+        store = Store(self.db_path, busy_timeout_ms=self.busy_timeout_ms,
+                      retry_busy_s=RETRY_BUSY_S)
+        heartbeat: Heartbeat | None = None
         try:
-            previous = store.claim_run(self.run_id, os.getpid(), socket.gethostname())
+            store.load_state(self.run_id)  # an unsafe or damaged checkpoint: refused, unclaimed
+            previous = store.claim_run(self.run_id, os.getpid(), this_host())
+            heartbeat = Heartbeat(self.db_path, self.run_id, previous["lease_token"],
+                                  busy_timeout_ms=self.busy_timeout_ms)
             heartbeat.start()
             return self._train(store, previous)
+        except LeaseLost as err:
+            print(f"final training of run {self.run_id}: {err}; stopping without writing",
+                  flush=True)
+            return "lost"
+        except NaswError:
+            raise
         except BaseException as err:
-            store.update_run(self.run_id, status="failed", finished=time.time(),
-                             error=f"{type(err).__name__}: {err}"[-2000:])
+            with contextlib.suppress(LeaseLost):
+                store.update_run(self.run_id, status="failed", finished=time.time(),
+                                 error=f"{type(err).__name__}: {err}"[-2000:])
             raise
         finally:
-            heartbeat.stopped.set()
+            if heartbeat is not None:
+                heartbeat.stopped.set()
             store.close()
 
     def _train(self, store: Store, previous: dict[str, Any]) -> str:
-        import torch
 
         from searchers.final_training import EpochTrainer
         from searchers.training import Diverged
 
         config = parse_config(previous["config"])
         space, searcher = make_searcher(config)
-        state = store.load_state(self.run_id)
-        if state is not None:
-            searcher.load_state_dict(state)
+        store.restore_searcher(self.run_id, searcher)
         job = (searcher.pending or searcher.ask(1))[0]
-        folder = run_dir(self.db_path, self.run_id)
-        checkpoint = folder / "checkpoint.pt"
+        folder = store.run_dir(self.run_id)
         trainer = EpochTrainer(job, self.device)
-        resumed = checkpoint.exists()
+        committed = self._committed_epoch(store, job)
+        resumed = committed > 0
         if resumed:
-            trainer.load_state_dict(torch.load(checkpoint, map_location=trainer.device,
-                                               weights_only=True))
+            checkpoint = checkpoint_path(folder, committed)
+            if not checkpoint.exists() and (folder / "checkpoint.pt").exists():
+                checkpoint = folder / "checkpoint.pt"  # written by nasw before epoch names
+            if not checkpoint.exists():
+                raise NaswError("run", self.run_id, "a final training with its checkpoint",
+                                hint=f"{checkpoint} (epoch {committed}) is missing")
+            trainer.load_state_dict(load_weights_to(checkpoint, trainer.device))
         started = time.time() - float(previous.get("elapsed") or 0.0)
         store.record(self.run_id, Progress(
             candidates=[self._row(space, job, trainer, "running")],
@@ -130,8 +164,8 @@ class FinalTrainer:
                 return self._finish(store, space, searcher, job, trainer, started,
                                     Result(status="diverged", error=str(err),
                                            costs=trainer.costs, device=trainer.device_label))
-            _save(trainer.state_dict(), checkpoint)
             epoch = int(row["epoch"])
+            _save(trainer.state_dict(), checkpoint_path(folder, epoch))  # before the commit
             store.record(self.run_id, Progress(
                 candidates=[self._row(space, job, trainer, "running")],
                 metrics=[(epoch, "train/loss", row["loss"]),
@@ -139,6 +173,7 @@ class FinalTrainer:
                          (epoch, "train/val_loss", row["val_loss"]), (epoch, "train/lr", row["lr"])],
                 summary={"status": "running", "elapsed": time.time() - started,
                          "best_accuracy": max(h["val_accuracy"] for h in trainer.history)}))
+            _remove_checkpoints(folder, keep=epoch)
             if self.on_progress is not None:
                 self.on_progress(store.run(self.run_id))
         last = trainer.history[-1] if trainer.history else {}
@@ -149,6 +184,12 @@ class FinalTrainer:
                         costs=trainer.costs, device=trainer.device_label,
                         wall_time=time.time() - started, epochs=trainer.epoch)
         return self._finish(store, space, searcher, job, trainer, started, result)
+
+    def _committed_epoch(self, store: Store, job: Job) -> int:
+        """The last epoch whose metrics (and so whose checkpoint) are in the database."""
+        row = store.conn.execute("SELECT epochs FROM candidates WHERE run_id = ? AND id = ?",
+                                 (self.run_id, job.id)).fetchone()
+        return int(row[0] or 0) if row is not None else 0
 
     def _row(self, space: Any, job: Job, trainer: Any, status: str) -> CandidateRow:
         last = trainer.history[-1] if trainer.history else {}
@@ -191,6 +232,24 @@ class FinalTrainer:
         if self.on_progress is not None:
             self.on_progress(store.run(self.run_id))
         return "finished"
+
+
+def load_weights_to(path: Path, device: Any) -> dict[str, Any]:
+    """A training checkpoint loaded safely onto ``device`` (tensors and plain data only)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise NaswError("checkpoint", str(path), "a training checkpoint written by nasw",
+                        hint=f"it cannot be loaded safely ({type(err).__name__})") from None
+
+
+def _remove_checkpoints(folder: Path, keep: int) -> None:
+    """Delete the checkpoints of epochs other than ``keep`` (committed after them)."""
+    for path in folder.glob("checkpoint-*.pt"):
+        if path != checkpoint_path(folder, keep):
+            path.unlink(missing_ok=True)
 
 
 def final_run_config(source_run: dict[str, Any], genotype: dict[str, Any],

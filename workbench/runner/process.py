@@ -11,6 +11,7 @@ from a threaded parent survives the exec).
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from workbench.store import HEARTBEAT_S, Store
+from workbench.store import HEARTBEAT_S, DatabaseBusy, LeaseLost, Store
 
 
 class Heartbeat(threading.Thread):
@@ -27,18 +28,32 @@ class Heartbeat(threading.Thread):
     Readers on another host judge a run by its heartbeat alone (they cannot see the pid), so a
     coordinator busy in one long call -- PNAS ranking a level's children, a final model's
     epoch -- must keep beating or it would be shown ``interrupted``. Use it as a context
-    manager around the work.
+    manager around the work. With ``lease_token`` its beats are fenced like every other write
+    of the coordinator: once the run's lease is taken over, it stops beating (``lost``). A
+    beat that meets a busy database is skipped, never fatal.
     """
 
-    def __init__(self, db_path: str | os.PathLike[str], run_id: int) -> None:
+    def __init__(self, db_path: str | os.PathLike[str], run_id: int,
+                 lease_token: str | None = None, *, busy_timeout_ms: int | None = None) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.db_path, self.run_id = Path(db_path), int(run_id)
+        self.lease_token = lease_token
+        self.busy_timeout_ms = busy_timeout_ms
         self.stopped = threading.Event()
+        self.lost = False
 
     def run(self) -> None:
-        with Store(self.db_path) as store:
+        with Store(self.db_path, busy_timeout_ms=self.busy_timeout_ms) as store:
+            if self.lease_token is not None:
+                store.hold_lease(self.run_id, self.lease_token)
             while not self.stopped.wait(HEARTBEAT_S):
-                store.heartbeat(self.run_id)
+                try:
+                    store.heartbeat(self.run_id)
+                except LeaseLost:
+                    self.lost = True
+                    return
+                except (DatabaseBusy, sqlite3.OperationalError):
+                    continue
 
     def __enter__(self) -> Heartbeat:
         self.start()
