@@ -147,12 +147,10 @@ def estimate_accuracy(store: Any, run_id: int, config: Any, genotype: Mapping[st
     from searchers.training import train
     from workbench.config import make_searcher
 
-    state = store.load_state(run_id)
-    if state is None:
+    _, searcher = make_searcher(config)
+    if not store.restore_searcher(run_id, searcher):  # safe codec: nothing executed
         raise NaswError("run", run_id, "a run with a searcher checkpoint",
                         hint="the run has not started")
-    _, searcher = make_searcher(config)
-    searcher.load_state_dict(state)
     weights = searcher.specialization_weights()
     if weights is None:
         return {"accuracy": None, "val_loss": None,
