@@ -1,4 +1,5 @@
-"""Export round trips: ONNX equals torch, TorchScript reloads equal, JSON re-imports the same."""
+"""Export round trips for every format: ONNX (dynamo exporter, legacy fallback) equals torch in
+onnxruntime, pt2 and TorchScript reload equal, JSON re-imports the same, DOT lists the graph."""
 
 from __future__ import annotations
 
@@ -26,15 +27,84 @@ def genotype(request):
 
 def test_onnx_matches_torch(genotype, tmp_path) -> None:
     pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
     report = export(genotype, "onnx", tmp_path / "model.onnx")
     assert (tmp_path / "model.onnx").stat().st_size > 0
-    assert report["check"].startswith("onnxruntime max abs diff")
-    assert float(report["check"].split()[-1]) <= 1e-4
+    assert report["exporter"] == {"name": "dynamo", "opset": 18, "fallback_reason": None}
+    assert "onnx.checker ok" in report["check"] and "exporter: dynamo" in report["check"]
+    _assert_runs_in_onnxruntime(genotype, tmp_path / "model.onnx")
 
 
-def test_torchscript_reloads_equal(genotype, tmp_path) -> None:
-    report = export(genotype, "torchscript", tmp_path / "model.pt")
+def _assert_runs_in_onnxruntime(genotype, path, batches=(1, 3)) -> None:
+    """Reload the file independently: any batch size runs and matches torch within 1e-4."""
+    import onnxruntime
+    import torch
+
+    space = get_space(genotype["space"], genotype["preset"])
+    torch.manual_seed(0)
+    model = space.build(genotype, space.input_shape, space.num_classes).eval()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in batches:
+        x = torch.randn(batch, *space.input_shape)
+        with torch.no_grad():
+            want = model(x).numpy()
+        got = session.run(None, {"input": x.numpy()})[0]
+        assert np.max(np.abs(got - want)) <= 1e-4
+
+
+def test_onnx_falls_back_to_the_legacy_exporter_and_says_why(tmp_path, monkeypatch) -> None:
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    def broken(*args, **kwargs):
+        if kwargs.get("dynamo"):
+            raise RuntimeError("unsupported operator")
+        return real(*args, **kwargs)
+
+    real = torch.onnx.export
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    g = get_space("mbconv", "ponas-digits").sample(np.random.default_rng(0))
+    report = export(g, "onnx", tmp_path / "m.onnx")
+    assert report["exporter"]["name"] == "legacy" and report["exporter"]["opset"] == 17
+    assert "unsupported operator" in report["exporter"]["fallback_reason"]
+    _assert_runs_in_onnxruntime(g, tmp_path / "m.onnx")
+    with pytest.raises(NaswError, match="dynamo exporter failed"):  # no fallback when asked
+        export(g, "onnx", tmp_path / "d.onnx", onnx_exporter="dynamo")
+    assert not (tmp_path / "d.onnx").exists()
+    legacy = export(g, "onnx", tmp_path / "l.onnx", onnx_exporter="legacy")
+    assert legacy["exporter"] == {"name": "legacy", "opset": 17, "fallback_reason": None}
+
+
+def test_pt2_reloads_equal(genotype, tmp_path) -> None:
+    import torch
+
+    report = export(genotype, "pt2", tmp_path / "model.pt2")
     assert float(report["check"].split()[-1]) <= 1e-4
+    space = get_space(genotype["space"], genotype["preset"])
+    torch.manual_seed(0)
+    model = space.build(genotype, space.input_shape, space.num_classes).eval()
+    program = torch.export.load(str(tmp_path / "model.pt2"))  # written by this test: trusted
+    x = torch.randn(5, *space.input_shape)  # a batch size never traced: the axis is dynamic
+    with torch.no_grad():
+        assert torch.allclose(program.module()(x), model(x), atol=1e-4)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt2"]  # no temporary file left
+
+
+def test_torchscript_reloads_equal_and_is_marked_legacy(genotype, tmp_path) -> None:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # TorchScript's deprecation warnings never reach users
+        report = export(genotype, "torchscript", tmp_path / "model.pt")
+    assert float(report["check"].split()[-1]) <= 1e-4
+    assert report["legacy"] is True and report["check"].startswith("legacy format")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reloaded = torch.jit.load(str(tmp_path / "model.pt"))
+    space = get_space(genotype["space"], genotype["preset"])
+    assert reloaded(torch.randn(2, *space.input_shape)).shape == (2, space.num_classes)
 
 
 def test_json_reimports_to_the_same_hash_and_costs(genotype, tmp_path) -> None:

@@ -268,7 +268,7 @@ def export_candidate(db_path: str | Path, run_id: int, candidate_id: int, fmt: s
     weights = None
     trained = weights_path(db_path, run_id)
     if (store.run(run_id)["searcher"] == "final" and trained.exists()
-            and fmt in ("onnx", "torchscript")):
+            and fmt in ("onnx", "pt2", "torchscript")):
         weights = load_weights(trained)
         provenance["weights"] = str(trained)
     target = Path(path) if path is not None else default_path(fmt, run_id, label)
