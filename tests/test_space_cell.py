@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from searchers.costs import cross_check, measure
-from searchers.errors import GenotypeError
+from searchers.errors import GenotypeError, NaswError
 from searchers.spaces import get_space, space_of
 from searchers.spaces._layerwise_cell_costs import total_costs
 from searchers.spaces.cell import OPS, CellSpace, canonical_blocks
@@ -216,32 +216,75 @@ def test_every_operator_in_normal_and_reduction_position(digits: CellSpace) -> N
         assert digits.costs(g, (3, 9, 9), 5) == measure(model, (3, 9, 9))
 
 
-def test_network_stacks_3n_plus_2_cells_with_reductions() -> None:
+def test_network_stacks_3n_cells_with_reductions_at_n_and_2n() -> None:
+    """The released code: 3N cells, reductions at calc_reduction_layers(3N, 2) = [N, 2N]."""
     space = get_space("cell", "pnas-cifar")
     g = cell([0, 1, "sep3x3", "max3x3"], [2, 0, "identity", "sep5x5"], n=2, f=24,
              preset="pnas-cifar")
     net = space.network(g)
     kinds = [c["kind"] for c in net["cells"]]
-    assert kinds == ["normal"] * 2 + ["reduce"] + ["normal"] * 2 + ["reduce"] + ["normal"] * 2
-    assert [c["width"] for c in net["cells"]] == [24] * 2 + [48] * 3 + [96] * 3
-    assert [c["out_hw"] for c in net["cells"]] == [(32, 32)] * 2 + [(16, 16)] * 3 + [(8, 8)] * 3
-    assert net["out"] == (96, 8, 8)  # block 1 is the only unused block
-    assert net["cells"][3]["inputs"][0]["stride"] == 2  # H^c-2 is twice the size after reducing
+    assert kinds == ["normal"] * 2 + ["reduce", "normal", "reduce", "normal"]
+    assert [c["width"] for c in net["cells"]] == [24] * 2 + [48] * 2 + [96] * 2
+    assert [c["out_hw"] for c in net["cells"]] == [(32, 32)] * 2 + [(16, 16)] * 2 + [(8, 8)] * 2
+    assert net["out"] == (2 * 96, 8, 8)  # both blocks are concatenated
+    assert net["aux_cell"] == 3  # the last cell before the second reduction
+    inputs = [[inp["pre"] for inp in c["inputs"]] for c in net["cells"]]
+    assert inputs[0] == [None, "conv1x1"]  # the first cell reads the stem output as is
+    assert inputs[1] == ["conv1x1", "conv1x1"]
+    assert inputs[3] == ["factorized", "conv1x1"]  # H^c-2 is twice the size after reducing
+    assert net["cells"][0]["inputs"][0]["channels"] == 72  # 3F from the stem
     model = space.build(g)
-    assert len(model.cells) == 8 and model.stem[0].out_channels == 72
+    assert len(model.cells) == 6 and model.stem[0].out_channels == 72
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert len(space.network({**g, "N": 3})["cells"]) == 9
+    assert [c["kind"] for c in space.network({**g, "N": 1})["cells"]] == ["normal", "reduce",
+                                                                           "reduce"]
 
 
-def test_cell_output_concatenates_unused_blocks(digits: CellSpace) -> None:
+def test_imagenet_stem_is_a_stride_2_conv_and_two_stride_2_stem_cells() -> None:
+    space = get_space("cell", "pnas-imagenet-mobile")
+    assert (space.input_shape, space.num_classes) == ((3, 224, 224), 1000)
+    assert (space.settings["N"], space.settings["F"]) == (3, 54)
+    g = cell([0, 1, "sep3x3", "max3x3"], [2, 0, "identity", "sep5x5"], n=3, f=54,
+             preset="pnas-imagenet-mobile")
+    net = space.network(g)
+    assert net["stem"]["c_out"] == 32 and net["stem"]["out_hw"] == (111, 111)  # VALID, stride 2
+    cells = net["cells"]
+    assert [c["kind"] for c in cells] == (["stem"] * 2 + ["normal"] * 3
+                                          + ["reduce", "normal", "normal"] * 2)
+    assert [c["width"] for c in cells] == [13, 27] + [54] * 3 + [108] * 3 + [216] * 3
+    assert [c["out_hw"][0] for c in cells] == [56, 28] + [28] * 3 + [14] * 3 + [7] * 3
+    assert net["aux_cell"] == 7
+    assert [inp["pre"] for inp in cells[1]["inputs"]] == ["factorized", "conv1x1"]
+    large = get_space("cell", "pnas-imagenet-large")
+    assert (large.input_shape, large.settings["N"], large.settings["F"]) == ((3, 331, 331), 4,
+                                                                            216)
+    assert large.network({**g, "preset": "pnas-imagenet-large", "N": 4, "F": 216})["stem"][
+        "c_out"] == 96
+    small = space.build(g, (3, 40, 40), 7)
+    assert small(torch.randn(2, 3, 40, 40)).shape == (2, 7)
+    assert space.costs(g, (3, 40, 40), 7) == measure(small, (3, 40, 40))
+    with pytest.raises(GenotypeError) as info:
+        space.network({**g, "F": 3})
+    assert info.value.field == "genotype.F"
+
+
+def test_cell_output_concatenates_all_blocks_or_only_unused_ones(digits: CellSpace) -> None:
     g = cell([0, 1, "sep3x3", "max3x3"], [1, 1, "identity", "avg3x3"], [2, 0, "dil3x3", "sep7x7"])
-    assert digits.network(g)["cells"][0]["out"][0] == 2 * 8  # blocks 1 and 2 are unused
-    graph = digits.graph(g)
-    assert sorted(graph.predecessors("out")) == ["b1", "b2"]
+    assert digits.network(g)["cells"][0]["out"][0] == 3 * 8
+    assert sorted(digits.graph(g).predecessors("out")) == ["b0", "b1", "b2"]
+    unused = get_space("cell", "pnas-digits", cell_output="unused")
+    assert unused.network(g)["cells"][0]["out"][0] == 2 * 8  # blocks 1 and 2 are unused
+    assert sorted(unused.graph(g).predecessors("out")) == ["b1", "b2"]
+    assert unused.costs(g) == measure(unused.build(g), unused.input_shape)
+    with pytest.raises(NaswError) as info:
+        get_space("cell", "pnas-digits", cell_output="some")
+    assert info.value.field == "space.cell_output"
 
 
 def test_unread_cell_inputs_get_no_preprocessing(digits: CellSpace) -> None:
     model = digits.build(cell([1, 1, "sep3x3", "max3x3"]))
-    assert set(model.cells[0].pre) == {"1"}
+    assert set(model.cells[1].pre) == {"1"}
 
 
 def test_json_round_trip_and_hash(digits: CellSpace) -> None:

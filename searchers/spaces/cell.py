@@ -10,25 +10,50 @@ Grammar::
     op       := "sep3x3" | "sep5x5" | "sep7x7" | "conv1x7_7x1" | "identity"
               | "avg3x3" | "max3x3" | "dil3x3"                  (PNAS §3.1, in that order)
 
-A block outputs ``op1(in1) + op2(in2)`` (PNAS always combines by addition). The cell outputs the
-channel concatenation of the blocks no other block uses (its "unused" blocks, as in
-NASNet/PNAS; the last block is always one of them). Cell inputs that no block reads are
-dropped.
+A block outputs ``op1(in1) + op2(in2)`` (PNAS always combines by addition). The cell output is
+set by the preset's ``cell_output``:
 
-Operators (all map C_cell -> C_cell channels; stride 2 only for ops that read a cell input in
-a reduction cell): ``sepKxK`` is two repetitions of ReLU - depthwise KxK - pointwise 1x1 - BN
-(PNAS footnote 5; the stride is on the first depthwise conv); ``conv1x7_7x1`` is ReLU - 1x7 -
-7x1 - BN; ``dil3x3`` is ReLU - 3x3 conv with dilation 2 - BN (a full conv: the paper says
-"3x3 dilated convolution"); ``identity`` is a no-op, or ReLU - 1x1 conv stride 2 - BN when it
-must reduce (footnote 5's 1x1 conv where sizes mismatch); pools are 3x3, padding 1.
+* ``"all"`` (every preset; PNAS's released PNASNet-5, whose ``used_hiddenstates`` marks only
+  the two cell inputs as used): the channel concatenation of *all* blocks, so a cell of ``b``
+  blocks outputs ``b * width`` channels;
+* ``"unused"`` (NASNet's rule, kept as an option: ``get_space("cell", preset,
+  cell_output="unused")``): the concatenation of the blocks no other block reads (the last block
+  is always one of them).
 
-Each cell first maps each used input to C_cell channels with ReLU - 1x1 conv - BN (stride 2
-when that input is twice the size, i.e. right after a reduction cell).
+Cell inputs that no block reads are dropped (the released code computes them and throws them
+away; dropping them changes no output).
 
-Network (PNAS Fig. 1 right, CIFAR): ``stem Conv3x3(stem_multiplier * F) + BN``, then
-``N`` cells with ``F`` filters, a reduction cell (stride 2, filters doubled), ``N`` cells,
-a reduction cell, ``N`` cells (``3N + 2`` cells, one cell type as in PNAS), then ReLU - global
-average pool - Linear.
+Network, as PNAS's released code (TF-slim ``nets/nasnet/pnasnet.py``) builds it: a stem, then
+``3N`` cells, the ones at positions ``N`` and ``2N`` reduction cells (``calc_reduction_layers``:
+the same searched cell at stride 2, filters doubled), so ``N`` cells at ``F`` filters, then a
+reduction and ``N - 1`` cells at ``2F``, a reduction and ``N - 1`` cells at ``4F``; then ReLU,
+global average pooling and a Linear classifier. The stem is set by the preset's ``stem``:
+
+* ``"cifar"``: ``Conv3x3(stem_multiplier * F) + BN`` at stride 1 (NASNet's CIFAR stem);
+* ``"imagenet"``: ``Conv3x3(32 * stem_multiplier)`` at stride 2 without padding + BN, then two
+  stem cells -- the searched cell at stride 2 with ``F / 4`` and ``F / 2`` filters (rounded down)
+  -- as ``nasnet._imagenet_stem`` with PNAS's cell.
+
+Cell inputs (``_cell_base`` of the released code): ``H^{c-1}`` gets ``ReLU - Conv1x1 - BN`` to the
+cell's width. ``H^{c-2}`` gets a factorized reduction (ReLU, two stride-2 1x1 convs, the second on
+the input shifted by one pixel, concatenated, BN) when it is twice the size of ``H^{c-1}``,
+``ReLU - Conv1x1 - BN`` when only its channel count differs, nothing when it already matches.
+The first cell after the stem conv has no ``H^{c-2}``: it reads the stem output there, as is.
+
+Operators map their input's channels to the cell's width (``c_in`` differs from the width only
+for the raw stem output above); stride 2 only for ops that read a cell input in a reduction
+cell. ``sepKxK`` is two repetitions of ReLU - depthwise KxK - pointwise 1x1 - BN (PNAS
+footnote 5; the stride and any channel change are in the first repetition); ``conv1x7_7x1`` is
+ReLU - 1x7 - 7x1 - BN; ``dil3x3`` is ReLU - 3x3 conv with dilation 2 - BN (a full conv: the
+paper says "3x3 dilated convolution"); ``identity`` is a no-op, or ReLU - 1x1 conv - BN when it
+must reduce or change channels (footnote 5); pools are 3x3, padding 1, followed by 1x1 conv - BN
+only when channels change.
+
+Training extras, off unless asked (they cost nothing in :meth:`CellSpace.costs`, which counts
+the network the paper's parameter counts describe): an auxiliary classifier after the last cell
+before the second reduction (2/3 of the depth, PNAS §5.4/§5.5; ``build(..., aux_head=True)``)
+and drop-path on every non-identity op (``model.drop_path_prob``; see
+:mod:`searchers.spaces._cell_modules`).
 
 Canonical form (symmetries applied; the function class is unchanged by each):
 
@@ -58,23 +83,48 @@ OPS: tuple[str, ...] = ("sep3x3", "sep5x5", "sep7x7", "conv1x7_7x1", "identity",
                         "max3x3", "dil3x3")
 OP_INDEX = {name: i for i, name in enumerate(OPS)}
 NUM_CELL_INPUTS = 2  # H^{c-2} and H^{c-1}
+STEMS = ("cifar", "imagenet")
+CELL_OUTPUTS = ("all", "unused")
+IMAGENET_STEM_FILTERS = 32  # nasnet._imagenet_stem: int(32 * stem_multiplier)
+IMAGENET_STEM_CELLS = 2
 
 Block = tuple[int, int, int, int]  # (in1, in2, op1 index, op2 index)
 
 
 class CellSpace(Space):
-    """PNAS cells of up to ``max_blocks`` blocks, stacked ``3N + 2`` times."""
+    """PNAS cells of up to ``max_blocks`` blocks, stacked ``3N`` times after a stem."""
 
     name: ClassVar[str] = "cell"
     default_preset: ClassVar[str] = "pnas-digits"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # PNAS §5.1 search setting on CIFAR-10: B = 5, N = 2, F = 24, 32x32x3.
+        # PNAS §5.1 search setting on CIFAR-10: B = 5, N = 2, F = 24, 32x32x3 (the final
+        # PNASNet-5 is N = 3, F = 48: Table 3).
         "pnas-cifar": {"input_shape": (3, 32, 32), "num_classes": 10, "N": 2, "F": 24,
-                       "max_blocks": 5, "stem_multiplier": 3, "max_N": 8, "max_F": 512},
+                       "max_blocks": 5, "stem": "cifar", "stem_multiplier": 3,
+                       "cell_output": "all", "max_N": 8, "max_F": 512},
         # Scaled down for 1x8x8 digits on CPU.
         "pnas-digits": {"input_shape": (1, 8, 8), "num_classes": 10, "N": 1, "F": 8,
-                        "max_blocks": 5, "stem_multiplier": 3, "max_N": 8, "max_F": 512},
+                        "max_blocks": 5, "stem": "cifar", "stem_multiplier": 3,
+                        "cell_output": "all", "max_N": 8, "max_F": 512},
+        # PNAS §5.5 Mobile (Table 4): 224x224, N = 3, F = 54; released mobile_imagenet_config:
+        # stem_multiplier 1.
+        "pnas-imagenet-mobile": {"input_shape": (3, 224, 224), "num_classes": 1000, "N": 3,
+                                 "F": 54, "max_blocks": 5, "stem": "imagenet",
+                                 "stem_multiplier": 1, "cell_output": "all", "max_N": 8,
+                                 "max_F": 1024},
+        # PNAS §5.5 Large (Table 5): 331x331, N = 4, F = 216; released large_imagenet_config:
+        # stem_multiplier 3.
+        "pnas-imagenet-large": {"input_shape": (3, 331, 331), "num_classes": 1000, "N": 4,
+                                "F": 216, "max_blocks": 5, "stem": "imagenet",
+                                "stem_multiplier": 3, "cell_output": "all", "max_N": 8,
+                                "max_F": 1024},
     }
+
+    def __init__(self, preset: str | None = None, **overrides: Any) -> None:
+        super().__init__(preset, **overrides)
+        for key, allowed in (("stem", STEMS), ("cell_output", CELL_OUTPUTS)):
+            if self.settings[key] not in allowed:
+                raise GenotypeError(f"space.{key}", self.settings[key], allowed)
 
     @property
     def max_blocks(self) -> int:
@@ -196,66 +246,108 @@ class CellSpace(Space):
         return tokens
 
     # -- plan and costs ------------------------------------------------------------------
+    def output_blocks(self, blocks: Sequence[Block]) -> list[int]:
+        """The blocks concatenated into the cell output (``cell_output``: all, or unused)."""
+        if self.settings["cell_output"] == "all":
+            return list(range(len(blocks)))
+        return _unused_blocks(blocks)
+
     def network(self, genotype: Mapping[str, Any],
                 input_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
-        """Shapes of every cell: inputs (channels, h, w, downsampling), its width, stride."""
+        """Shapes of the stem and of every cell (stem cells included, in order).
+
+        Each cell: ``kind`` (``stem`` / ``normal`` / ``reduce``), ``stride``, ``width``,
+        ``in_hw``, ``out_hw``, ``out`` (channels, h, w) and per input ``k`` (0 = H^{c-2},
+        1 = H^{c-1}) its ``shape``, whether a block reads it (``used``), its preprocessing
+        ``pre`` (``"conv1x1"``, ``"factorized"`` or None) and its ``channels`` after that.
+        ``aux_cell`` is the index of the cell the auxiliary head reads (the last one before
+        the second reduction).
+        """
         blocks, n, f = self._parse(genotype)
+        s = self.settings
         c_in, h, w = tuple(input_shape or self.input_shape)
-        stem = int(self.settings["stem_multiplier"]) * f
         used = _used_inputs(blocks)
-        n_out = len(_unused_blocks(blocks))
-        prev_prev = prev = (stem, h, w, 1)
-        cells = []
+        n_out = len(self.output_blocks(blocks))
+        if s["stem"] == "imagenet":
+            stem_c = int(IMAGENET_STEM_FILTERS * s["stem_multiplier"])
+            stem = {"c_in": c_in, "c_out": stem_c, "stride": 2, "padding": 0, "in_hw": (h, w),
+                    "out_hw": (C.conv_out(h, 3, 2, 0), C.conv_out(w, 3, 2, 0))}
+            plan = [("stem", 2, int(f * 2.0 ** (k - IMAGENET_STEM_CELLS)))
+                    for k in range(IMAGENET_STEM_CELLS)]
+        else:
+            stem_c = int(s["stem_multiplier"]) * f
+            stem = {"c_in": c_in, "c_out": stem_c, "stride": 1, "padding": 1, "in_hw": (h, w),
+                    "out_hw": (h, w)}
+            plan = []
+        reductions = (n, 2 * n)  # nasnet_utils.calc_reduction_layers(3N, 2)
         width = f
-        for stage in range(3):
-            for kind in (["reduce"] if stage else []) + ["normal"] * n:
-                stride = 2 if kind == "reduce" else 1
-                if kind == "reduce":
-                    width *= 2
-                inputs = []
-                for k, state in enumerate((prev_prev, prev)):
-                    ratio = prev[3] // state[3]
-                    inputs.append({"shape": state[:3], "stride": ratio, "used": k in used})
-                h_in, w_in = prev[1], prev[2]
-                h_out = C.conv_out(h_in, 3, stride, 1)
-                w_out = C.conv_out(w_in, 3, stride, 1)
-                out = (width * n_out, h_out, w_out, prev[3] * stride)
-                cells.append({"kind": kind, "stride": stride, "width": width,
-                              "in_hw": (h_in, w_in), "out_hw": (h_out, w_out),
-                              "inputs": inputs, "out": out[:3]})
-                prev_prev, prev = prev, out
-        return {"stem": (c_in, stem, h, w), "cells": cells, "blocks": blocks,
-                "out": prev[:3]}
+        for index in range(3 * n):
+            if index in reductions:
+                width *= 2
+                plan.append(("reduce", 2, width))
+            else:
+                plan.append(("normal", 1, width))
+        if min(width for _, _, width in plan) < 1:
+            raise GenotypeError("genotype.F", f, f"at least {2 ** IMAGENET_STEM_CELLS} with the "
+                                "ImageNet stem (its stem cells have F/4 and F/2 filters)")
+        prev_prev: tuple[int, int, int] | None = None
+        prev = (stem_c, *stem["out_hw"])
+        cells = []
+        for kind, stride, width in plan:
+            inputs = []
+            for k, state in enumerate((prev_prev, prev)):
+                shape = prev if state is None else state
+                if k == 1:
+                    pre = "conv1x1"
+                elif state is None:
+                    pre = None  # the first cell reads the stem output as is
+                elif shape[1:] != prev[1:]:
+                    pre = "factorized"
+                elif shape[0] != width:
+                    pre = "conv1x1"
+                else:
+                    pre = None
+                inputs.append({"shape": shape, "used": k in used, "pre": pre,
+                               "channels": width if pre else shape[0]})
+            h_in, w_in = prev[1], prev[2]
+            out_hw = (C.conv_out(h_in, 3, stride, 1), C.conv_out(w_in, 3, stride, 1))
+            out = (width * n_out, *out_hw)
+            cells.append({"kind": kind, "stride": stride, "width": width, "in_hw": (h_in, w_in),
+                          "out_hw": out_hw, "inputs": inputs, "out": out})
+            prev_prev, prev = prev, out
+        reduce_at = [i for i, cell in enumerate(cells) if cell["kind"] == "reduce"]
+        return {"stem": stem, "cells": cells, "blocks": blocks,
+                "out_blocks": self.output_blocks(blocks), "aux_cell": reduce_at[1] - 1,
+                "out": prev}
 
     def plan(self, genotype: Mapping[str, Any], input_shape: tuple[int, ...] | None = None,
              num_classes: int | None = None) -> list[tuple[str, list[C.OpRecord]]]:
         """Leaf ops grouped by node: ``stem``, ``cellK/pre0``, ``cellK/b2.op1``, ...,
-        ``cellK/b2.add``, ``cellK/out``, ``head``."""
+        ``cellK/b2.add``, ``cellK/out``, ``head`` (stem cells are cells 0 and 1 with the
+        ImageNet stem)."""
         net = self.network(genotype, input_shape)
         blocks = net["blocks"]
-        c_in, stem, h, w = net["stem"]
+        stem = net["stem"]
         nodes: list[tuple[str, list[C.OpRecord]]] = [
-            ("stem", [C.conv(c_in, stem, (3, 3), (1, 1), 1, (h, w), (h, w)),
-                      C.batchnorm(stem, (h, w))])]
-        unused = _unused_blocks(blocks)
+            ("stem", [C.conv(stem["c_in"], stem["c_out"], (3, 3), (stem["stride"],) * 2, 1,
+                             stem["in_hw"], stem["out_hw"]),
+                      C.batchnorm(stem["c_out"], stem["out_hw"])])]
+        n_out = len(net["out_blocks"])
         for c, cell in enumerate(net["cells"]):
             width, hw_in, hw_out = cell["width"], cell["in_hw"], cell["out_hw"]
             for k, inp in enumerate(cell["inputs"]):
-                if inp["used"]:
-                    ch, hi, wi = inp["shape"]
-                    nodes.append((f"cell{c}/pre{k}", [
-                        C.relu(ch, (hi, wi)),
-                        C.conv(ch, width, (1, 1), (inp["stride"],) * 2, 1, (hi, wi), hw_in),
-                        C.batchnorm(width, hw_in)]))
+                if inp["used"] and inp["pre"]:
+                    nodes.append((f"cell{c}/pre{k}", pre_records(inp["pre"], inp["shape"], width,
+                                                                 hw_in)))
             for b, (i1, i2, o1, o2) in enumerate(blocks):
                 for slot, (i, o) in enumerate(((i1, o1), (i2, o2)), start=1):
-                    stride = cell["stride"] if i < NUM_CELL_INPUTS else 1
-                    src_hw = hw_in if i < NUM_CELL_INPUTS else hw_out
-                    nodes.append((f"cell{c}/b{b}.op{slot}",
-                                  op_records(OPS[o], width, stride, src_hw, hw_out)))
+                    original = i < NUM_CELL_INPUTS
+                    nodes.append((f"cell{c}/b{b}.op{slot}", op_records(
+                        OPS[o], width, cell["stride"] if original else 1,
+                        hw_in if original else hw_out, hw_out,
+                        c_in=cell["inputs"][i]["channels"] if original else width)))
                 nodes.append((f"cell{c}/b{b}.add", [C.add(width, hw_out)]))
-            out_records = ([C.concat(width * len(unused), hw_out)] if len(unused) > 1 else [])
-            nodes.append((f"cell{c}/out", out_records))
+            nodes.append((f"cell{c}/out", [C.concat(width * n_out, hw_out)] if n_out > 1 else []))
         c_last, h_last, w_last = net["out"]
         nodes.append(("head", [C.relu(c_last, (h_last, w_last)),
                                C.global_avgpool(c_last, (h_last, w_last)),
@@ -269,8 +361,9 @@ class CellSpace(Space):
 
     def graph(self, genotype: Mapping[str, Any]) -> Any:
         """The cell DAG: ``in0`` (H^c-2), ``in1`` (H^c-1), per block two op nodes and an add
-        node, and the ``out`` concat node; edges ``seq``. Node ``costs`` are summed over all
-        ``3N + 2`` copies of the cell in the network (stem and head are left out)."""
+        node, and the ``out`` concat node; edges ``seq``. Node ``costs`` are summed over every
+        copy of the cell in the network (stem cells included; the stem conv and the head are
+        left out)."""
         import networkx as nx
 
         g = self.canonical(genotype)
@@ -296,44 +389,69 @@ class CellSpace(Space):
                 graph.add_edge(source(i), node, kind="seq")
                 graph.add_edge(node, f"b{b}", kind="seq")
         graph.add_node("out", label="concat", costs=C.total_costs(per_node["out"]))
-        for b in _unused_blocks(blocks):
+        for b in self.output_blocks(blocks):
             graph.add_edge(f"b{b}", "out", kind="seq")
         return graph
 
     def build(self, genotype: Mapping[str, Any], input_shape: tuple[int, ...] | None = None,
-              num_classes: int | None = None) -> Any:
+              num_classes: int | None = None, aux_head: bool = False) -> Any:
+        """The network as a ``torch.nn.Module``; ``aux_head=True`` adds the auxiliary
+        classifier (training only: in train mode the model then returns ``(logits,
+        aux_logits)``; it is not counted by :meth:`costs`)."""
         from searchers.spaces._cell_modules import CellNet
 
         shape = tuple(input_shape or self.input_shape)
         net = self.network(genotype, shape)
         return CellNet(net, [OPS[b[2]] for b in net["blocks"]],
                        [OPS[b[3]] for b in net["blocks"]],
-                       int(num_classes or self.num_classes))
+                       int(num_classes or self.num_classes), aux_head=aux_head)
+
+
+def pre_records(kind: str, shape: tuple[int, int, int], width: int,
+                out_hw: tuple[int, int]) -> list[C.OpRecord]:
+    """Leaf ops preparing a cell input of ``shape`` (c, h, w): ``conv1x1`` or ``factorized``
+    (two stride-2 1x1 convs to ``width // 2`` and the rest, one BN over their concat)."""
+    c, h, w = shape
+    if kind == "conv1x1":
+        return [C.relu(c, (h, w)), C.conv(c, width, (1, 1), (1, 1), 1, (h, w), out_hw),
+                C.batchnorm(width, out_hw)]
+    if kind == "factorized":
+        half = width // 2
+        return [C.relu(c, (h, w)), C.conv(c, half, (1, 1), (2, 2), 1, (h, w), out_hw),
+                C.conv(c, width - half, (1, 1), (2, 2), 1, (h, w), out_hw),
+                C.batchnorm(width, out_hw)]
+    raise ValueError(f"unknown input preprocessing {kind!r}")
 
 
 def op_records(op: str, width: int, stride: int, in_hw: tuple[int, int],
-               out_hw: tuple[int, int]) -> list[C.OpRecord]:
-    """Leaf ops of one PNAS operator (see the module docstring), ``width`` channels."""
+               out_hw: tuple[int, int], c_in: int | None = None) -> list[C.OpRecord]:
+    """Leaf ops of one PNAS operator (see the module docstring): ``c_in`` channels in
+    (default ``width``), ``width`` out."""
     c = width
+    ci = c if c_in is None else int(c_in)
     if op.startswith("sep"):
         k = int(op[3])
-        return [C.relu(c, in_hw), C.conv(c, c, (k, k), (stride, stride), c, in_hw, out_hw),
-                C.conv(c, c, (1, 1), (1, 1), 1, out_hw, out_hw), C.batchnorm(c, out_hw),
+        return [C.relu(ci, in_hw), C.conv(ci, ci, (k, k), (stride, stride), ci, in_hw, out_hw),
+                C.conv(ci, c, (1, 1), (1, 1), 1, out_hw, out_hw), C.batchnorm(c, out_hw),
                 C.relu(c, out_hw), C.conv(c, c, (k, k), (1, 1), c, out_hw, out_hw),
                 C.conv(c, c, (1, 1), (1, 1), 1, out_hw, out_hw), C.batchnorm(c, out_hw)]
     if op == "conv1x7_7x1":
         mid = (in_hw[0], out_hw[1])
-        return [C.relu(c, in_hw), C.conv(c, c, (1, 7), (1, stride), 1, in_hw, mid),
+        return [C.relu(ci, in_hw), C.conv(ci, c, (1, 7), (1, stride), 1, in_hw, mid),
                 C.conv(c, c, (7, 1), (stride, 1), 1, mid, out_hw), C.batchnorm(c, out_hw)]
     if op == "identity":
-        if stride == 1:
+        if stride == 1 and ci == c:
             return []
-        return [C.relu(c, in_hw), C.conv(c, c, (1, 1), (stride, stride), 1, in_hw, out_hw),
+        return [C.relu(ci, in_hw), C.conv(ci, c, (1, 1), (stride, stride), 1, in_hw, out_hw),
                 C.batchnorm(c, out_hw)]
     if op in ("avg3x3", "max3x3"):
-        return [C.pool("avgpool" if op == "avg3x3" else "maxpool", c, 3, stride, in_hw, out_hw)]
+        records = [C.pool("avgpool" if op == "avg3x3" else "maxpool", ci, 3, stride, in_hw,
+                          out_hw)]
+        if ci != c:
+            records += [C.conv(ci, c, (1, 1), (1, 1), 1, out_hw, out_hw), C.batchnorm(c, out_hw)]
+        return records
     if op == "dil3x3":
-        return [C.relu(c, in_hw), C.conv(c, c, (3, 3), (stride, stride), 1, in_hw, out_hw),
+        return [C.relu(ci, in_hw), C.conv(ci, c, (3, 3), (stride, stride), 1, in_hw, out_hw),
                 C.batchnorm(c, out_hw)]
     raise ValueError(f"unknown cell op {op!r}")
 
@@ -429,4 +547,5 @@ def canonical_blocks(blocks: Sequence[Block]) -> tuple[Block, ...]:
     return search({}, list(range(len(blocks))), [])
 
 
-__all__ = ["OPS", "CellSpace", "canonical_blocks", "op_records"]
+__all__ = ["CELL_OUTPUTS", "OPS", "STEMS", "CellSpace", "canonical_blocks", "op_records",
+           "pre_records"]
