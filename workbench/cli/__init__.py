@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -82,15 +83,41 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
     sys.exit(code)
 
 
+#: a run or candidate id: SQLite's integers are 64-bit, so a larger number is bad input
+ROW_ID = click.IntRange(min=0, max=2**63 - 1)
+
+
+def _sqlite_message(err: sqlite3.Error) -> str:
+    from workbench.text import plain_text
+
+    text = plain_text(err)
+    if isinstance(err, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return ("db: the database is busy: another process holds its write lock; "
+                "try again in a moment")
+    if isinstance(err, sqlite3.OperationalError) and "readonly" in text.replace(" ", ""):
+        return "db: the database file or its directory is read-only"
+    return f"db: the database is damaged or not nasw's (SQLite says: {text})"
+
+
 def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a :class:`NaswError` into a one-line message and exit code 2."""
+    """Turn bad input into a one-line message and exit code 2, never a traceback: a
+    :class:`NaswError`, a database that is busy, damaged or read-only, a path that cannot be
+    read or written, a number too large for the database."""
+    from workbench.text import plain_text
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except NaswError as err:
-            fail(str(err))
+            fail(plain_text(err))
+        except sqlite3.Error as err:
+            fail(_sqlite_message(err))
+        except OverflowError as err:
+            fail(f"number: {plain_text(err)}; allowed: integers below 2**63")
+        except OSError as err:
+            where = f"{plain_text(err.filename)}: " if err.filename else ""
+            fail(f"path: {where}{plain_text(err.strerror or err)}")
 
     return wrapper
 

@@ -5,11 +5,21 @@ from __future__ import annotations
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from searchers.errors import NaswError
 from workbench.analysis import compare_runs
-from workbench.cli import db_option, db_path, echo_json, handles_errors, json_option, main
+from workbench.cli import (
+    ROW_ID,
+    db_option,
+    db_path,
+    echo_json,
+    handles_errors,
+    json_option,
+    main,
+)
 from workbench.store import Store
+from workbench.text import plain_text
 
 COSTS = ("params", "madds", "flops")
 
@@ -19,7 +29,7 @@ def _acc(value: float | None) -> str:
 
 
 @main.command("compare")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=ROW_ID, nargs=-1, required=True)
 @click.option("--cost", default="params", show_default=True,
               help=f"Cost axis of the Pareto fronts: {', '.join(COSTS)}.")
 @click.option("--plot/--no-plot", default=True, help="Draw the fronts overlaid (terminal plot).")
@@ -41,11 +51,11 @@ def compare_command(ctx: click.Context, run_ids: tuple[int, ...], cost: str, plo
                   "evals to best", "1st feasible", "wall time", "front", box=None,
                   header_style="bold")
     for r in rows:
-        table.add_row(f"{r['id']} {r['name']}", r["searcher"] or "-", r["space"], r["status"],
-                      str(r["evaluations"]), _acc(r["best_accuracy"]),
-                      _acc(r["best_feasible_accuracy"]), str(r["evaluations_to_best"] or "-"),
-                      str(r["evaluations_to_first_feasible"] or "-"),
-                      f"{r['wall_time_s']:.0f}s", str(len(r["pareto_front"])))
+        table.add_row(*(Text(plain_text(cell)) for cell in (  # stored text stays literal
+            f"{r['id']} {r['name']}", r["searcher"] or "-", r["space"], r["status"],
+            r["evaluations"], _acc(r["best_accuracy"]), _acc(r["best_feasible_accuracy"]),
+            r["evaluations_to_best"] or "-", r["evaluations_to_first_feasible"] or "-",
+            f"{r['wall_time_s']:.0f}s", len(r["pareto_front"]))))
     console = Console()
     console.print(table)
     if plot and any(r["pareto_front"] for r in rows):
@@ -57,7 +67,8 @@ def compare_command(ctx: click.Context, run_ids: tuple[int, ...], cost: str, plo
             front = r["pareto_front"]
             if front:
                 plt.plot([p[cost] for p in front], [p["accuracy"] for p in front],
-                         marker="braille", label=f"run {r['id']} ({r['searcher']})")
+                         marker="braille",
+                         label=plain_text(f"run {r['id']} ({r['searcher']})", max_len=40))
         plt.title(f"Pareto fronts: accuracy vs {cost}")
         plt.xlabel(cost)
         plt.ylabel("accuracy")

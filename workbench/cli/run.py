@@ -15,12 +15,21 @@ from typing import Any
 
 import click
 
-from workbench.cli import db_option, db_path, echo_json, handles_errors, json_option, main
+from workbench.cli import (
+    ROW_ID,
+    db_option,
+    db_path,
+    echo_json,
+    handles_errors,
+    json_option,
+    main,
+)
 from workbench.config import load_config
 from workbench.runner import Coordinator, launch_detached, start_run
 from workbench.store import Store
 
-EXIT_CODES = {"finished": 0, "cancelled": 0, "paused": 0, "interrupted": 130, "failed": 1}
+EXIT_CODES = {"finished": 0, "cancelled": 0, "paused": 0, "interrupted": 130, "failed": 1,
+              "lost": 1}
 
 
 def _open_tui(db: Path, run_id: int) -> None:
@@ -78,6 +87,10 @@ def _report(db: Path, run_id: int, status: str, as_json: bool, pid: int | None =
         click.echo(f"  follow it: nasw show {run_id}   stop it: nasw cancel {run_id}")
         return
     best = run["best_accuracy"]
+    if status == "lost":
+        click.echo(f"run {run_id}: another coordinator took it over; this one stopped "
+                   "without writing")
+        return
     click.echo(f"run {run_id} {status}: {run['n_done']} candidates"
                + (f", best accuracy {best:.4f}" if best is not None else ""))
     if status == "interrupted":
@@ -113,7 +126,7 @@ def run_command(ctx: click.Context, config: Path, detach: bool, tui: bool, as_js
 
 
 @main.command("resume")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ROW_ID)
 @click.option("--detach", is_flag=True, help="Continue in the background; survives logout.")
 @db_option
 @json_option
@@ -122,7 +135,8 @@ def run_command(ctx: click.Context, config: Path, detach: bool, tui: bool, as_js
 def resume_command(ctx: click.Context, run_id: int, detach: bool, as_json: bool) -> None:
     """Continue RUN: a paused run resumes; a stopped or crashed one gets a new coordinator.
 
-    Finished candidates are kept; candidates that were in flight are evaluated again.
+    Finished candidates are kept; candidates that were in flight are evaluated again. A run
+    whose checkpoint an older nasw pickled is refused (exit 2): it stays viewable.
     """
     db = db_path(ctx)
     with Store(db, create=False) as store:
@@ -135,6 +149,7 @@ def resume_command(ctx: click.Context, run_id: int, detach: bool, as_json: bool)
                 click.echo(f"run {run_id}: resume sent to its coordinator (pid {run['pid']})")
             return
         store.check_resumable(run_id)
+        store.load_state(run_id)  # an unsafe or damaged checkpoint: exit 2, nothing written
     if detach:
         pid = launch_detached(db, run_id)
         _report(db, run_id, "started", as_json, pid=pid)

@@ -1,20 +1,35 @@
 """``nasw ls``, ``nasw show RUN``, ``nasw pause RUN``, ``nasw cancel RUN``: look at and steer runs.
 
 These only read the database, or write one small command row that the run's coordinator
-obeys within a second.
+obeys within a second. Every string that comes from the database (names, errors, tags, hosts)
+is shown through :mod:`workbench.text`: no Rich markup or terminal escape in a run name can
+break the table or reach the terminal. Into a pipe ``nasw ls`` prints whole values, one run
+per line, tab-separated (``nasw ls | grep interrupted`` works); ``--json`` is unchanged.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from workbench.cli import db_option, db_path, echo_json, fail, handles_errors, json_option, main
+from workbench.cli import (
+    ROW_ID,
+    db_option,
+    db_path,
+    echo_json,
+    fail,
+    handles_errors,
+    json_option,
+    main,
+)
 from workbench.store import LIVE_STATUSES, Store
+from workbench.text import plain_text, safe_text
 
 #: run columns shown by ``nasw ls --json`` and at the top of ``nasw show --json``
 SUMMARY_KEYS = ("id", "name", "status", "space", "preset", "searcher", "evaluator", "budget",
@@ -73,14 +88,23 @@ def ls_command(ctx: click.Context, as_json: bool) -> None:
     if not runs:
         click.echo(f"no runs in {path}; start one with `nasw run CONFIG.yaml`")
         return
-    table = Table("id", "name", "status", "searcher", "space", "done", "best acc", "feasible",
-                  "created", box=None, header_style="bold")
+    header = ("id", "name", "status", "searcher", "space", "done", "best acc", "feasible",
+              "created")
+    rows = []
     for run in runs:
         budget = run.get("budget")
-        table.add_row(str(run["id"]), run["name"], run["status"], run["searcher"] or "-",
-                      f"{run['space']}/{run['preset'] or '-'}",
-                      f"{run['n_done']}/{budget if budget else '-'}",
-                      _fmt(run["best_accuracy"]), _fmt(run["best_feasible"]), _ago(run["created"]))
+        rows.append([plain_text(cell) for cell in (
+            run["id"], run["name"], run["status"], run["searcher"] or "-",
+            f"{run['space']}/{run['preset'] or '-'}",
+            f"{run['n_done']}/{budget if budget else '-'}",
+            _fmt(run["best_accuracy"]), _fmt(run["best_feasible"]), _ago(run["created"]))])
+    if not sys.stdout.isatty():  # a pipe or a file: whole values, never cut to a width
+        for row in (header, *rows):
+            click.echo("\t".join(row))
+        return
+    table = Table(*header, box=None, header_style="bold")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # Text: stored markup stays literal
     Console().print(table)
 
 
@@ -94,7 +118,7 @@ def _bytes(n: float) -> str:
 
 
 @main.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ROW_ID)
 @click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True,
               help="Candidates listed in the table (all of them with --json).")
 @db_option
@@ -108,27 +132,34 @@ def show_command(ctx: click.Context, run_id: int, limit: int, as_json: bool) -> 
         candidates = store.candidates(run_id)
         best = store.best_candidate(run_id)
         checkpoint = store.state_size(run_id)
+        problem = store.checkpoint_problem(run_id)
     if as_json:
         echo_json({**{k: run.get(k) for k in SUMMARY_KEYS}, "config": run["config"],
-                   "workers": run.get("workers") or [], "checkpoint": checkpoint,
+                   "workers": run.get("workers") or [],
+                   "checkpoint": {**checkpoint, "problem": problem},
                    "candidates": [{k: c.get(k) for k in CANDIDATE_KEYS} for c in candidates],
                    "best": None if best is None else {k: best.get(k) for k in CANDIDATE_KEYS}})
         return
     console = Console()
-    console.print(f"[bold]run {run['id']}[/] {run['name']}: [bold]{run['status']}[/]  "
-                  f"{run['searcher']} on {run['space']}/{run['preset'] or '-'} "
-                  f"({run['evaluator']})")
+    text = {k: safe_text(run.get(k)) for k in ("name", "status", "searcher", "space", "preset",
+                                                "evaluator", "host", "log_path", "error")}
+    console.print(f"[bold]run {run['id']}[/] {text['name']}: [bold]{text['status']}[/]  "
+                  f"{text['searcher']} on {text['space']}/{text['preset'] or '-'} "
+                  f"({text['evaluator']})")
     console.print(f"  candidates {run['n_done']}/{run.get('budget') or '-'} "
                   f"(ok {run['n_ok']}, failed {run['n_failed']}, feasible {run['n_feasible']})"
                   f"  elapsed {run['elapsed'] or 0:.0f}s")
-    console.print(f"  coordinator pid {run.get('pid') or '-'} on {run.get('host') or '-'}, "
-                  f"heartbeat {_ago(run.get('heartbeat'))}; log {run.get('log_path') or '-'}")
-    console.print(f"  checkpoint {_bytes(checkpoint['pickle_bytes'])} + "
+    console.print(f"  coordinator pid {run.get('pid') or '-'} on {text['host'] or '-'}, "
+                  f"heartbeat {_ago(run.get('heartbeat'))}; log {text['log_path'] or '-'}")
+    console.print(f"  checkpoint {_bytes(checkpoint['state_bytes'])} + "
                   f"{checkpoint['arrays']} arrays ({_bytes(checkpoint['array_bytes'])})")
-    constraints = run["config"].get("constraints") or []
-    console.print(f"  constraints {', '.join(map(str, constraints)) or 'none'}")
+    if problem:
+        console.print(f"  [yellow]checkpoint[/] {safe_text(problem)}")
+    config = run["config"] if isinstance(run["config"], dict) else {}
+    constraints = config.get("constraints") or []
+    console.print(f"  constraints {safe_text(', '.join(map(str, constraints))) or 'none'}")
     if run.get("error"):
-        console.print(f"  [red]error[/] {run['error']}")
+        console.print(f"  [red]error[/] {text['error']}")
     if best is not None:
         console.print(f"  best: candidate {best['id']} accuracy {_fmt(best['accuracy'])} "
                       f"params {_count(best['params'])} madds {_count(best['madds'])} "
@@ -137,9 +168,10 @@ def show_command(ctx: click.Context, run_id: int, limit: int, as_json: bool) -> 
                   box=None, header_style="bold")
     shown = sorted(candidates, key=lambda c: (c["accuracy"] is None, -(c["accuracy"] or 0)))
     for cand in shown[:limit]:
-        table.add_row(str(cand["id"]), cand["status"], _fmt(cand["accuracy"]),
-                      _fmt(cand["reward"]), _fmt(cand["feasible"]), _count(cand["params"]),
-                      _count(cand["madds"]), cand["tag"] or "")
+        table.add_row(*(Text(plain_text(cell)) for cell in (
+            cand["id"], cand["status"], _fmt(cand["accuracy"]), _fmt(cand["reward"]),
+            _fmt(cand["feasible"]), _count(cand["params"]), _count(cand["madds"]),
+            cand["tag"] or "")))
     if limit:
         console.print(table)
 
@@ -151,7 +183,7 @@ def _steer(ctx: click.Context, run_id: int, command: str, as_json: bool) -> None
             store.send_command(run_id, command)
             message = f"run {run_id}: {command} sent to its coordinator (pid {run['pid']})"
         elif command == "cancel" and run["status"] in ("interrupted", "paused", "created"):
-            store.update_run(run_id, status="cancelled", finished=time.time())
+            store.cancel_stopped(run_id)  # revokes the lease: a woken coordinator writes nothing
             message = f"run {run_id}: cancelled (no coordinator was running)"
         else:
             fail(f"run: got {run_id} ({run['status']}); allowed: a run with a live coordinator"
@@ -163,7 +195,7 @@ def _steer(ctx: click.Context, run_id: int, command: str, as_json: bool) -> None
 
 
 @main.command("pause")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ROW_ID)
 @db_option
 @json_option
 @click.pass_context
@@ -174,7 +206,7 @@ def pause_command(ctx: click.Context, run_id: int, as_json: bool) -> None:
 
 
 @main.command("cancel")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=ROW_ID)
 @db_option
 @json_option
 @click.pass_context

@@ -10,17 +10,17 @@ import sys
 
 import click
 
-from workbench.cli import db_option, db_path, handles_errors, json_option, main
+from workbench.cli import ROW_ID, db_option, db_path, handles_errors, json_option, main
 from workbench.cli.run import EXIT_CODES, _report, _run_attached
 from workbench.runner import launch_detached
 from workbench.runner.final_train import create_final_run, weights_path
 
 
 @main.command("train")
-@click.argument("run_id", type=int)
-@click.option("--candidate", "candidate_id", type=int, default=None,
+@click.argument("run_id", type=ROW_ID)
+@click.option("--candidate", "candidate_id", type=ROW_ID, default=None,
               help="Candidate of RUN to train.")
-@click.option("--specialization", "specialization_id", type=int, default=None,
+@click.option("--specialization", "specialization_id", type=ROW_ID, default=None,
               help="Specialization of RUN (PONAS) to train.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None,
               help="Override the preset's final-training epochs.")

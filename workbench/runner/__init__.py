@@ -37,7 +37,16 @@ def start_run(db_path: str | os.PathLike[str], config: object) -> int:
 
 def launch_detached(db_path: str | os.PathLike[str], run_id: int,
                     evaluator: str | None = None) -> int:
-    """Start the run's coordinator detached (new session, log file); returns its pid."""
+    """Start the run's coordinator detached (new session, log file); returns its pid.
+
+    Whether the run may be (re)started is checked here first, so every caller -- ``nasw
+    resume --detach``, the TUI's ``r`` -- gets a clear :class:`NaswError` and nothing is
+    spawned or written for a finished run, a run whose coordinator is alive, or a checkpoint
+    that cannot be resumed safely (pickled by an older nasw, or damaged).
+    """
+    with Store(db_path, create=False) as store:
+        store.check_resumable(run_id)
+        store.load_state(run_id)  # LegacyStateError / StateFormatError: never unpickled
     argv = coordinator_argv(db_path, run_id)
     if evaluator is not None:
         argv += ["--evaluator", evaluator]
