@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import pickle
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -201,10 +200,13 @@ def test_beats_random_search_at_the_same_count_over_five_seeds(space: Any, finis
 
 
 def _resume(searcher: PNASSearcher, space: Any) -> PNASSearcher:
-    """Kill (keep only a pickled checkpoint) and restart into a fresh searcher."""
-    state = pickle.loads(pickle.dumps(searcher.state_dict()))
+    """Kill (keep only the stored checkpoint and history) and restart into a fresh searcher."""
+    from workbench.state_codec import decode_state, encode_state
+
+    data, blobs, _ = encode_state(searcher.state_dict())  # as the store keeps it
+    state = decode_state(data, blobs.__getitem__)
     fresh = make(space, seed=0)
-    fresh.load_state_dict(state)
+    fresh.load_state_dict(state, history=searcher.history)
     return fresh
 
 

@@ -138,7 +138,7 @@ def test_kill_and_resume_mid_fine_tuning_keeps_the_rows(space) -> None:
     told_before = searcher.n_told
 
     resumed = PONASSearcher(space, seed=5)  # a fresh process after SIGKILL
-    resumed.load_state_dict(decode_state(blob, arrays.__getitem__))
+    resumed.load_state_dict(decode_state(blob, arrays.__getitem__), history=searcher.history)
     assert resumed.stage == "finetune" and resumed.layer == 2
     assert sorted(resumed.rows[2]) == sorted(searcher.rows[2])  # measured rows kept
     assert resumed.n_told == told_before

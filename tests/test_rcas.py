@@ -203,7 +203,7 @@ def test_kill_and_resume_continues_the_same_trajectory() -> None:
                     space, stop_after=40)
     state = partial.state_dict()
     resumed = RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000, speculate=2)
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(state, history=partial.history)
     for job in resumed.pending:  # in flight at the kill: re-issued once
         resumed.tell(job, space.evaluate(job))
     drive(resumed, space)
