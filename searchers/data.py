@@ -181,6 +181,40 @@ def _try_download(name: str, root: Path) -> str:
         return f"download failed: {type(exc).__name__}: {exc}"[:300]
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Reads CIFAR's python batches -- pickles by format -- without running their code.
+
+    A pickle names the callables it wants called; this one resolves only the few that rebuild
+    plain containers and numpy arrays (what torchvision's CIFAR files hold). Any other name --
+    ``os.system``, ``builtins.eval``, a class of some module -- raises
+    :class:`pickle.UnpicklingError` instead of being imported, so a crafted ``data_batch_1``
+    in a user-supplied folder cannot execute anything.
+    """
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    })
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a dataset file")
+        return super().find_class(module, name)
+
+
+def load_array_pickle(path: Path) -> Any:
+    """A pickled dataset file (CIFAR batch or meta) read with :class:`_ArrayUnpickler`;
+    a file that asks for anything else is a :class:`NaswError` naming ``dataset.root``."""
+    with open(path, "rb") as fh:
+        try:
+            return _ArrayUnpickler(fh, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError,
+                AttributeError, IndexError) as err:
+            raise NaswError("dataset.root", str(path), "CIFAR python batches (arrays only)",
+                            hint=f"this file cannot be read safely: {err}") from None
+
+
 def _read_cifar(name: str, root: Path, download: bool) -> tuple[np.ndarray, np.ndarray,
                                                                   tuple[str, ...]]:
     folder, files, label_key, meta_file, names_key = {
@@ -196,15 +230,17 @@ def _read_cifar(name: str, root: Path, download: bool) -> tuple[np.ndarray, np.n
             raise _missing(name, root, [f"{folder}/{f}" for f in files], why)
     xs, ys = [], []
     for path in paths:
-        with open(path, "rb") as fh:
-            batch = pickle.load(fh, encoding="bytes")
+        batch = load_array_pickle(path)
+        if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+            raise NaswError("dataset.root", str(path), "a CIFAR batch (data and labels)")
         xs.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         ys.append(np.asarray(batch[label_key], dtype=np.int64))
     classes: tuple[str, ...] = ()
     meta = root / folder / meta_file
     if meta.is_file():
-        with open(meta, "rb") as fh:
-            info = pickle.load(fh, encoding="bytes")
+        info = load_array_pickle(meta)
+        if not isinstance(info, dict):
+            info = {}
         classes = tuple(n.decode() if isinstance(n, bytes) else str(n)
                         for n in info.get(names_key, []))
     if len(classes) != _KNOWN_CLASSES[name]:
