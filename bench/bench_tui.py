@@ -1,15 +1,21 @@
-"""TUI speed: time to first screen vs a bare Textual app, and the run-detail refresh time.
+"""TUI speed at scale: how long nasw takes to show its screens, as ratios to a bare Textual app.
 
-1. **Time to first screen**: a fresh interpreter starts ``nasw``'s app on a database with a few
-   runs and exits as soon as the runs table has painted its rows; the baseline is a bare
-   Textual app (Header, a one-row DataTable, Footer) exiting after its first paint, started the
-   same way in the same run. Median of N alternating starts each. Goal: ratio <= 1.5.
-2. **Refresh of the run detail** on a run with 10,000 candidates and 100,000 metric points: the
-   initial load once, then per refresh (10 new candidates and 100 metric points written by
-   another connection, as a coordinator does) the time of the incremental poll (store queries)
-   plus applying it to every tab. Goal: < 100 ms per refresh.
+1. **Time to first screen** (fresh interpreters, median of N alternating starts, process start
+   to the paint): the baseline is a bare Textual app (Header, a one-row DataTable, Footer)
+   exiting after its first paint. Against it: nasw's runs screen with its rows painted, and
+   ``nasw``'s run detail opened straight on a big run (as ``nasw run --tui`` does) with its
+   Overview painted with the run's figures. Goal: both <= 1.5x the bare app.
+2. **In the app** (one process, the run open): time from a tab's action (what its key runs,
+   without the tab underline's animation) to the tab showing its
+   data (Candidates' first page, Curves, Pareto), paging in the next 200 rows, sorting by
+   accuracy, and a refresh after a coordinator writes 10 candidates and 100 metric points
+   (poll + the shown tab's reads + drawing). Goal: every one well under the bare app's start.
 
-    .venv/bin/python bench/bench_tui.py [--starts 5] [--refreshes 20]
+Sizes: 10,000 candidates / 100,000 metric points and 100,000 / 1,000,000 (``--sizes``).
+The big runs are written through :meth:`Store.record` as a coordinator writes them (genotypes
+drawn from a pool of 500 samples of the ``ponas-digits`` space, so writing stays quick).
+
+    .venv/bin/python bench/bench_tui.py [--starts 5] [--refreshes 10] [--sizes 10000 100000]
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -54,22 +62,25 @@ Bare().run(headless=True, size=(120, 40))
 NASW_APP = """
 import time
 from workbench.app import NaswApp
-from workbench.screens.runs import RunsScreen
 
-WAIT_FOR_ROWS = {rows!r}
+RUN = {run!r}
 
 class FirstScreen(NaswApp):
+    done = False
+
     def on_mount(self):
         super().on_mount()
-        if WAIT_FOR_ROWS:
-            self.set_interval(0.002, self.check)
-        else:  # exactly as the bare app: its first paint
-            self.call_after_refresh(self.painted)
+        self.set_interval(0.002, self.check)
+
+    def ready(self):
+        screen = self.screen
+        if RUN is None:
+            return bool(screen.query("#runs-table")) and screen.query_one("#runs-table").row_count
+        overview = getattr(screen, "components", {{}}).get("overview")
+        return overview is not None and bool(overview.data) and screen.run is not None
 
     def check(self):
-        screen = self.screen
-        if not self.done and isinstance(screen, RunsScreen) and (
-                not WAIT_FOR_ROWS or screen.query_one('#runs-table').row_count):
+        if not self.done and self.ready():
             self.done = True
             self.call_after_refresh(self.painted)
 
@@ -77,9 +88,7 @@ class FirstScreen(NaswApp):
         print(time.time(), flush=True)
         self.exit()
 
-    done = False
-
-FirstScreen({db!r}).run(headless=True, size=(120, 40))
+FirstScreen({db!r}, run_id=RUN).run(headless=True, size=(120, 40))
 """
 
 
@@ -91,27 +100,19 @@ def time_start(code: str) -> float:
     return float(out.strip().splitlines()[-1]) - started
 
 
-def bench_start(db: Path, starts: int) -> None:
-    """First paint of the runs screen (the store loads in a worker thread meanwhile), and the
-    moment its rows are painted, each against the bare app."""
-    first_paint = NASW_APP.format(db=str(db), rows=False)
-    with_rows = NASW_APP.format(db=str(db), rows=True)
-    for code in (BARE_APP, first_paint, with_rows):  # warm the file cache and bytecode
+def bench_starts(codes: dict[str, str], starts: int) -> dict[str, float]:
+    """Median start time of each program, the programs alternating (same machine load)."""
+    for code in codes.values():  # warm the file cache and bytecode
         time_start(code)
-    bare, paint, rows = [], [], []
+    times: dict[str, list[float]] = {name: [] for name in codes}
     for _ in range(starts):
-        bare.append(time_start(BARE_APP))
-        paint.append(time_start(first_paint))
-        rows.append(time_start(with_rows))
-    b, p, r = (statistics.median(x) for x in (bare, paint, rows))
-    print(f"time to first screen (median of {starts} starts, process start to the paint):")
-    print(f"  bare Textual app (header, table, footer)   {1000 * b:6.0f} ms")
-    print(f"  nasw runs screen, first paint             {1000 * p:6.0f} ms -> ratio {p / b:.2f}"
-          " (goal <= 1.5)")
-    print(f"  nasw runs screen, with its rows painted   {1000 * r:6.0f} ms -> ratio {r / b:.2f}")
+        for name, code in codes.items():
+            times[name].append(time_start(code))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def big_run(path: Path, candidates: int, metrics: int) -> int:
+    """A finished random-search run of ``candidates`` candidates and ``metrics`` points."""
     import numpy as np
 
     from searchers.spaces import get_space
@@ -119,32 +120,51 @@ def big_run(path: Path, candidates: int, metrics: int) -> int:
 
     space = get_space("mbconv", "ponas-digits")
     rng = np.random.default_rng(0)
+    pool = [space.sample(rng) for _ in range(500)]
+    costs = [space.costs(g) for g in pool]
     with Store(path) as store:
         run_id = store.create_run({"name": "big", "space": {"name": "mbconv",
                                    "preset": "ponas-digits"}, "searcher": {"name": "random"},
                                    "evaluator": "synthetic", "constraints": ["params<=60k"],
-                                   "budget": {"candidates": candidates + 1000}})
+                                   "budget": {"candidates": candidates}})
         created = store.run(run_id)["created"]
-        per_metric = metrics // candidates
-        for start in range(0, candidates, 1000):
+        per_candidate = max(1, metrics // candidates)
+        batch = 5000
+        best = (-1.0, None)
+        for start in range(0, candidates, batch):
             rows, points = [], []
-            for cid in range(start, start + 1000):
-                g = space.sample(rng)
-                costs = space.costs(g)
+            for cid in range(start, min(candidates, start + batch)):
+                k = int(rng.integers(len(pool)))
                 acc = float(rng.uniform(0.5, 0.95))
-                rows.append(CandidateRow(id=cid, genotype=g, status="ok", costs=costs,
-                                         accuracy=acc, reward=acc,
-                                         feasible=costs["params"] <= 60e3, tag="bench",
-                                         device="cpu:0", wall_time=1.0, started=created + cid,
-                                         finished=created + cid + 1))
-                points += [(cid, f"random/m{k}", acc) for k in range(per_metric)]
-            store.record(run_id, Progress(candidates=rows, metrics=points,
-                                          summary={"n_done": start + 1000}))
-        store.update_run(run_id, status="running", started=created)
+                feasible = costs[k]["params"] <= 60e3
+                if feasible and acc > best[0]:
+                    best = (acc, cid)
+                rows.append(CandidateRow(id=cid, genotype=pool[k], status="ok", costs=costs[k],
+                                         accuracy=acc, reward=acc, feasible=feasible,
+                                         tag="bench", device=f"cpu:{cid % 2}", wall_time=1.0,
+                                         started=created + cid, finished=created + cid + 1))
+                points += [(cid, f"random/m{j}", acc) for j in range(per_candidate)]
+            store.record(run_id, Progress(candidates=rows, metrics=points, summary={
+                "n_done": start + len(rows), "n_asked": start + len(rows),
+                "n_ok": start + len(rows), "best_accuracy": best[0],
+                "best_candidate": best[1], "best_feasible": 1}))
+        store.update_run(run_id, status="finished", started=created,
+                         finished=created + candidates + 1)
     return run_id
 
 
-def bench_refresh(db: Path, refreshes: int, candidates: int, metrics: int) -> None:
+async def until(pilot: Any, condition: Callable[[], bool], timeout: float = 120.0) -> float:
+    """Milliseconds until ``condition()`` holds, polling every millisecond."""
+    started = time.perf_counter()
+    while not condition():
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError("the TUI did not get there in time")
+        await pilot.pause(0.001)
+    return 1000 * (time.perf_counter() - started)
+
+
+def bench_in_app(db: Path, run_id: int, candidates: int, refreshes: int) -> dict[str, float]:
+    """Key press -> data shown, for each tab and action, in one running app."""
     import numpy as np
 
     from searchers.spaces import get_space
@@ -152,26 +172,59 @@ def bench_refresh(db: Path, refreshes: int, candidates: int, metrics: int) -> No
     from workbench.screens.detail import RunDetailScreen
     from workbench.store import CandidateRow, Progress, Store
 
-    t0 = time.perf_counter()
-    run_id = big_run(db, candidates, metrics)
-    print(f"wrote a run with {candidates} candidates and {metrics} metric points in "
-          f"{time.perf_counter() - t0:.1f} s")
     space = get_space("mbconv", "ponas-digits")
     rng = np.random.default_rng(1)
+    figures: dict[str, float] = {}
 
     async def go() -> None:
-        app = NaswApp(db, run_id=run_id, poll_interval=3600)
+        app = NaswApp(db, poll_interval=3600)
         async with app.run_test(size=(120, 40)) as pilot:
+            await until(pilot, lambda: app.screen.query("#runs-table")
+                        and app.screen.query_one("#runs-table").row_count > 0)
             started = time.perf_counter()
-            while not (isinstance(app.screen, RunDetailScreen)
-                       and len(app.screen.candidates) == candidates):
-                await pilot.pause(0.01)
+            app.open_run(run_id)
+
+            def overview_ready() -> bool:
+                screen = app.screen
+                tab = isinstance(screen, RunDetailScreen) and screen.component("overview")
+                return bool(tab) and bool(tab.data)
+
+            await until(pilot, overview_ready)
+            figures["open (overview shown)"] = 1000 * (time.perf_counter() - started)
             screen = app.screen
-            print(f"initial load of the run detail: {1000 * (time.perf_counter() - started):.0f}"
-                  f" ms wall (poll {screen.last_refresh_ms - screen.apply_ms:.0f} ms + apply "
-                  f"{screen.apply_ms:.0f} ms)")
-            timings, polls = [], []
+            started = time.perf_counter()
+            screen.action_show_tab("candidates")
+            await until(pilot, lambda: screen.component("candidates") is not None
+                        and screen.component("candidates").table.row_count > 0)
+            figures["candidates tab, first page"] = 1000 * (time.perf_counter() - started)
+            table = screen.component("candidates")
+            before = table.table.row_count
+            started = time.perf_counter()
+            table.table.move_cursor(row=before - 1)
+            table.table.focus()
+            await until(pilot, lambda: table.table.row_count > before or before >= candidates)
+            figures["next page (200 rows)"] = 1000 * (time.perf_counter() - started)
+            started = time.perf_counter()
+            generation = table.generation
+            screen.action_sort()  # by accuracy, best first
+            await until(pilot, lambda: table.generation > generation
+                        and table.sort_column == "Accuracy" and table.table.row_count > 0
+                        and not busy(app, "candidate-page"))
+            figures["sort by accuracy (SQL)"] = 1000 * (time.perf_counter() - started)
+            started = time.perf_counter()
+            screen.action_show_tab("curves")
+            await until(pilot, lambda: screen.component("curves") is not None
+                        and screen.component("curves").query_one("#curves-plot").points
+                        == candidates)
+            figures["curves tab, drawn"] = 1000 * (time.perf_counter() - started)
+            started = time.perf_counter()
+            screen.action_show_tab("pareto")
+            await until(pilot, lambda: screen.component("pareto") is not None
+                        and screen.component("pareto").plot.view.get("n") == candidates)
+            figures["pareto tab, drawn"] = 1000 * (time.perf_counter() - started)
+            screen.action_show_tab("candidates")
             writer = Store(db)
+            timings = []
             next_id = candidates
             for _ in range(refreshes):
                 rows = []
@@ -182,36 +235,66 @@ def bench_refresh(db: Path, refreshes: int, candidates: int, metrics: int) -> No
                                              costs=space.costs(g), accuracy=acc, reward=acc,
                                              feasible=True, finished=time.time()))
                 writer.record(run_id, Progress(candidates=rows, metrics=[
-                    (next_id, "random/m0", 0.5)] * 100))
+                    (next_id, "random/m0", 0.5)] * 100, summary={"n_done": next_id + 10}))
                 next_id += 10
-                before = screen.feed.polls
+                loads = table.loads
+                started = time.perf_counter()
                 screen.poll()
-                while screen.feed.polls == before or len(screen.candidates) != next_id:
-                    await pilot.pause(0.001)
-                timings.append(screen.last_refresh_ms)
-                polls.append(screen.last_refresh_ms - screen.apply_ms)
+                await until(pilot, lambda loads=loads, total=next_id: table.loads > loads
+                            and table.total == total and not busy(app, "candidate-page"))
+                timings.append(1000 * (time.perf_counter() - started))
             writer.close()
-            print(f"refresh of the run detail (10 candidates + 100 points new): median "
-                  f"{statistics.median(timings):.1f} ms (store queries "
-                  f"{statistics.median(polls):.1f} ms), max {max(timings):.1f} ms over "
-                  f"{refreshes} refreshes (goal < 100 ms)")
+            figures["refresh (10 new candidates, 100 points)"] = statistics.median(timings)
 
     asyncio.run(go())
+    return figures
+
+
+def busy(app: Any, group: str) -> bool:
+    """Whether a worker of ``group`` is still pending or running."""
+    from textual.worker import WorkerState
+
+    return any(w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
+               for w in app.workers)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--starts", type=int, default=5)
-    parser.add_argument("--refreshes", type=int, default=20)
-    parser.add_argument("--candidates", type=int, default=10_000)
-    parser.add_argument("--metrics", type=int, default=100_000)
+    parser.add_argument("--refreshes", type=int, default=10)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--points-per-candidate", type=int, default=10)
     args = parser.parse_args()
     from tui_support import make_db
 
     with tempfile.TemporaryDirectory() as tmp:
         small = make_db(Path(tmp) / "small.db")
-        bench_start(small, args.starts)
-        bench_refresh(Path(tmp) / "big.db", args.refreshes, args.candidates, args.metrics)
+        dbs = {}
+        for size in args.sizes:
+            t0 = time.perf_counter()
+            path = Path(tmp) / f"big{size}.db"
+            dbs[size] = (path, big_run(path, size, size * args.points_per_candidate))
+            print(f"wrote a run of {size} candidates and {size * args.points_per_candidate} "
+                  f"metric points in {time.perf_counter() - t0:.1f} s", flush=True)
+        codes = {"bare": BARE_APP, "runs": NASW_APP.format(db=str(small), run=None)}
+        for size, (path, run_id) in dbs.items():
+            codes[f"detail {size}"] = NASW_APP.format(db=str(path), run=run_id)
+        medians = bench_starts(codes, args.starts)
+        bare = medians["bare"]
+        print(f"\ntime to first screen (median of {args.starts} alternating starts, process "
+              "start to the paint):")
+        print(f"  bare Textual app (header, table, footer)           {1000 * bare:6.0f} ms")
+        print(f"  nasw runs screen, rows painted                     {1000 * medians['runs']:6.0f}"
+              f" ms  {medians['runs'] / bare:.2f}x  (goal <= 1.5x)")
+        for size in dbs:
+            value = medians[f"detail {size}"]
+            print(f"  nasw run detail, {size:>7} candidates, overview  {1000 * value:6.0f} ms"
+                  f"  {value / bare:.2f}x  (goal <= 1.5x)")
+        for size, (path, run_id) in dbs.items():
+            print(f"\nin the app, run of {size} candidates / {size * args.points_per_candidate}"
+                  " points (ms, and as a fraction of the bare app's start):")
+            for name, ms in bench_in_app(path, run_id, size, args.refreshes).items():
+                print(f"  {name:<42} {ms:7.1f} ms  {ms / (1000 * bare):.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,21 +1,25 @@
-"""The TUI's read side: a thin adapter between :mod:`workbench.store` and the screens.
+"""The TUI's read side: the store for runs and actions, read-only SQL for the run detail.
 
-It adds no SQL of its own. It gives each polling thread its own store connection (SQLite
-connections are per thread), keeps the "last row seen" cursors of a run's live view so every
-poll asks the store only for rows written since (``since_seq`` for candidates, ``since_rowid``
-for metrics and events), and formats values the same way on every screen.
-
-The store (and with it sqlite-utils) is imported on first use, from a worker thread, so the
-first screen paints before it loads.
+A run may hold 100,000 candidates and a million metric points, so the run detail never loads
+a run whole: each tab asks for what it shows, from a thread worker, with read-only queries on
+the store's indexes (a page of the candidates table sorted and filtered in SQL, a metric
+downsampled in SQL, the finished candidates written since a tab's own ``seq`` cursor, one
+candidate by id). Those queries use plain :mod:`sqlite3` with ``PRAGMA query_only``, one
+connection per thread; the store (and with it sqlite-utils) is imported on first use, from a
+worker thread, for the runs list, a run's row and every write (commands, deletes, exports).
+Values are formatted here the same way on every screen.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,62 +80,297 @@ def reader(db_path: str | Path) -> _Reader:
     return readers[path]
 
 
-# -- the live view of one run ----------------------------------------------------------------
-@dataclass
-class RunDelta:
-    """What changed in a run since the previous poll (first poll: everything)."""
+# -- paged, downsampled reads of one run (plain sqlite3, read-only) ---------------------------
+#: the candidate columns the table shows (no genotype, costs JSON or loss curve to decode)
+TABLE_COLUMNS = ("id", "status", "accuracy", "reward", "feasible", "params", "madds", "tag",
+                 "device", "wall_time")
+#: columns a filter comparison may name directly (``acc`` is ``accuracy``); any other
+#: ``[a-z_]+`` name is looked up in the candidate's costs JSON (``latency_ms``, ``flops``...)
+FILTER_COLUMNS = {"acc": "accuracy", "accuracy": "accuracy", "reward": "reward", "id": "id",
+                  "params": "params", "madds": "madds", "flops": "flops",
+                  "intensity": "intensity"}
+#: SQL sort keys of the table's columns: NULLs sort as the Python keys did (no accuracy = -1,
+#: no cost = +inf), ties broken by id so pages never overlap
+SORT_SQL = {
+    "ID": "id", "Accuracy": "coalesce(accuracy, -1.0)", "Reward": "coalesce(reward, -1.0)",
+    "Params": "coalesce(params, 1e308)", "MAdds": "coalesce(madds, 1e308)",
+    "Status": "coalesce(status, '')", "Time": "coalesce(wall_time, 0.0)",
+}
+FILTER_COMPARISON = re.compile(r"^(?P<key>[a-z_]+)(?P<op><=|>=|<|>|=)(?P<num>[-+]?[\d.]+(e[-+]?\d+)?)"
+                         r"(?P<suffix>[kKmMgG]?)$")
+SUFFIX_SCALE = {"": 1.0, "k": 1e3, "K": 1e3, "m": 1e6, "M": 1e6, "g": 1e9, "G": 1e9}
 
-    run: dict[str, Any] | None
-    candidates: list[dict[str, Any]] = field(default_factory=list)  # new or updated rows
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    table_rows: list[dict[str, Any]] = field(default_factory=list)
-    first: bool = False
 
+def connection(db_path: str | Path) -> sqlite3.Connection | None:
+    """The calling thread's read-only connection to ``db_path`` (None while it does not exist).
 
-class RunFeed:
-    """Cursors of a run's live view: each :meth:`poll` returns only rows newer than the last.
-
-    Candidates come back when inserted *or updated* (the store bumps their ``seq`` on every
-    write, so an in-flight candidate that finishes is seen again). The PONAS accuracy table is
-    at most layers x choices rows, so it is re-read only when its row count or newest time
-    changes.
+    Plain :mod:`sqlite3` with ``query_only``: the TUI's reads of a big run need neither
+    sqlite-utils nor the store's decoding, and opening one costs well under a millisecond.
     """
+    connections: dict[Path, sqlite3.Connection] = getattr(_local, "connections", None) or {}
+    _local.connections = connections
+    path = Path(db_path)
+    conn = connections.get(path)
+    if conn is None:
+        if not path.exists():
+            return None
+        conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        connections[path] = conn
+    return conn
 
-    def __init__(self, db_path: str | Path, run_id: int) -> None:
-        self.db_path = Path(db_path)
-        self.run_id = run_id
-        self.candidate_seq = 0
-        self.metric_rowid = 0
-        self.event_rowid = 0
-        self.table_stamp: tuple[int, float] = (0, 0.0)
-        self.polls = 0
 
-    def poll(self) -> RunDelta:
-        read = reader(self.db_path)
-        run = read.run(self.run_id)
-        if run is None:
-            return RunDelta(run=None)
-        store = read.store
-        delta = RunDelta(run=run, first=self.polls == 0)
-        self.polls += 1
-        delta.candidates = store.candidates(self.run_id, since_seq=self.candidate_seq,
-                                            order="seq")
-        if delta.candidates:
-            self.candidate_seq = max(c["seq"] for c in delta.candidates)
-        delta.metrics = store.metrics(self.run_id, since_rowid=self.metric_rowid)
-        if delta.metrics:
-            self.metric_rowid = delta.metrics[-1]["rowid"]
-        delta.events = store.events(self.run_id, since_rowid=self.event_rowid)
-        if delta.events:
-            self.event_rowid = delta.events[-1]["rowid"]
-        if run.get("searcher") == "ponas" or self.table_stamp[0]:
-            table = store.accuracy_table(self.run_id)
-            stamp = (len(table), max((r["time"] or 0.0 for r in table), default=0.0))
-            if stamp != self.table_stamp:
-                delta.table_rows = table
-                self.table_stamp = stamp
-        return delta
+def _rows(db_path: str | Path, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    conn = connection(db_path)
+    if conn is None:
+        return []
+    cursor = conn.execute(sql, tuple(params))
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _scalar(db_path: str | Path, sql: str, params: Iterable[Any] = ()) -> Any:
+    conn = connection(db_path)
+    if conn is None:
+        return None
+    row = conn.execute(sql, tuple(params)).fetchone()
+    return None if row is None else row[0]
+
+
+@dataclass(frozen=True)
+class RunStamp:
+    """What a poll compares to know whether a tab must read again: the run's newest candidate
+    write (``seq``), the newest metric and event rows of the file, the accuracy table's size
+    and newest write. Each is one index look-up, whatever the size of the run."""
+
+    candidate_seq: int = 0
+    metric_rowid: int = 0
+    event_rowid: int = 0
+    table: tuple[int, float] = (0, 0.0)
+
+
+def run_stamp(db_path: str | Path, run_id: int) -> RunStamp:
+    """The run's :class:`RunStamp` (the rowids are file-wide: another run's writes only cost a
+    spurious re-read, and a per-run ``max(rowid)`` would scan the run's rows)."""
+    conn = connection(db_path)
+    if conn is None:
+        return RunStamp()
+    seq = conn.execute("SELECT max(seq) FROM candidates WHERE run_id = ?", (run_id,)).fetchone()
+    metric = conn.execute("SELECT max(rowid) FROM metrics").fetchone()
+    event = conn.execute("SELECT max(rowid) FROM events").fetchone()
+    table = conn.execute("SELECT count(*), coalesce(max(time), 0) FROM accuracy_table"
+                         " WHERE run_id = ?", (run_id,)).fetchone()
+    return RunStamp(seq[0] or 0, metric[0] or 0, event[0] or 0, (table[0], table[1]))
+
+
+#: the store's JSON run columns and the statuses whose real status needs the store's liveness
+#: check (``workbench.store._JSON_RUN_COLUMNS`` / ``LIVE_STATUSES``; a test keeps them equal)
+RUN_JSON_COLUMNS = ("config", "constraints", "workers")
+LIVE_STATUSES = ("created", "running", "paused")
+
+
+def _json_or_text(text: Any) -> Any:
+    if not isinstance(text, str):
+        return text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def decode_run(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``runs`` row decoded as :meth:`Store.run` decodes it.
+
+    A finished, failed or cancelled run's status is the stored one; only a run stored as
+    live (created, running, paused) asks :meth:`Store.effective_status` whether its
+    coordinator is still there, which imports the store (sqlite-utils, ~0.2-0.3 s once). So
+    the runs list and a run's detail open without it unless a run is live.
+    """
+    run = dict(row)
+    for column in RUN_JSON_COLUMNS:
+        run[column] = _json_or_text(run.get(column))
+    run["stored_status"] = run.get("status")
+    if run.get("status") in LIVE_STATUSES:
+        from workbench.store import Store
+
+        run["status"] = Store.effective_status(run)
+    budget = run.get("budget")
+    run["progress"] = min(1.0, (run.get("n_done") or 0) / budget) if budget else None
+    run["best_feasible"] = None if run.get("best_feasible") is None else bool(
+        run["best_feasible"])
+    return run
+
+
+def run_summary(db_path: str | Path, run_id: int) -> dict[str, Any] | None:
+    """The run (as :meth:`Store.run` decodes it), or None when it does not exist."""
+    rows = _rows(db_path, "SELECT * FROM runs WHERE id = ?", (run_id,))
+    return decode_run(rows[0]) if rows else None
+
+
+def runs(db_path: str | Path) -> list[dict[str, Any]]:
+    """Every run's summary for the runs list; an absent database is an empty list (nothing
+    is created)."""
+    return [decode_run(row) for row in _rows(db_path, "SELECT * FROM runs ORDER BY id")]
+
+
+def filter_sql(query: str) -> tuple[str, list[Any]]:
+    """The candidate filter language (``feasible``, ``infeasible``, ``acc>0.9``, ``params<3M``,
+    a word of status / tag / device / id) as a SQL condition and its parameters.
+
+    Every value is a bound parameter; a cost name outside :data:`FILTER_COLUMNS` is matched by
+    the ``[a-z_]+`` pattern before it reaches ``json_extract``'s path, so no text of the query
+    becomes SQL.
+    """
+    clauses: list[str] = []
+    params: list[Any] = []
+    for word in query.lower().split():
+        match = FILTER_COMPARISON.match(word)
+        if match:
+            key = match["key"]
+            column = FILTER_COLUMNS.get(key)
+            if column is None:
+                column = "json_extract(costs, ?)"
+                params.append(f"$.{key}")
+            clauses.append(f"{column} {match['op']} ?")
+            params.append(float(match["num"]) * SUFFIX_SCALE[match["suffix"]])
+        elif word == "feasible":
+            clauses.append("feasible = 1")
+        elif word == "infeasible":
+            clauses.append("feasible = 0")
+        else:
+            clauses.append("instr(lower(coalesce(status, '') || ' ' || coalesce(tag, '') || ' '"
+                           " || coalesce(device, '') || ' ' || id), ?) > 0")
+            params.append(word)
+    return " AND ".join(clauses) or "1", params
+
+
+def candidate_page(db_path: str | Path, run_id: int, *, sort: str = "ID", reverse: bool = False,
+                   query: str = "", offset: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    """One page of the candidates table: :data:`TABLE_COLUMNS`, filtered and sorted in SQL."""
+    where, params = filter_sql(query)
+    direction = "DESC" if reverse else "ASC"
+    return _rows(db_path, f"SELECT {', '.join(TABLE_COLUMNS)} FROM candidates"
+                 f" WHERE run_id = ? AND ({where})"
+                 f" ORDER BY {SORT_SQL[sort]} {direction}, id LIMIT ? OFFSET ?",
+                 [run_id, *params, limit, offset])
+
+
+def candidate_count(db_path: str | Path, run_id: int, query: str = "") -> int:
+    where, params = filter_sql(query)
+    return int(_scalar(db_path, f"SELECT count(*) FROM candidates WHERE run_id = ? AND ({where})",
+                       [run_id, *params]) or 0)
+
+
+def candidate(db_path: str | Path, run_id: int, candidate_id: int) -> dict[str, Any] | None:
+    """One candidate with its genotype and costs decoded, or None."""
+    rows = _rows(db_path, "SELECT id, status, genotype, costs, accuracy, reward, feasible, tag,"
+                 " device, wall_time, error FROM candidates WHERE run_id = ? AND id = ?",
+                 (run_id, candidate_id))
+    if not rows:
+        return None
+    cand = rows[0]
+    cand["genotype"] = json.loads(cand["genotype"] or "{}")
+    cand["costs"] = json.loads(cand["costs"] or "{}") or {}
+    cand["feasible"] = None if cand["feasible"] is None else bool(cand["feasible"])
+    return cand
+
+
+def finished_since(db_path: str | Path, run_id: int, since_seq: int) -> list[tuple[Any, ...]]:
+    """Finished candidates written after ``since_seq``, in write order:
+    ``(seq, id, accuracy, reward, feasible, finished, params, madds)`` tuples (the Curves and
+    Pareto tabs keep their own cursors and fold these in)."""
+    conn = connection(db_path)
+    if conn is None:
+        return []
+    return conn.execute(
+        "SELECT seq, id, accuracy, reward, feasible, finished, params, madds FROM candidates"
+        " WHERE run_id = ? AND seq > ? AND status != 'running' ORDER BY seq",
+        (run_id, since_seq)).fetchall()
+
+
+def metric_keys(db_path: str | Path, run_id: int) -> list[str]:
+    """The run's metric names by a skip scan of the ``(run_id, key, step)`` index: one index
+    look-up per name instead of a pass over a million points."""
+    conn = connection(db_path)
+    if conn is None:
+        return []
+    keys, key = [], conn.execute("SELECT min(key) FROM metrics WHERE run_id = ?",
+                                 (run_id,)).fetchone()[0]
+    while key is not None:
+        keys.append(key)
+        key = conn.execute("SELECT min(key) FROM metrics WHERE run_id = ? AND key > ?",
+                           (run_id, key)).fetchone()[0]
+    return keys
+
+
+def metric_series(db_path: str | Path, run_id: int, key: str,
+                  buckets: int = 400) -> tuple[list[float], list[float], int]:
+    """One metric's points downsampled in SQL to at most ``buckets`` (mean step, mean value)
+    pairs over equal step ranges; returns the pairs and the number of points they stand for."""
+    conn = connection(db_path)
+    if conn is None:
+        return [], [], 0
+    lo, hi, count = conn.execute("SELECT min(step), max(step), count(*) FROM metrics"
+                                 " WHERE run_id = ? AND key = ?", (run_id, key)).fetchone()
+    if not count:
+        return [], [], 0
+    if count <= buckets:
+        rows = conn.execute("SELECT step, value FROM metrics WHERE run_id = ? AND key = ?"
+                            " AND value IS NOT NULL ORDER BY step, rowid",
+                            (run_id, key)).fetchall()
+    else:
+        width = max(1e-9, (hi - lo) / buckets)
+        rows = conn.execute(
+            "SELECT avg(step), avg(value) FROM metrics WHERE run_id = ? AND key = ?"
+            " AND value IS NOT NULL GROUP BY min(CAST((step - ?) / ? AS INTEGER), ?)"
+            " ORDER BY 1", (run_id, key, lo, width, buckets - 1)).fetchall()
+    return [float(r[0]) for r in rows], [float(r[1]) for r in rows], int(count)
+
+
+def train_metrics(db_path: str | Path, run_id: int) -> list[dict[str, Any]]:
+    """A final-training run's ``train/*`` points (one per epoch and series)."""
+    return _rows(db_path, "SELECT step, key, value FROM metrics WHERE run_id = ?"
+                 " AND key >= 'train/' AND key < 'train0' ORDER BY key, step", (run_id,))
+
+
+def recent_events(db_path: str | Path, run_id: int, limit: int = 8) -> list[dict[str, Any]]:
+    """The run's newest events, newest first, with their data decoded."""
+    rows = _rows(db_path, "SELECT rowid, step, kind, data, time FROM events WHERE run_id = ?"
+                 " ORDER BY rowid DESC LIMIT ?", (run_id, limit))
+    for row in rows:
+        try:
+            row["data"] = json.loads(row["data"] or "{}") or {}
+        except ValueError:
+            row["data"] = {}
+    return rows
+
+
+def run_activity(db_path: str | Path, run_id: int, window: int = 50) -> dict[str, Any]:
+    """What the Overview shows beyond the run row: candidates in flight, results per device,
+    and the last ``window`` finish times (the ETA's recent rate; read backwards along the
+    ``(run_id, seq)`` index)."""
+    conn = connection(db_path)
+    if conn is None:
+        return {"in_flight": 0, "devices": {}, "finished_times": []}
+    in_flight = conn.execute("SELECT count(*) FROM candidates WHERE run_id = ?"
+                             " AND status = 'running'", (run_id,)).fetchone()[0]
+    devices = dict(conn.execute(
+        "SELECT device, count(*) FROM candidates WHERE run_id = ? AND status != 'running'"
+        " AND device IS NOT NULL AND device != '' GROUP BY device", (run_id,)).fetchall())
+    times = [r[0] for r in conn.execute(
+        "SELECT finished FROM candidates WHERE run_id = ? AND status != 'running'"
+        " AND finished IS NOT NULL ORDER BY seq DESC LIMIT ?", (run_id, window))]
+    return {"in_flight": int(in_flight), "devices": devices, "finished_times": times}
+
+
+def accuracy_table(db_path: str | Path, run_id: int) -> list[dict[str, Any]]:
+    """The PONAS accuracy-loss table (at most layers x choices rows)."""
+    rows = _rows(db_path, "SELECT layer, choice, accuracy, loss, costs, time FROM accuracy_table"
+                 " WHERE run_id = ? ORDER BY layer, choice", (run_id,))
+    for row in rows:
+        row["costs"] = json.loads(row["costs"] or "{}") or {}
+    return rows
 
 
 # -- actions ---------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ class RunsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="runs-poll")
     def poll(self) -> None:
         try:
-            rows = tui_data.reader(self.app.db_path).runs()
+            rows = tui_data.runs(self.app.db_path)
         except Exception as err:  # a DB being created or migrated: show it, poll again
             self.post_message(RunsLoaded([], error=f"cannot read {self.app.db_path}: {err}"))
             return

@@ -1,20 +1,23 @@
 """The PONAS accuracy-loss table as a coloured layer x candidate grid that fills in live.
 
 Cells show the loss in accuracy points (``1.2`` = 1.2 % of validation accuracy lost by using
-that candidate block in that layer, the paper's T_d); the background goes from green (no loss)
+that candidate block in that layer, the paper's T_d), one column per block named as the
+space names it (``k3e3`` … ``k7e6se`` for MBConv); the background goes from green (no loss)
 to red (the largest loss measured so far). Cells not measured yet show ``·``. The right column
 is the per-layer importance (the largest loss in the layer, PONAS §3.3), as a bar and a value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.color import Color
 from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
+
+from workbench.text import plain_text
 
 CELL = 5
 BAR = 6
@@ -66,9 +69,15 @@ class LossTable:
         return len(self.cells)
 
 
-def render_heatmap(table: LossTable, layers: int | None = None, choices: int | None = None) -> Text:
+def render_heatmap(table: LossTable, layers: int | None = None, choices: int | None = None,
+                   labels: Sequence[str] | None = None) -> Text:
+    """The grid; ``labels`` names the choices (``k3e3``, ``k7e6se``: the space's
+    ``option_label``) in the header, else their indices. Columns widen to fit the labels."""
     n_layers = max(layers or 0, table.layers)
     n_choices = max(choices or 0, table.choices)
+    names = [plain_text(labels[c], max_len=10) if labels and c < len(labels) else str(c)
+             for c in range(n_choices)]
+    cell = max([CELL] + [len(name) + 1 for name in names])
     text = Text(no_wrap=True, overflow="crop")
     if not n_layers or not n_choices:
         text.append("No accuracy-table rows yet (PONAS writes one per layer and candidate).",
@@ -78,19 +87,19 @@ def render_heatmap(table: LossTable, layers: int | None = None, choices: int | N
     importance = table.importance()
     most = max(importance.values(), default=0.0) or 1e-9
     text.append("layer", style="bold")
-    for choice in range(n_choices):
-        text.append(f"{choice:>{CELL}}", style="bold")
+    for name in names:
+        text.append(f"{name:>{cell}}", style="bold")
     text.append("  importance\n", style="bold")
     for layer in range(n_layers):
         text.append(f"L{layer:<4}")
         for choice in range(n_choices):
             loss = table.cells.get((layer, choice))
             if loss is None:
-                text.append(f"{'·':>{CELL}}", style="dim")
+                text.append(f"{'·':>{cell}}", style="dim")
                 continue
             style = Style(bgcolor=loss_colour(loss / worst), color="black")
             text.append(" ")
-            text.append(f"{100 * loss:>{CELL - 1}.1f}", style=style)
+            text.append(f"{100 * loss:>{cell - 1}.1f}", style=style)
         value = importance.get(layer)
         if value is None:
             text.append("\n")
@@ -117,14 +126,23 @@ class AccuracyHeatmap(Static):
         super().__init__(**kwargs)
         self.table = LossTable()
         self.shape: tuple[int | None, int | None] = (None, None)
+        self.labels: list[str] | None = None
+
+    def redraw(self) -> None:
+        self.update(render_heatmap(self.table, *self.shape, labels=self.labels))
 
     def on_mount(self) -> None:
-        self.update(render_heatmap(self.table, *self.shape))
+        self.redraw()
 
     def add_rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         self.table.add(rows)
-        self.update(render_heatmap(self.table, *self.shape))
+        self.redraw()
 
     def set_shape(self, layers: int | None, choices: int | None) -> None:
         self.shape = (layers, choices)
-        self.update(render_heatmap(self.table, *self.shape))
+        self.redraw()
+
+    def set_labels(self, labels: Sequence[str] | None) -> None:
+        """The choices' block names, for the column headers."""
+        self.labels = list(labels) if labels else None
+        self.redraw()

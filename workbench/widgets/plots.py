@@ -1,8 +1,11 @@
 """Terminal plots of a run (textual-plotext): curves over steps or time, the Pareto front, a
 final training's epochs, and several runs' Pareto fronts overlaid.
 
-The widgets keep the points they were given and redraw on demand, so the screen only hands
-them the rows that are new since the last poll.
+The run-detail plots draw *views*: a few hundred points computed off the UI thread from
+however many candidates or metric points the run holds (:meth:`CurveSeries.view`, the Pareto
+tab's grid thinning, :func:`workbench.tui_data.metric_series`), so a redraw costs the same at
+100 candidates and at 100,000. Legends are drawn beside the plots (:func:`legend_text`), not
+by plotext inside the canvas where they hid the top-left points.
 """
 
 from __future__ import annotations
@@ -11,10 +14,12 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from rich.text import Text
 from textual_plotext import PlotextPlot
 
 from searchers.constraints import Constraint, format_number
-from workbench.analysis import pareto_front
+from workbench.text import plain_text
 
 
 def cost_axis(plt: Any, lo: float, hi: float) -> None:
@@ -26,45 +31,102 @@ def cost_axis(plt: Any, lo: float, hi: float) -> None:
                        for t in ticks])
 
 
-class CurveSeries:
-    """The per-candidate curves of a run, in the order results arrived.
+#: a legend entry: (label, plotext colour, Rich style of the swatch)
+LegendEntry = tuple[str, str, str]
 
-    ``step`` is the number of candidates evaluated; ``minutes`` the time since the run started.
-    Accuracy, best accuracy so far, reward and the running feasible fraction all live in [0, 1],
-    so one axis carries them all.
+
+def legend_text(entries: Iterable[LegendEntry]) -> Text:
+    """The legend as one line of coloured swatches, shown *beside* a plot: plotext draws its
+    own legend inside the canvas, over the points in the top-left corner."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for position, (label, _, style) in enumerate(entries):
+        if position:
+            text.append("  ")
+        text.append("■ ", style=style)
+        text.append(label)
+    return text
+
+
+def bucket_starts(n: int, buckets: int) -> np.ndarray:
+    """Start indices of ``min(n, buckets)`` consecutive, near-equal index ranges of ``n``."""
+    count = max(1, min(n, buckets))
+    return np.unique((np.arange(count) * n) // count)
+
+
+class CurveSeries:
+    """The per-candidate curves of a run, in the order results arrived, kept as columns.
+
+    ``step`` is the number of candidates evaluated; ``minutes`` the time since the run
+    started; ``best`` the best feasible accuracy so far; ``feasible_fraction`` the running
+    fraction of feasible results. :meth:`add` folds in new rows (a candidate seen again after
+    an update is counted once) in O(new rows); :meth:`view` downsamples for a plot of a given
+    width, so drawing costs the same at 100 candidates and at 100,000.
     """
 
     def __init__(self) -> None:
-        self.steps: list[int] = []
         self.minutes: list[float] = []
         self.accuracy: list[float] = []
         self.best: list[float] = []
         self.reward: list[float] = []
         self.feasible_fraction: list[float] = []
         self._feasible = 0
-        self._best = -math.inf
+        self._best = math.nan
         self._seen: set[int] = set()
 
-    def add(self, rows: Iterable[Mapping[str, Any]], started_at: float | None) -> None:
-        """Append finished candidates (a row seen again after an update is counted once)."""
+    def add(self, rows: Iterable[Any], started_at: float | None) -> None:
+        """Fold in ``(id, accuracy, reward, feasible, finished)`` rows or row mappings."""
         for row in rows:
-            accuracy = row.get("accuracy")
-            if accuracy is None or row.get("id") in self._seen:
+            if isinstance(row, Mapping):
+                row = (row.get("id"), row.get("accuracy"), row.get("reward"),
+                       row.get("feasible"), row.get("finished"))
+            cid, accuracy, reward, is_feasible, finished = row
+            if accuracy is None or cid in self._seen:
                 continue
-            self._seen.add(row.get("id"))
-            self.steps.append(len(self.steps) + 1)
-            finished = row.get("finished") or started_at or 0.0
+            self._seen.add(cid)
+            finished = finished or started_at or 0.0
             self.minutes.append(max(0.0, (finished - (started_at or finished)) / 60.0))
             self.accuracy.append(float(accuracy))
-            if row.get("feasible"):
+            if is_feasible:
                 self._feasible += 1
-                self._best = max(self._best, float(accuracy))
-            self.best.append(self._best if self._best > -math.inf else math.nan)
-            self.reward.append(float(row.get("reward") or 0.0))
-            self.feasible_fraction.append(self._feasible / len(self.steps))
+                self._best = float(accuracy) if self._best != self._best else max(
+                    self._best, float(accuracy))
+            self.best.append(self._best)
+            self.reward.append(float(reward or 0.0))
+            self.feasible_fraction.append(self._feasible / len(self.accuracy))
 
     def __len__(self) -> int:
-        return len(self.steps)
+        return len(self.accuracy)
+
+    @property
+    def steps(self) -> list[int]:
+        return list(range(1, len(self) + 1))
+
+    def view(self, buckets: int, by_time: bool = False) -> dict[str, Any]:
+        """At most ``buckets`` points per series: accuracy keeps each bucket's lowest and
+        highest value (the scatter's envelope survives), best and feasible fraction the
+        bucket's last value (both are running values), reward the bucket's mean."""
+        n = len(self)
+        if not n:
+            return {"n": 0}
+        x = np.asarray(self.minutes) if by_time else np.arange(1, n + 1, dtype=float)
+        starts = bucket_starts(n, buckets)
+        ends = np.append(starts[1:], n) - 1
+        sizes = np.diff(np.append(starts, n))
+        centre = np.add.reduceat(x, starts) / sizes
+        accuracy = np.asarray(self.accuracy)
+        best = np.asarray(self.best)
+        last_best = best[ends]
+        keep = ~np.isnan(last_best)
+        return {
+            "n": n, "by_time": by_time,
+            "acc_x": np.concatenate([centre, centre]).tolist(),
+            "acc_y": np.concatenate([np.minimum.reduceat(accuracy, starts),
+                                     np.maximum.reduceat(accuracy, starts)]).tolist(),
+            "best_x": centre[keep].tolist(), "best_y": last_best[keep].tolist(),
+            "x": centre.tolist(),
+            "reward": (np.add.reduceat(np.asarray(self.reward), starts) / sizes).tolist(),
+            "feasible_fraction": np.asarray(self.feasible_fraction)[ends].tolist(),
+        }
 
 
 class LazyPlot(PlotextPlot):
@@ -95,63 +157,76 @@ class LazyPlot(PlotextPlot):
 
 
 class CurvesPlot(LazyPlot):
-    """Accuracy, best feasible accuracy, reward and feasible fraction vs step or time."""
+    """Accuracy (the envelope of each step range), best feasible accuracy and reward on the
+    left axis; the feasible fraction on its own right axis (0-1). Draws a downsampled
+    :meth:`CurveSeries.view`; the legend is :data:`LEGEND`, shown beside the plot."""
+
+    LEGEND: tuple[LegendEntry, ...] = (
+        ("accuracy", "blue", "blue"), ("best feasible", "green", "green"),
+        ("reward", "magenta", "magenta"), ("feasible fraction (right axis)", "orange",
+                                           "dark_orange"))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.series = CurveSeries()
+        self.view: dict[str, Any] = {"n": 0}
         self.by_time = False
 
-    def add_candidates(self, rows: Iterable[Mapping[str, Any]], started_at: float | None) -> None:
-        self.series.add(rows, started_at)
+    def set_view(self, view: dict[str, Any]) -> None:
+        self.view = view
         self.replot()
 
-    def toggle_axis(self) -> None:
-        self.by_time = not self.by_time
-        self.replot()
+    @property
+    def points(self) -> int:
+        """How many candidates the drawing stands for."""
+        return int(self.view.get("n", 0))
 
     def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        s = self.series
-        x = s.minutes if self.by_time else s.steps
-        plt.title("candidates: accuracy, best feasible, reward, feasible fraction")
-        plt.xlabel("minutes since start" if self.by_time else "candidates evaluated")
-        if s.steps:
-            plt.scatter(x, s.accuracy, marker="dot", color="blue", label="accuracy")
-            best_x = [xi for xi, b in zip(x, s.best, strict=True) if b == b]
-            best_y = [b for b in s.best if b == b]
-            if best_y:
-                plt.plot(best_x, best_y, marker="hd", color="green", label="best feasible")
-            plt.plot(x, s.reward, marker="hd", color="magenta", label="reward")
-            plt.plot(x, s.feasible_fraction, marker="hd", color="orange",
-                     label="feasible fraction")
-            plt.ylim(0, 1)
+        v = self.view
+        by_time = v.get("by_time", self.by_time)
+        plt.title(f"{v['n']} candidates: accuracy, best feasible, reward | feasible fraction"
+                  if v["n"] else "candidates: none finished yet")
+        plt.xlabel("minutes since start" if by_time else "candidates evaluated")
+        if not v["n"]:
+            return
+        plt.scatter(v["acc_x"], v["acc_y"], marker="dot", color="blue")
+        if v["best_y"]:
+            plt.plot(v["best_x"], v["best_y"], marker="hd", color="green")
+        plt.plot(v["x"], v["reward"], marker="hd", color="magenta")
+        plt.plot(v["x"], v["feasible_fraction"], marker="hd", color="orange", yside="right")
+        values = v["acc_y"] + v["reward"] + v["best_y"]
+        plt.ylim(min(0.0, min(values)), max(1.0, max(values)), yside="left")
+        plt.ylim(0, 1, yside="right")
+        plt.ylabel("accuracy / reward", yside="left")
+        plt.ylabel("feasible", yside="right")
 
 
 class MetricsPlot(LazyPlot):
-    """One searcher metric series (``metrics`` table: key, step, value) at a time."""
+    """One searcher metric series (``metrics`` table: key, step, value) at a time, as the
+    downsampled points :func:`workbench.tui_data.metric_series` returns."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.points: dict[str, tuple[list[float], list[float]]] = {}
+        self.keys: list[str] = []
         self.key: str | None = None
+        self.xs: list[float] = []
+        self.ys: list[float] = []
+        self.count = 0
 
-    def add_metrics(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            xs, ys = self.points.setdefault(str(row["key"]), ([], []))
-            xs.append(float(row["step"]))
-            ys.append(float(row["value"]))
-        if self.key is None and self.points:
-            self.key = sorted(self.points)[0]
+    def set_series(self, keys: Sequence[str], key: str | None, xs: Sequence[float],
+                   ys: Sequence[float], count: int) -> None:
+        self.keys, self.key, self.xs, self.ys, self.count = list(keys), key, list(xs), \
+            list(ys), count
         self.replot()
 
-    def cycle(self) -> None:
-        keys = sorted(self.points)
-        if keys:
-            self.key = keys[(keys.index(self.key) + 1) % len(keys)] if self.key in keys else keys[0]
-            self.replot()
+    def next_key(self) -> str | None:
+        """The key after the shown one ('v' cycles through them)."""
+        if not self.keys:
+            return None
+        return self.keys[(self.keys.index(self.key) + 1) % len(self.keys)] \
+            if self.key in self.keys else self.keys[0]
 
     def draw(self) -> None:
         plt = self.plt
@@ -159,91 +234,72 @@ class MetricsPlot(LazyPlot):
         plt.clear_figure()
         if self.key is None:
             plt.title("searcher metrics: none recorded yet")
-        else:
-            xs, ys = self.points[self.key]
-            plt.title(f"searcher metric {self.key}  ({len(self.points)} series, 'v' cycles)")
-            plt.xlabel("step")
-            plt.plot(xs, ys, marker="hd", color="cyan")
+            return
+        shown = f", {len(self.xs)} shown" if len(self.xs) < self.count else ""
+        plt.title(f"searcher metric {plain_text(self.key, max_len=40)}  ({self.count} points"
+                  f"{shown}; {len(self.keys)} series, 'v' cycles)")
+        plt.xlabel("step")
+        if self.xs:
+            plt.plot(self.xs, self.ys, marker="hd", color="cyan")
 
 
 class ParetoPlot(LazyPlot):
-    """Accuracy vs a cost metric; constraint lines; the Pareto front of feasible candidates."""
+    """Accuracy vs a cost metric: the (downsampled) cloud of candidates, the Pareto front,
+    the constraint lines and the selected candidate, from a view the Pareto tab computes off
+    the UI thread. The legend is :meth:`legend`, shown beside the plot."""
 
     METRICS = ("params", "madds")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.metric = "params"
-        self.by_id: dict[int, tuple[int, dict[str, float], float, bool]] = {}
+        self.view: dict[str, Any] = {}
         self.constraints: list[Constraint] = []
         self.selected: int | None = None
 
-    def add_candidates(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            if row.get("accuracy") is None:
-                continue
-            self.by_id[int(row["id"])] = (int(row["id"]), dict(row.get("costs") or {}),
-                                          float(row["accuracy"]), bool(row.get("feasible")))
+    def set_view(self, view: dict[str, Any]) -> None:
+        self.view = view
         self.replot()
 
     def set_constraints(self, constraints: Sequence[Constraint]) -> None:
         self.constraints = list(constraints)
         self.replot()
 
-    def select(self, candidate_id: int | None) -> None:
-        self.selected = candidate_id
-        self.replot()
-
-    def toggle_metric(self) -> None:
-        self.metric = self.METRICS[(self.METRICS.index(self.metric) + 1) % len(self.METRICS)]
-        self.replot()
-
-    @property
-    def rows(self) -> list[tuple[int, dict[str, float], float, bool]]:
-        return list(self.by_id.values())
-
-    def front(self) -> list[int]:
-        """Candidate ids on the front (among feasible candidates, or all when none is)."""
-        pool = [r for r in self.rows if r[3] and self.metric in r[1]] or [
-            r for r in self.rows if self.metric in r[1]]
-        indices = pareto_front([(r[1][self.metric], r[2]) for r in pool])
-        return [pool[i][0] for i in indices]
+    def legend(self) -> Text:
+        entries: list[LegendEntry] = [("infeasible", "gray", "grey50"),
+                                      ("feasible", "blue", "blue"),
+                                      ("Pareto front", "red", "red")]
+        if self.view.get("selected"):
+            entries.append((f"candidate {self.selected}", "green", "green"))
+        entries += [(f"{c}", "yellow", "yellow") for c in self.constraints
+                    if c.metric == self.metric]
+        return legend_text(entries)
 
     def draw(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         m = self.metric
-        rows = [r for r in self.rows if m in r[1]]
+        v = self.view
         plt.title(f"accuracy vs {m}  ('m' switches metric)")
         plt.xlabel(m)
-        if rows:
-            infeasible = [r for r in rows if not r[3]]
-            feasible_rows = [r for r in rows if r[3]]
-            if infeasible:
-                plt.scatter([r[1][m] for r in infeasible], [r[2] for r in infeasible],
-                            marker="dot", color="gray", label="infeasible")
-            if feasible_rows:
-                plt.scatter([r[1][m] for r in feasible_rows], [r[2] for r in feasible_rows],
-                            marker="dot", color="blue", label="feasible")
-            front_ids = set(self.front())
-            front = sorted((r for r in rows if r[0] in front_ids), key=lambda r: r[1][m])
-            plt.plot([r[1][m] for r in front], [r[2] for r in front], marker="hd",
-                     color="red", label="Pareto front")
-            plt.scatter([r[1][m] for r in front], [r[2] for r in front], marker="●",
-                        color="red")
-            for c in self.constraints:
-                if c.metric == m:
-                    plt.vertical_line(c.value, color="yellow")
-                    plt.text(f" {c}", x=c.value, y=max(r[2] for r in rows), color="yellow")
-            chosen = [r for r in rows if r[0] == self.selected]
-            if chosen:
-                plt.scatter([chosen[0][1][m]], [chosen[0][2]], marker="◆", color="green",
-                            label=f"candidate {self.selected}")
-            bounds = [c.value for c in self.constraints if c.metric == m]
-            lo = min([r[1][m] for r in rows] + bounds)
-            hi = max([r[1][m] for r in rows] + bounds)
-            cost_axis(plt, lo, hi)
+        if not v.get("n"):
+            return
+        if v["infeasible_x"]:
+            plt.scatter(v["infeasible_x"], v["infeasible_y"], marker="dot", color="gray")
+        if v["feasible_x"]:
+            plt.scatter(v["feasible_x"], v["feasible_y"], marker="dot", color="blue")
+        front = v["front"]
+        plt.plot([p[0] for p in front], [p[1] for p in front], marker="hd", color="red")
+        plt.scatter([p[0] for p in front], [p[1] for p in front], marker="●", color="red")
+        for c in self.constraints:
+            if c.metric == m:
+                plt.vertical_line(c.value, color="yellow")
+        chosen = v.get("selected")
+        if chosen:
+            plt.scatter([chosen[0]], [chosen[1]], marker="◆", color="green")
+        bounds = [c.value for c in self.constraints if c.metric == m]
+        cost_axis(plt, min([v["lo"], *bounds]), max([v["hi"], *bounds]))
 
 
 class TrainingPlot(LazyPlot):

@@ -1,0 +1,277 @@
+"""Each tab of the run detail mounted alone in a tiny App on a fixture database: the
+components read their own data (paged, downsampled, incremental) and post their selection."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from textual.app import App, ComposeResult
+from tui_support import fixed_clock, make_db, text_of, wait_for
+
+from workbench import tui_data
+from workbench.analysis import pareto_front
+from workbench.components import candidates as candidates_module
+from workbench.components.accuracy_table import AccuracyTableTab
+from workbench.components.architecture import ArchitectureTab
+from workbench.components.base import CandidateSelected
+from workbench.components.candidates import CandidatesTab, candidate_matches
+from workbench.components.curves import CurvesTab
+from workbench.components.overview import OverviewTab, describe_workers
+from workbench.components.pareto import IncrementalFront, ParetoTab
+from workbench.components.specialize import SpecializeTab
+from workbench.store import Store
+from workbench.widgets.plots import CurveSeries
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run 1: 40 random candidates; run 2: a PONAS run with its table; run 3: failed."""
+    return make_db(tmp_path_factory.mktemp("components") / "nasw.db")
+
+
+class Host(App[None]):
+    """A tiny App around one component, with the run's row and stamp handed in as the
+    detail screen would."""
+
+    def __init__(self, component: Any, db: Path) -> None:
+        super().__init__()
+        self.component = component
+        self.db_path = db
+        now = fixed_clock(db)
+        self.clock = lambda: now
+        self.selected: list[CandidateSelected] = []
+
+    def compose(self) -> ComposeResult:
+        yield self.component
+
+    def on_candidate_selected(self, message: CandidateSelected) -> None:
+        self.selected.append(message)
+
+
+def hosted(cls: type, db: Path, run_id: int, test: Any, size: tuple[int, int] = (120, 40),
+           selected: int | None = None) -> None:
+    """Mount ``cls`` for ``run_id`` alone, show it, then run ``test(pilot, component)``."""
+    component = cls(db, run_id, id="under-test")
+
+    async def go() -> None:
+        app = Host(component, db)
+        async with app.run_test(size=size) as pilot:
+            component.select(selected)
+            component.update_run(tui_data.run_summary(db, run_id),
+                                 tui_data.run_stamp(db, run_id))
+            component.activate()
+            await test(pilot, component)
+    asyncio.run(go())
+
+
+def best_of(db: Path, run_id: int) -> dict[str, Any]:
+    with Store(db) as store:
+        return store.best_candidate(run_id)
+
+
+def test_overview_alone(db: Path) -> None:
+    best = best_of(db, 1)
+
+    async def test(pilot, tab: OverviewTab) -> None:
+        await wait_for(pilot, lambda: bool(tab.data))
+        body = text_of(tab.query_one("#overview-body"))
+        assert "40/40 (100%)" in body and "params<=60k" in body
+        assert f"#{best['id']} accuracy {best['accuracy']:.4f}" in body
+        assert "results by device: cpu:0 20, cpu:1 20" in body
+        assert f"Selected  #{best['id']}" in body
+
+    hosted(OverviewTab, db, 1, test, selected=best["id"])
+    assert describe_workers([{"index": 0, "device": "cuda:0", "job_id": 12, "restarts": 0},
+                             {"index": 1, "device": "cuda:1", "job_id": None, "restarts": 2}]) \
+        == "2 (busy 1/2): w0 cuda:0 -> #12, w1 cuda:1 idle (restarts 2)"
+
+
+def test_candidates_page_in_sort_filter_and_select(db: Path, monkeypatch) -> None:
+    monkeypatch.setattr(candidates_module, "PAGE", 10)
+    monkeypatch.setattr(candidates_module, "LOOKAHEAD", 3)
+
+    async def test(pilot, tab: CandidatesTab) -> None:
+        table = tab.table
+        assert table.row_count == 10 and tab.total == 40  # the first page only
+        table.focus()
+        await pilot.press(*["down"] * 7)  # within LOOKAHEAD of the end: the next page
+        await wait_for(pilot, lambda: table.row_count == 20)
+        assert [m.candidate_id for m in pilot.app.selected] == list(range(1, 8))
+        tab.cycle_sort()  # accuracy, best first, sorted by SQL over the whole run
+        await wait_for(pilot, lambda: tab.shown_generation == tab.generation)
+        assert tab.sort_column == "Accuracy" and table.row_count >= 10
+        accuracies = [float(str(table.get_row_at(i)[2])) for i in range(table.row_count)]
+        assert accuracies == sorted(accuracies, reverse=True)
+        assert accuracies[0] == max_accuracy
+        tab.filter_text = "feasible params<50k"
+        tab.requery()
+        await wait_for(pilot, lambda: tab.shown_generation == tab.generation)
+        assert tab.total == len(feasible_small)
+        assert {int(str(table.get_row_at(i)[0])) for i in range(table.row_count)} \
+            <= feasible_small
+        await pilot.press("enter")
+        assert pilot.app.selected[-1].show
+
+    with Store(db) as store:
+        everything = store.candidates(1)
+    max_accuracy = round(max(c["accuracy"] for c in everything), 4)
+    feasible_small = {c["id"] for c in everything if candidate_matches(c, "feasible params<50k")}
+    assert 0 < len(feasible_small) < 40
+    hosted(CandidatesTab, db, 1, test)
+
+
+@pytest.mark.parametrize("query", ["feasible", "infeasible", "acc>0.7", "params<=50k madds>1M",
+                                   "cpu:1", "sample 1", "reward>=0.6 feasible", "latency_ms<3",
+                                   "ok 12"])
+def test_filter_sql_agrees_with_the_python_filter(db: Path, query: str) -> None:
+    with Store(db) as store:
+        everything = store.candidates(1)
+    expected = [c["id"] for c in everything if candidate_matches(c, query)]
+    page = tui_data.candidate_page(db, 1, query=query, limit=1000)
+    assert [row["id"] for row in page] == expected
+    assert tui_data.candidate_count(db, 1, query) == len(expected)
+
+
+def test_sql_sort_matches_python_sort(db: Path) -> None:
+    with Store(db) as store:
+        everything = store.candidates(1)
+    for column, key in (("Accuracy", lambda c: c["accuracy"]), ("Params",
+                        lambda c: c["costs"]["params"])):
+        for reverse in (False, True):
+            rows = tui_data.candidate_page(db, 1, sort=column, reverse=reverse, limit=1000)
+            expected = sorted(everything, key=key, reverse=reverse)
+            assert [key(c) for c in expected] == [key({"accuracy": r["accuracy"], "costs": {
+                "params": r["params"]}}) for r in rows]
+
+
+def test_curves_alone_downsampled(db: Path) -> None:
+    async def test(pilot, tab: CurvesTab) -> None:
+        plot = tab.query_one("#curves-plot")
+        await wait_for(pilot, lambda: plot.points == 40)
+        metrics = tab.query_one("#metrics-plot")
+        await wait_for(pilot, lambda: metrics.key == "random/accuracy")
+        assert metrics.keys == ["random/accuracy", "random/reward"] and metrics.count == 40
+        legend = text_of(tab.query_one("#curves-legend"))
+        assert "feasible fraction (right axis)" in legend
+        tab.cycle_metric()
+        await wait_for(pilot, lambda: metrics.key == "random/reward")
+
+    hosted(CurvesTab, db, 1, test)
+
+
+def test_curve_series_view_keeps_the_envelope_and_running_values() -> None:
+    rng = np.random.default_rng(0)
+    series = CurveSeries()
+    n = 10_000
+    accuracy = rng.uniform(0.3, 0.9, n)
+    feasible = rng.uniform(size=n) < 0.4
+    series.add([(i, float(a), float(a), bool(f), 100.0 + i) for i, (a, f) in
+                enumerate(zip(accuracy, feasible, strict=True))], 100.0)
+    series.add([(5, 0.99, 0.99, True, 5.0)], 100.0)  # seen again: not counted twice
+    view = series.view(200)
+    assert view["n"] == n and len(view["x"]) == 200 and len(view["acc_y"]) == 400
+    assert min(view["acc_y"]) == accuracy.min() and max(view["acc_y"]) == accuracy.max()
+    assert view["feasible_fraction"][-1] == pytest.approx(feasible.mean())
+    assert view["best_y"][-1] == accuracy[feasible].max()
+    small = series.view(100_000)  # fewer points than buckets: every point
+    assert len(small["x"]) == n
+
+
+def test_metric_series_is_downsampled_in_sql(tmp_path: Path) -> None:
+    from workbench.store import Progress
+
+    path = tmp_path / "m.db"
+    with Store(path) as store:
+        run_id = store.create_run({"name": "m", "space": {"name": "mbconv"},
+                                   "searcher": {"name": "random"}})
+        store.record(run_id, Progress(metrics=[(step, "loss", float(step % 10))
+                                               for step in range(5000)]))
+    xs, ys, count = tui_data.metric_series(path, run_id, "loss", buckets=100)
+    assert count == 5000 and 90 <= len(xs) <= 100
+    assert all(y == pytest.approx(4.5, abs=0.5) for y in ys)
+    assert tui_data.metric_keys(path, run_id) == ["loss"]
+
+
+def test_architecture_alone_draws_the_selection(db: Path) -> None:
+    best = best_of(db, 1)
+
+    async def test(pilot, tab: ArchitectureTab) -> None:
+        await wait_for(pilot, lambda: tab.graph_for == best["id"])
+        text = text_of(tab.query_one("#arch-view"))
+        assert f"Candidate #{best['id']}" in text and "L0 " in text
+        tab.select(3)
+        await wait_for(pilot, lambda: tab.graph_for == 3)
+
+    hosted(ArchitectureTab, db, 1, test, selected=best["id"])
+
+
+def test_pareto_alone_front_and_selection(db: Path) -> None:
+    with Store(db) as store:
+        everything = store.candidates(1)
+    ok = [c for c in sorted(everything, key=lambda c: c["seq"]) if c["feasible"]]
+    expected = [ok[i]["id"] for i in pareto_front([(c["costs"]["params"], c["accuracy"])
+                                                   for c in ok])]
+
+    async def test(pilot, tab: ParetoTab) -> None:
+        await wait_for(pilot, lambda: tab.plot.view.get("n") == 40)
+        assert tab.front() == expected
+        assert tab.plot.view["selected"] is not None
+        assert "Pareto front" in text_of(tab.query_one("#pareto-legend"))
+        tab.toggle_metric()
+        await wait_for(pilot, lambda: tab.metric == "madds" and tab.plot.view.get("n") == 40)
+
+    hosted(ParetoTab, db, 1, test, selected=expected[0])
+
+
+def test_incremental_front_is_the_batch_front() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        # few distinct values: ties in cost, in accuracy and exact duplicates
+        points = [(float(rng.integers(0, 8)), float(rng.integers(0, 6))) for _ in range(n)]
+        front = IncrementalFront()
+        for i, (cost, accuracy) in enumerate(points):
+            front.add(cost, accuracy, i)
+        assert front.ids == pareto_front(points), (trial, points)
+
+
+def test_incremental_front_fails_when_domination_is_ignored() -> None:
+    """The ablation: a front that keeps every point differs from the batch front."""
+    points = [(1.0, 0.5), (2.0, 0.4), (0.5, 0.6)]
+    front = IncrementalFront()
+    for i, point in enumerate(points):
+        front.add(*point, i)
+    assert front.ids == pareto_front(points) == [2]
+    assert list(range(len(points))) != pareto_front(points)
+
+
+def test_accuracy_table_alone_names_its_columns_by_block(db: Path) -> None:
+    async def test(pilot, tab: AccuracyTableTab) -> None:
+        await wait_for(pilot, lambda: len(tab.heatmap.table) == 72)
+        header = text_of(tab.heatmap).splitlines()[0].split()
+        assert header[0] == "layer" and header[-1] == "importance"
+        assert header[1:13] == ["k3e3", "k3e3se", "k3e6", "k3e6se", "k5e3", "k5e3se", "k5e6",
+                                "k5e6se", "k7e3", "k7e3se", "k7e6", "k7e6se"]
+
+    hosted(AccuracyTableTab, db, 2, test)
+
+
+def test_specialize_alone_gets_the_table(db: Path) -> None:
+    async def test(pilot, tab: SpecializeTab) -> None:
+        await wait_for(pilot, lambda: len(tab.pane.rows) == 72)
+        assert "Table 6 layers x 12 candidates, complete" in text_of(
+            tab.query_one("#specialize-status"))
+
+    hosted(SpecializeTab, db, 2, test)
+
+
+def test_run_stamp_moves_only_with_new_rows(db: Path) -> None:
+    assert tui_data.run_stamp(db, 1) == tui_data.run_stamp(db, 1)
+    assert tui_data.run_stamp(db, 2).table[0] == 72
+    assert tui_data.run_summary(db, 99) is None
+    assert not math.isnan(tui_data.run_stamp(db, 1).candidate_seq)
