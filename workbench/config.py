@@ -13,6 +13,15 @@ object) and validated in two passes:
 Every error is a :class:`NaswError` whose message names the field path
 (``budget.candidates``), the bad value and what is allowed; the CLI prints it and exits 2.
 
+A config file may come from anyone, so reading it is bounded before anything is built: at most
+:data:`MAX_CONFIG_BYTES`, UTF-8 only, no duplicate keys (the last one would silently win), at
+most :data:`MAX_ALIASES` YAML aliases and :data:`MAX_NODES` values once aliases are expanded
+(an anchor bomb), at most :data:`MAX_DEPTH` levels of nesting; every number finite and within
+64-bit range; counts are integers (``true`` is not a count); ``train.epochs >= 1``. A
+``latency_ms`` constraint is refused in a search (candidates' latency is not measured while
+searching; a latency table serves it at specialization, and the message says how to build
+one), and a dataset read from files must name an existing ``dataset.root``.
+
 Example (``sample_configs/random-synthetic.yaml``)::
 
     name: random-synthetic
@@ -29,10 +38,17 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from searchers.base import Searcher, TrainSpec, get_searcher, searcher_class, searcher_names
 from searchers.constraints import Constraint, parse_constraints
@@ -46,10 +62,45 @@ FALLBACK_DATASETS = ("cifar10", "cifar100", "digits", "fashion-mnist", "imagefol
                      "npz", "synthetic")
 #: Searcher keyword arguments accepted in ``searcher.params`` besides the algorithm's own
 BASE_SEARCHER_PARAMS = ("reward_p",)
+#: limits on a config file (it may come from anyone)
+MAX_CONFIG_BYTES = 1_000_000
+MAX_ALIASES = 64
+MAX_NODES = 100_000
+MAX_DEPTH = 32
+#: the largest integer a config may hold (SQLite's and numpy's 64-bit range)
+MAX_INT = 2**63 - 1
+#: datasets read from files the user supplies: ``dataset.root`` must exist
+ROOT_REQUIRED = ("imagefolder", "npz")
+
+
+def _count(value: Any) -> Any:
+    """An integer count: ``true``/``false`` and fractional or non-finite numbers are refused
+    (pydantic's lax mode would take ``true`` as 1 and ``2.0`` as 2)."""
+    if isinstance(value, bool):
+        raise ValueError("an integer (not true/false)")
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError("an integer")
+        value = int(value)
+    return value
+
+
+def _number(value: Any) -> Any:
+    """A finite number, not a boolean."""
+    if isinstance(value, bool):
+        raise ValueError("a number (not true/false)")
+    if isinstance(value, (int, float)) and not math.isfinite(float(value)):
+        raise ValueError("a finite number")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_count)]
+Number = Annotated[float, BeforeValidator(_number)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True)
+    model_config = ConfigDict(extra="forbid", strict=False, validate_default=True,
+                              allow_inf_nan=False)
 
 
 class SpaceConfig(_Model):
@@ -63,7 +114,7 @@ class SpaceConfig(_Model):
 class DatasetConfig(_Model):
     name: str = "digits"
     root: str | None = None
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    val_fraction: Number = Field(0.2, gt=0.0, lt=1.0)
 
 
 class SearcherConfig(_Model):
@@ -75,14 +126,14 @@ class SearcherConfig(_Model):
 class ConstraintConfig(_Model):
     metric: str
     op: str
-    value: float | str
+    value: Number | str
 
 
 class BudgetConfig(_Model):
     """Stop after ``candidates`` evaluations and/or ``wall_time_s`` seconds of running."""
 
-    candidates: int | None = Field(None, gt=0)
-    wall_time_s: float | None = Field(None, gt=0)
+    candidates: Count | None = Field(None, gt=0, le=10**9)
+    wall_time_s: Number | None = Field(None, gt=0, le=10 * 365 * 86400.0)
 
     @model_validator(mode="after")
     def _some_budget(self) -> BudgetConfig:
@@ -95,22 +146,22 @@ class BudgetConfig(_Model):
 class TrainConfig(_Model):
     """The proxy training of each candidate (``TrainSpec`` minus the dataset fields)."""
 
-    epochs: int = Field(5, ge=0)
-    batch_size: int = Field(128, gt=0)
-    lr: float = Field(0.05, gt=0)
-    lr_min: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    epochs: Count = Field(5, ge=1, le=100_000)
+    batch_size: Count = Field(128, gt=0, le=1_000_000)
+    lr: Number = Field(0.05, gt=0, le=1e3)
+    lr_min: Number = Field(0.0, ge=0, le=1e3)
+    momentum: Number = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = Field(5e-4, ge=0)
+    weight_decay: Number = Field(5e-4, ge=0, le=1e3)
     schedule: Literal["cosine", "constant", "step"] = "cosine"
-    warmup_epochs: int = Field(0, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    warmup_epochs: Count = Field(0, ge=0, le=100_000)
+    label_smoothing: Number = Field(0.0, ge=0, lt=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
     compile: bool = False
     augment: bool = True
-    max_batches: int | None = Field(None, gt=0)
-    seed: int | None = Field(None, ge=0)
+    max_batches: Count | None = Field(None, gt=0, le=MAX_INT)
+    seed: Count | None = Field(None, ge=0, le=2**32 - 1)
 
 
 class BackendConfig(_Model):
@@ -123,11 +174,11 @@ class BackendConfig(_Model):
     """
 
     kind: Literal["local", "ray"] = "local"
-    workers: int | None = Field(None, ge=0)
-    jobs_per_gpu: int = Field(1, gt=0)
+    workers: Count | None = Field(None, ge=0, le=4096)
+    jobs_per_gpu: Count = Field(1, gt=0, le=1024)
     address: str | None = None
-    gpus_per_job: float = Field(1.0, ge=0)
-    cpus_per_job: float = Field(1.0, gt=0)
+    gpus_per_job: Number = Field(1.0, ge=0, le=1024)
+    cpus_per_job: Number = Field(1.0, gt=0, le=4096)
 
 
 class RunConfig(_Model):
@@ -143,7 +194,7 @@ class RunConfig(_Model):
     budget: BudgetConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)
-    seed: int = Field(0, ge=0)
+    seed: Count = Field(0, ge=0, le=2**32 - 1)
 
     def parsed_constraints(self) -> list[Constraint]:
         return parse_constraints(
@@ -287,39 +338,196 @@ def check_constraints_reachable(space: Space, constraints: list[Constraint]) -> 
                             f"{space.name}/{space.preset}", hint="no architecture can meet it")
 
 
+def _check_values(data: Any) -> None:
+    """Every value of a config: bounded size and depth once aliases are expanded, numbers
+    finite and within 64-bit range, mapping keys plain strings. Raises NaswError naming the
+    path of the first bad value."""
+    budget = [MAX_NODES]
+
+    def walk(value: Any, path: str, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise NaswError("config", f"more than {MAX_NODES} values",
+                            f"at most {MAX_NODES} values (aliases expanded)",
+                            hint="a YAML anchor expanded into too much data")
+        if depth > MAX_DEPTH:
+            raise NaswError(path or "config", "deeper nesting", f"at most {MAX_DEPTH} levels")
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return
+        if isinstance(value, int):
+            if abs(value) > MAX_INT:
+                raise NaswError(path or "config", value, "integers within 64-bit range")
+            return
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise NaswError(path or "config", value, "a finite number")
+            return
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise NaswError(f"{path}.{key}" if path else str(key), key,
+                                    "text keys", hint="YAML keys must be names")
+                walk(item, f"{path}.{key}" if path else key, depth + 1)
+            return
+        if isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]", depth + 1)
+            return
+        raise NaswError(path or "config", type(value).__name__,
+                        "text, numbers, true/false, lists and mappings")
+
+    walk(data, "", 0)
+
+
+def _check_meaning(config: RunConfig) -> None:
+    """What only makes sense together: reward_p's form, latency bounds, dataset files."""
+    from searchers.constraints import parse_reward_p
+
+    if "reward_p" in config.searcher.params:
+        parse_reward_p(config.searcher.params["reward_p"], "searcher.params.reward_p")
+    for index, constraint in enumerate(config.parsed_constraints()):
+        if constraint.metric == "latency_ms":
+            space = config.space
+            raise NaswError(
+                f"constraints[{index}]", str(constraint),
+                "params, madds, flops or intensity bounds in a search",
+                hint="a search does not measure each candidate's latency; build a latency "
+                     f"table with `nasw lut build --space {space.name}"
+                     + (f" --preset {space.preset}" if space.preset else "")
+                     + " --device cpu` and apply the bound when specializing: "
+                     f"`nasw specialize RUN -c '{constraint}' --device cpu`")
+    base = config.dataset.name.partition(":")[0].strip().lower()
+    if config.evaluator == "train" and base in ROOT_REQUIRED:
+        root = config.dataset.root
+        if not root:
+            raise NaswError("dataset.root", None, f"the path of the {base} data",
+                            hint=f"the {base} dataset is read from your files")
+
+
+def check_dataset_files(config: RunConfig) -> None:
+    """Before a run is created on this machine: a dataset read from the user's files must
+    name a path that exists here (else every candidate would fail), and a downloadable
+    dataset's root must be a folder. Not part of :func:`parse_config`: a config written for
+    another machine (the paper presets' ``/data/imagenet``) still validates here."""
+    base = config.dataset.name.partition(":")[0].strip().lower()
+    root = config.dataset.root
+    if config.evaluator != "train" or not root:
+        return
+    path = Path(root).expanduser()
+    if base in ROOT_REQUIRED and not path.exists():
+        raise NaswError("dataset.root", root, f"an existing path holding the {base} data")
+    if base not in ROOT_REQUIRED and path.is_file():
+        raise NaswError("dataset.root", root, "a folder (it is a file)")
+
+
 def parse_config(data: Any) -> RunConfig:
     """Validate a config mapping (from YAML, the TUI form, or a stored run)."""
     if data is None:
         raise NaswError("config", "an empty file", "a mapping of settings (YAML keys)")
     if not isinstance(data, Mapping):
         raise NaswError("config", type(data).__name__, "a mapping of settings (YAML keys)")
+    _check_values(data)
     try:
         config = RunConfig.model_validate(dict(data))
     except ValidationError as err:
         raise _from_validation_error(err) from None
     _check_names(config)
+    _check_meaning(config)
     space = build_space(config)
     check_constraints_reachable(space, config.parsed_constraints())
     return config
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML config (``yaml.safe_load`` only)."""
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys, deep nesting and alias floods while
+    composing -- before an anchor bomb is expanded or the recursion limit is met."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise NaswError("config", f"more than {MAX_ALIASES} aliases",
+                                f"at most {MAX_ALIASES} YAML aliases (*name)",
+                                hint=f"line {mark.line + 1}")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise NaswError("config", "deeper nesting", f"at most {MAX_DEPTH} levels",
+                                hint=f"line {mark.line + 1}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[tuple[str, str]] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(
+                        key_node, yaml.ScalarNode):
+                    continue
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise NaswError(str(key_node.value), "a duplicate key",
+                                    "each key once per mapping",
+                                    hint=f"line {key_node.start_mark.line + 1}; "
+                                         "the last one would silently win")
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:map", _BoundedLoader.construct_yaml_map)
+
+
+def read_config_text(path: str | Path) -> str:
+    """A config file's text: at most :data:`MAX_CONFIG_BYTES`, UTF-8 (a UTF-8 BOM is fine)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise NaswError("config", str(path), "a readable YAML file",
                         hint=err.strerror or "") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise NaswError("config", str(path), f"a YAML file of at most {MAX_CONFIG_BYTES:,} bytes",
+                        hint="it is larger")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise NaswError("config", str(path), "UTF-8 text", hint="it is UTF-16; save it as UTF-8")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise NaswError("config", str(path), "UTF-8 text",
+                        hint=f"byte {err.start} is not UTF-8 (binary, latin-1?)") from None
+    if "\x00" in text:
+        raise NaswError("config", str(path), "UTF-8 text", hint="it holds NUL bytes (binary?)")
+    return text
+
+
+def load_yaml(text: str, source: str = "config") -> Any:
+    """Parse config text with :class:`_BoundedLoader` (safe: plain YAML, no tags)."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise NaswError("config", str(path), "plain YAML (no tags)",
-                        hint=f"{where}{problem}") from None
-    return parse_config(data)
+        raise NaswError("config", source, "plain YAML (no tags)",
+                        hint=f"{where}{problem}"[:300]) from None
+    except RecursionError:
+        raise NaswError("config", source, f"at most {MAX_DEPTH} levels of nesting") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config (bounded, UTF-8, a SafeLoader that refuses duplicate
+    keys and alias floods)."""
+    return parse_config(load_yaml(read_config_text(path), str(path)))
 
 
 def build_space(config: RunConfig) -> Space:
@@ -365,6 +573,7 @@ def make_searcher(config: RunConfig) -> tuple[Space, Searcher]:
 
 __all__ = [
     "BackendConfig", "BudgetConfig", "DatasetConfig", "RunConfig", "SearcherConfig",
-    "SpaceConfig", "TrainConfig", "build_space", "check_constraints_reachable", "dataset_names",
+    "SpaceConfig", "TrainConfig", "build_space", "check_constraints_reachable",
+    "check_dataset_files", "dataset_names",
     "load_config", "make_searcher", "parse_config",
 ]

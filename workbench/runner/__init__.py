@@ -26,8 +26,9 @@ def start_run(db_path: str | os.PathLike[str], config: object) -> int:
     small to fill its table, a parameter out of range) raises its :class:`NaswError` here,
     before anything is written, rather than in the coordinator after the run exists.
     """
-    from workbench.config import make_searcher
+    from workbench.config import check_dataset_files, make_searcher
 
+    check_dataset_files(config)  # type: ignore[arg-type]
     make_searcher(config)  # type: ignore[arg-type]
     with Store(db_path) as store:
         run_id = store.create_run(config.to_dict())  # type: ignore[attr-defined]
