@@ -161,8 +161,19 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def _loads(text: Any) -> Any:
+    """A JSON column's value; None for NULL *and* for anything that is not JSON text (a
+    damaged or planted value -- bytes, a pickle -- is never interpreted, only dropped)."""
+    if text is None:
+        return None
+    try:
+        if isinstance(text, (bytes, bytearray)):
+            text = bytes(text).decode("utf-8")
+        if not isinstance(text, str):
+            return None
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _finite(value: Any) -> float | None:
@@ -574,6 +585,13 @@ class Store:
         run = dict(row)
         for column in _JSON_RUN_COLUMNS:
             run[column] = _loads(run.get(column))
+        #: columns whose stored value is not what nasw writes (shown, never resumed)
+        run["damaged"] = [] if isinstance(run["config"], dict) else ["config"]
+        if not isinstance(run["config"], dict):
+            run["config"] = {}
+        if not isinstance(run.get("status"), str) or run["status"] not in RUN_STATUSES:
+            run["damaged"].append("status")
+            run["status"] = "failed"
         run["stored_status"] = run["status"]
         run["status"] = self.effective_status(run)
         budget = run.get("budget")
@@ -685,6 +703,10 @@ class Store:
     def check_resumable(self, run_id: int, pid: int | None = None) -> dict[str, Any]:
         """The run, if a (new) coordinator may take it; NaswError saying why not otherwise."""
         run = self.run(run_id)
+        if run["damaged"]:
+            raise NaswError("run", run_id, "a run whose stored rows are intact",
+                            hint=f"its {', '.join(run['damaged'])} is damaged; the run stays "
+                                 "viewable but cannot be resumed")
         if run["status"] == "finished":
             raise NaswError("run", run_id, "a run that is not finished",
                             hint="it finished; start a new run to search more")
@@ -833,7 +855,13 @@ class Store:
         state = self.load_state(run_id)
         if state is None:
             return False
-        searcher.load_state_dict(state, history=self.history(run_id))
+        history = self.history(run_id)
+        for entry in history:
+            if not isinstance(entry["genotype"], dict) or not isinstance(entry["costs"], dict):
+                raise StateFormatError("candidates", entry["id"], "a candidate row nasw wrote",
+                                       hint="the run's candidates table is damaged; the run "
+                                            "stays viewable but cannot be resumed")
+        searcher.load_state_dict(state, history=history)
         return True
 
     def _blob_digests(self, run_id: int) -> set[str]:
@@ -880,8 +908,12 @@ class Store:
     def _decode_candidate(row: Mapping[str, Any]) -> dict[str, Any]:
         cand = dict(row)
         cand["genotype"] = _loads(cand["genotype"])
-        cand["costs"] = _loads(cand["costs"]) or {}
-        cand["loss_curve"] = _loads(cand["loss_curve"]) or []
+        costs = _loads(cand["costs"])
+        cand["costs"] = costs if isinstance(costs, dict) else {}
+        curve = _loads(cand["loss_curve"])
+        cand["loss_curve"] = curve if isinstance(curve, list) else []
+        meta = _loads(cand.get("meta"))
+        cand["meta"] = meta if isinstance(meta, dict) else {}
         if cand["feasible"] is not None:
             cand["feasible"] = bool(cand["feasible"])
         return cand
@@ -921,7 +953,8 @@ class Store:
             params.append(kind)
         rows = list(self.db.query(sql + " ORDER BY rowid", params))
         for row in rows:
-            row["data"] = _loads(row["data"]) or {}
+            data = _loads(row["data"])
+            row["data"] = data if isinstance(data, dict) else {}
         return rows
 
     def accuracy_table(self, run_id: int) -> list[dict[str, Any]]:
@@ -929,7 +962,8 @@ class Store:
             "SELECT layer, choice, accuracy, loss, costs, time FROM accuracy_table"
             " WHERE run_id = ? ORDER BY layer, choice", (run_id,)))
         for row in rows:
-            row["costs"] = _loads(row["costs"]) or {}
+            costs = _loads(row["costs"])
+            row["costs"] = costs if isinstance(costs, dict) else {}
         return rows
 
     # -- commands (pause / resume / cancel) ------------------------------------------------
