@@ -54,6 +54,12 @@ class TrainSpec:
 
     ``epochs=0`` means evaluate the (inherited) weights without training. ``max_batches``
     caps the optimisation steps per epoch (short proxies, tests).
+
+    Final-training regularisers (PNAS §5.4; spaces whose models support them, the ``cell``
+    space): ``aux_weight`` > 0 adds the auxiliary classifier's loss with that weight,
+    ``drop_path`` is the drop-path probability reached at the end of training, and
+    ``train_on_val`` trains on the training and validation splits together (the reported
+    accuracy is then on images the model was trained on).
     """
 
     dataset: str = "digits"
@@ -75,6 +81,9 @@ class TrainSpec:
     val_fraction: float = 0.2
     max_batches: int | None = None
     seed: int = 0
+    aux_weight: float = 0.0
+    drop_path: float = 0.0
+    train_on_val: bool = False
 
     def with_(self, **changes: Any) -> TrainSpec:
         return replace(self, **changes)

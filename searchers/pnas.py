@@ -7,20 +7,26 @@ The search walks the ``cell`` space from simple to complex:
    seen so far;
 3. level b + 1: every trained b-block cell of the beam is expanded into all its unique canonical
    (b + 1)-block children, the predictor ranks them, the top ``K`` are trained;
-4. repeat until cells have ``B`` blocks; then the top ``final_models`` cells of the last level
-   are stacked with the ``N`` in ``final_N`` and the ``F`` whose parameter count is closest to
-   ``final_params_target`` (the paper picks N, F for ~3M parameters, §5.4) and asked as jobs
-   tagged ``"final"``.
+4. repeat until cells have ``B`` blocks; then the final-model recipe of §5.4:
+
+   a. the top ``final_models`` cells of the last level are stacked with each ``N`` in
+      ``final_N`` at the ``F`` whose parameter count is closest to ``final_params_target``
+      ("we try various N and F values such that the number of model parameters is around
+      3M") and trained with ``final_train`` (300 epochs, cosine lr from 0.025, auxiliary head
+      weighted 0.4, drop-path 0.4): jobs tagged ``"final"``;
+   b. the best of them on validation is trained again with ``final_full_train`` (600 epochs on
+      the union of the training and validation sets, same regularisers): one job tagged
+      ``"final (train+val)"``. ``final_full_train: null`` skips it.
 
 Counting: the search trains exactly ``136 + (B - 1) * K`` models (the paper's 1160 for B = 5,
-K = 256) plus ``final_models * len(final_N)`` final models. **The final models count in the
-budget** (they are trained jobs like any other, so a coordinator that stops at ``budget``
-candidates still runs them). The run's length is fixed by B, K and the final models, so the
-``budget`` argument is validated, not obeyed: it must be at least ``136 + (B - 1) * K +
-final_models * len(final_N)`` (a smaller one raises :class:`NaswError` naming that number), a
-larger one (a wall-time-only run passes a huge cap) is never reached, and ``self.budget`` is set
-to the exact count; leave it out (``None``) to have it derived. Set ``final_models: 0`` for the
-paper's search-only count.
+K = 256) plus ``final_models * len(final_N)`` final models plus one full final model (when
+``final_models > 0`` and ``final_full_train`` is set). **The final models count in the budget**
+(they are trained jobs like any other, so a coordinator that stops at ``budget`` candidates still
+runs them). The run's length is fixed by B, K and the final models, so the ``budget`` argument is
+validated, not obeyed: it must be at least that count (a smaller one raises :class:`NaswError`
+naming the number), a larger one (a wall-time-only run passes a huge cap) is never reached, and
+``self.budget`` is set to the exact count; leave it out (``None``) to have it derived. Set
+``final_models: 0`` for the paper's search-only count.
 
 Each level is asked as one batch: ``ask(n)`` hands out up to ``n`` jobs of the current level
 and returns ``[]`` while the level's results are outstanding, so workers train a level in
@@ -40,13 +46,20 @@ searcher does (the predictor lives in :mod:`searchers.predictors`).
 Determinism: every random choice (predictor weights, folds, mini-batches) derives from
 ``(seed, level)``; ties in the ranking keep the expansion order; the training data are sorted by
 job id, so the order in which workers finish does not matter and a resumed searcher refits the
-same predictor. ``state_dict`` holds the stage, every chosen candidate with its prediction and
-result, the per-level summaries and the predictor weights.
+same predictor.
+
+State (the searcher state contract of :mod:`searchers.base`): ``state_dict`` holds the stage,
+the chosen candidates not yet asked (at most ``max(136, K)``), the per-level summaries (``B``)
+and the predictor weights -- no per-candidate history. Every asked candidate's level, stage and
+prediction travel in its job's ``meta``, so ``load_state_dict(state, history)`` rebuilds the
+candidate records from the told jobs (the coordinator's candidates table) and the pending jobs.
 
 Events: ``beam`` when a level's candidates are chosen (cells with predicted targets), ``level``
-when its results are in (predicted vs true, the Spearman rank correlation of the paper's Fig. 3 /
-Table 1 on the level, ``rho~_b``, and of the fitted predictor on its own training data,
-``rho^_b``), ``final`` when the final models are chosen.
+when its results are in: predicted vs true, the rank correlations of the paper's Fig. 3 /
+Table 1 on the level (``rho~_b``, Spearman and Kendall, scipy) next to two baselines on the same
+cells -- ranking by parameter count and a random ranking -- and of the fitted predictor on its
+own training data (``rho^_b``); ``final`` when the final models are chosen, ``final_full`` when
+the best of them is chosen for the train+val run.
 """
 
 from __future__ import annotations
@@ -62,13 +75,18 @@ from searchers.errors import NaswError
 
 #: The paper's numbers (§5.1, §5.4): beam K = 256, B = 5 blocks, N = 2, F = 24 during the search
 #: (the ``pnas-cifar`` cell preset), MLP-ensemble predictor with embedding and hidden size 100,
-#: Adam lr 0.01 then 0.002; final models of ~3M parameters trained 300 epochs at lr 0.025.
+#: Adam lr 0.01 then 0.002; final models of ~3M parameters trained 300 epochs at lr 0.025 with
+#: cosine decay, the best retrained 600 epochs on train + validation; an auxiliary classifier
+#: weighted 0.4 and drop-path 0.4 "during training" (both stages).
+PAPER_REGULARIZERS: dict[str, Any] = {"aux_weight": 0.4, "drop_path": 0.4}
 PAPER_PARAMS: dict[str, Any] = {
     "B": 5, "K": 256, "predictor": "mlp-ensemble", "predictor_embedding_dim": 100,
     "predictor_hidden_dim": 100, "predictor_ensemble_size": 5, "predictor_epochs": 60,
     "predictor_batch_size": 64, "predictor_lr_first": 0.01, "predictor_lr": 0.002,
     "final_models": 1, "final_N": [2, 3, 4], "final_params_target": 3e6,
-    "final_train": {"epochs": 300, "lr": 0.025, "schedule": "cosine"},
+    "final_train": {"epochs": 300, "lr": 0.025, "schedule": "cosine", **PAPER_REGULARIZERS},
+    "final_full_train": {"epochs": 600, "lr": 0.025, "schedule": "cosine",
+                         "train_on_val": True, **PAPER_REGULARIZERS},
 }
 #: The proxy training of the paper's search (§5.1): 20 epochs, lr 0.01 with cosine decay.
 PAPER_TRAIN: dict[str, Any] = {"epochs": 20, "lr": 0.01, "schedule": "cosine"}
@@ -84,14 +102,20 @@ class PNASSearcher(Searcher):
 
     name: ClassVar[str] = "pnas"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        "pnas-paper": {**PAPER_PARAMS, "budget": search_count(5, 256) + 3},
-        # digits on CPU: 3 blocks, beam 8, a lighter predictor; 136 + 2 * 8 + 2 = 154 models.
+        "pnas-paper": {**PAPER_PARAMS, "budget": search_count(5, 256) + 3 + 1},
+        # digits on CPU: 3 blocks, beam 8, a lighter predictor; 136 + 2 * 8 + 2 + 1 = 155
+        # models. The final recipe scaled down: 5 and 10 epochs, drop-path 0.1 (tiny networks,
+        # few epochs), and the full run stays on the training split (train_on_val false): the
+        # digits data have no test split, so its accuracy would be measured on trained images.
         "pnas-digits": {
             "B": 3, "K": 8, "predictor": "mlp-ensemble", "predictor_embedding_dim": 32,
             "predictor_hidden_dim": 32, "predictor_ensemble_size": 5, "predictor_epochs": 40,
             "predictor_batch_size": 32, "predictor_lr_first": 0.01, "predictor_lr": 0.002,
             "final_models": 1, "final_N": [1, 2], "final_params_target": 1e5,
-            "final_train": {"epochs": 5}, "budget": search_count(3, 8) + 2,
+            "final_train": {"epochs": 5, "aux_weight": 0.4, "drop_path": 0.1},
+            "final_full_train": {"epochs": 10, "aux_weight": 0.4, "drop_path": 0.1,
+                                 "train_on_val": False},
+            "budget": search_count(3, 8) + 2 + 1,
         },
     }
 
@@ -124,6 +148,12 @@ class PNASSearcher(Searcher):
                             "a mapping of training-spec fields")
         self.final_train_spec = TrainSpec.from_dict({**self.train_spec.to_dict(),
                                                      **dict(p["final_train"])})
+        full = p["final_full_train"]
+        if full is not None and not isinstance(full, Mapping):
+            raise NaswError("searcher.params.final_full_train", full,
+                            "a mapping of training-spec fields, or null to skip the train+val run")
+        self.final_full_spec = None if full is None else TrainSpec.from_dict(
+            {**self.train_spec.to_dict(), **dict(full)})
         from searchers.predictors import PredictorConfig, SurrogatePredictor
 
         self.predictor_config = PredictorConfig(
@@ -133,13 +163,15 @@ class PNASSearcher(Searcher):
             lr_first=p["predictor_lr_first"], lr=p["predictor_lr"])
         self._overrides = {k: p[k] for k in ("N", "F") if p[k] is not None}
         one_block = self._one_block_cells()  # validates N / F
+        full_runs = int(self.final_models > 0 and self.final_full_spec is not None)
         expected = (search_count(self.num_blocks, self.beam_size, len(one_block))
-                    + self.final_models * len(self.final_N))
+                    + self.final_models * len(self.final_N) + full_runs)
         if budget is not None and self.budget < expected:
             raise NaswError("budget", budget, f"at least {expected} = {len(one_block)} one-block "
                             f"cells + (B - 1) * K = {self.num_blocks - 1} * {self.beam_size} + "
                             f"final_models * len(final_N) = {self.final_models} * "
-                            f"{len(self.final_N)}", hint="or lower B, K or final_models")
+                            f"{len(self.final_N)} + {full_runs} train+val run",
+                            hint="or lower B, K or final_models")
         self.budget = expected
         from searchers.spaces.cell import OP_INDEX
 
@@ -147,7 +179,8 @@ class PNASSearcher(Searcher):
         n_inputs, n_ops = space.token_vocab()
         self.predictor = SurrogatePredictor(n_inputs, n_ops, self.predictor_config, self.seed)
         # -- search state (all JSON except the predictor) ---------------------------------
-        self._stage = 0  # 0: not started; 1..B: level; B + 1: final models; B + 2: done
+        # 0: not started; 1..B: level; B + 1: final models; B + 2: train+val run; B + 3: done
+        self._stage = 0
         self._records: list[dict[str, Any]] = []  # every chosen candidate, in choice order
         self._cursor = 0  # index of the next record to ask
         self._by_job: dict[int, int] = {}  # job id -> record index
@@ -157,6 +190,10 @@ class PNASSearcher(Searcher):
     def default_params(cls) -> dict[str, Any]:
         return {**PAPER_PARAMS, "N": None, "F": None}
 
+    @property
+    def _done_stage(self) -> int:
+        return self.num_blocks + 3
+
     # -- ask / tell ----------------------------------------------------------------------
     def _ask(self, n: int) -> list[Job]:
         if self._stage == 0:
@@ -165,12 +202,12 @@ class PNASSearcher(Searcher):
         jobs = []
         while len(jobs) < n and self._cursor < len(self._records):
             record = self._records[self._cursor]
-            final = record["stage"] == "final"
-            job = self.new_job(
-                record["genotype"], train=self.final_train_spec if final else None,
-                tag="final" if final else f"level {record['level']}",
-                meta={"level": record["level"], "predicted": record["predicted"],
-                      "stage": record["stage"]})
+            stage = record["stage"]
+            train = {"final": self.final_train_spec, "full": self.final_full_spec}.get(stage)
+            tag = {"final": "final", "full": "final (train+val)"}.get(
+                stage, f"level {record['level']}")
+            job = self.new_job(record["genotype"], train=train, tag=tag,
+                               meta={k: record[k] for k in _RECORD_META if k in record})
             record["job_id"] = job.id
             self._by_job[job.id] = self._cursor
             self._cursor += 1
@@ -187,7 +224,7 @@ class PNASSearcher(Searcher):
         self._advance()
 
     def done(self) -> bool:
-        return self._stage == self.num_blocks + 2
+        return self._stage == self._done_stage
 
     # -- the progressive loop ------------------------------------------------------------
     def _stage_complete(self) -> bool:
@@ -196,33 +233,38 @@ class PNASSearcher(Searcher):
 
     def _advance(self) -> None:
         """Close every finished stage and open the next (loops over stages left empty)."""
-        while 1 <= self._stage <= self.num_blocks + 1 and self._stage_complete():
+        while 1 <= self._stage < self._done_stage and self._stage_complete():
             if self._stage <= self.num_blocks:
                 self._finish_level(self._stage)
+            elif self._stage == self.num_blocks + 1:
+                self._start_full()
             else:
-                self._stage = self.num_blocks + 2
+                self._stage = self._done_stage
                 self.emit("done", self.n_told, {"final": self.final_results()})
 
     def _finish_level(self, level: int) -> None:
-        from searchers.predictors import spearman
+        from searchers.predictors import ranking_quality
 
         records = self.level_records(level)
         ok = [r for r in records if r["status"] == "ok"]
-        rho = (spearman([r["predicted"] for r in ok], [r["reward"] for r in ok])
-               if level > 1 else math.nan)
+        quality = {key: math.nan for key in _QUALITY_KEYS}
+        if level > 1 and ok:
+            seed = int(np.random.SeedSequence([self.seed, level, 3]).generate_state(1)[0])
+            quality = ranking_quality([r["predicted"] for r in ok], [r["reward"] for r in ok],
+                                      [self._params_of(r) for r in ok], seed=seed)
         summary = self._levels[level - 1]
-        summary.update(spearman=_json_float(rho), evaluated=len(records), ok=len(ok),
+        summary.update({key: _json_float(value) for key, value in quality.items()})
+        summary.update(evaluated=len(records), ok=len(ok),
                        best=_json_float(max((r["reward"] for r in ok), default=math.nan)))
         metrics = {"evaluated": float(self.n_told), "level": float(level)}
-        if not math.isnan(rho):
-            metrics["spearman"] = rho
+        metrics.update({key: value for key, value in quality.items() if not math.isnan(value)})
         trained = self._ok_records()
         top5 = sorted((r["reward"] for r in trained), reverse=True)[:5]
         if top5:
             metrics["top5_mean"] = float(np.mean(top5))
             metrics["best"] = top5[0]
         self.emit("level", self.n_told, {
-            "level": level, "spearman": summary["spearman"],
+            "level": level, **{key: summary[key] for key in _QUALITY_KEYS},
             "cells": [_cell_summary(r) for r in records]}, **metrics)
         if level == self.num_blocks:
             self._start_final()
@@ -255,8 +297,8 @@ class PNASSearcher(Searcher):
             chosen.append(self._new_record(cell, level, "search", guess))
         self._records.extend(chosen)
         self._levels.append({"level": level, "children": children, "chosen": len(chosen),
-                             "skipped_infeasible": skipped, "spearman": None,
-                             "train_spearman": None})
+                             "skipped_infeasible": skipped, "train_spearman": None,
+                             **{key: None for key in _QUALITY_KEYS}})
         fit_rho = self._levels[-2]["train_spearman"] if len(self._levels) > 1 else None
         self.emit("beam", self.n_told, {
             "level": level, "children": children, "skipped_infeasible": skipped,
@@ -302,6 +344,32 @@ class PNASSearcher(Searcher):
             "candidates": [{"genotype": r["genotype"], "hash": r["hash"], "params": r["params"],
                             "parent": r["parent"]} for r in chosen]},
             candidates=float(len(chosen)))
+
+    def _start_full(self) -> None:
+        """The best final model on validation, trained again on train + validation (§5.4)."""
+        self._stage = self.num_blocks + 2
+        if self.final_full_spec is None:
+            return
+        ranked = sorted((r for r in self._records if r["stage"] == "final"
+                         and r["status"] == "ok"), key=lambda r: (-r["reward"], r["job_id"]))
+        if not ranked:
+            return
+        best = ranked[0]
+        new = self._new_record(best["genotype"], self.num_blocks, "full", best["predicted"])
+        new.update(parent=best["parent"], parent_rank=best["parent_rank"],
+                   params=best["params"], selected_from=best["job_id"])
+        self._records.append(new)
+        self.emit("final_full", self.n_told, {
+            "genotype": new["genotype"], "hash": new["hash"], "params": new["params"],
+            "selected_from": best["job_id"], "validation_reward": best["reward"]})
+
+    def _params_of(self, record: Mapping[str, Any]) -> float:
+        """A trained candidate's parameter count (its result's costs; else the cost model)."""
+        costs = record.get("costs") or {}
+        if "params" in costs:
+            return float(costs["params"])
+        return float(self.space.costs(record["genotype"], self.input_shape,
+                                      self.num_classes)["params"])
 
     def _sized(self, cell: Mapping[str, Any], n: int) -> dict[str, Any] | None:
         """``cell`` with N = n and the F in 1..max_F closest in params to the target (params
@@ -380,8 +448,10 @@ class PNASSearcher(Searcher):
 
     @property
     def levels(self) -> list[dict[str, Any]]:
-        """Per level b: children expanded, chosen, skipped, best target, ``spearman`` (the
-        paper's rho~_b: predictions made before training vs true targets) and
+        """Per level b: children expanded, chosen, skipped, best target, ``spearman`` and
+        ``kendall`` (the paper's rho~_b: predictions made before training vs true targets), the
+        same for a params-only ranking (``params_spearman``, ``params_kendall``) and a random
+        one (``random_spearman``, ``random_kendall``) of the same cells, and
         ``train_spearman`` (rho^_b: the predictor fitted after level b on its training data)."""
         return [dict(s) for s in self._levels]
 
@@ -395,31 +465,64 @@ class PNASSearcher(Searcher):
         """The final (stacked to the params target) candidates and their results so far."""
         return [{"genotype": r["genotype"], "hash": r["hash"], "params": r.get("params"),
                  "parent": r.get("parent"), "job_id": r["job_id"], "status": r["status"],
-                 "accuracy": r["accuracy"], "reward": r["reward"]}
-                for r in self._records if r["stage"] == "final"]
+                 "accuracy": r["accuracy"], "reward": r["reward"],
+                 "train_on_val": r["stage"] == "full"}
+                for r in self._records if r["stage"] in ("final", "full")]
 
     # -- persistence ---------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Stage, the chosen candidates not yet asked, level summaries, predictor weights."""
         state = super().state_dict()
         state["pnas"] = {
-            "stage": self._stage, "cursor": self._cursor, "budget": self.budget,
-            "records": [dict(r) for r in self._records],
+            "stage": self._stage, "budget": self.budget,
+            "queue": [{k: r[k] for k in ("genotype", *_RECORD_META) if k in r}
+                      for r in self._records[self._cursor:]],
             "levels": [dict(s) for s in self._levels],
             "predictor": self.predictor.state_dict(),
         }
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: Mapping[str, Any],
+                        history: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Restore, rebuilding the candidate records from ``history`` (told jobs) and the
+        pending jobs; their level, stage and prediction come back in each job's ``meta``."""
+        super().load_state_dict(state, history)
         own = state["pnas"]
+        asked = []
+        for entry in self.history:
+            meta = entry.get("meta") or {}
+            if "stage" not in meta:
+                continue  # not a PNAS job (cannot happen through ask)
+            record = self._record_from_meta(entry["genotype"], meta, int(entry["id"]))
+            record.update(status=entry["status"], accuracy=entry["accuracy"],
+                          reward=entry["reward"], costs=dict(entry.get("costs") or {}))
+            asked.append(record)
+        for job in self._pending.values():
+            asked.append(self._record_from_meta(job.genotype, job.meta, job.id))
+        asked.sort(key=lambda r: r["job_id"])
+        queue = [self._record_from_meta(q["genotype"], q, None) for q in own["queue"]]
+        self._records = asked + queue
+        self._cursor = len(asked)
         self._stage = int(own["stage"])
-        self._cursor = int(own["cursor"])
-        self._records = [dict(r) for r in own["records"]]
         self._levels = [dict(s) for s in own["levels"]]
-        self._by_job = {r["job_id"]: i for i, r in enumerate(self._records)
-                        if r["job_id"] is not None}
+        self._by_job = {r["job_id"]: i for i, r in enumerate(asked)}
         self.predictor.load_state_dict(own["predictor"])
         self._events = []  # events up to the checkpoint were stored with it
+
+    def _record_from_meta(self, genotype: Mapping[str, Any], meta: Mapping[str, Any],
+                          job_id: int | None) -> dict[str, Any]:
+        record = self._new_record(dict(genotype), int(meta["level"]), str(meta["stage"]),
+                                  meta.get("predicted"))
+        record.update({k: meta[k] for k in _RECORD_EXTRAS if k in meta}, job_id=job_id)
+        return record
+
+
+#: What a candidate record carries in its job's meta (and in the unasked queue of the state).
+_RECORD_EXTRAS = ("parent", "parent_rank", "params", "selected_from")
+_RECORD_META = ("level", "stage", "predicted", *_RECORD_EXTRAS)
+#: Per-level ranking quality (:func:`searchers.predictors.ranking_quality`).
+_QUALITY_KEYS = ("spearman", "kendall", "params_spearman", "params_kendall", "random_spearman",
+                 "random_kendall")
 
 
 def _cell_summary(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -444,4 +547,5 @@ def _non_negative_int(name: str, value: Any) -> int:
     return int(value)
 
 
-__all__ = ["PAPER_PARAMS", "PAPER_TRAIN", "PNASSearcher", "search_count"]
+__all__ = ["PAPER_PARAMS", "PAPER_REGULARIZERS", "PAPER_TRAIN", "PNASSearcher",
+           "search_count"]

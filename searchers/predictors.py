@@ -146,32 +146,52 @@ class MLPRegressor(nn.Module):
 _ARCHITECTURES: dict[str, type[nn.Module]] = {"lstm": LSTMRegressor, "mlp": MLPRegressor}
 
 
-def spearman(predicted: Sequence[float], actual: Sequence[float]) -> float:
-    """Spearman rank correlation with average ranks for ties; NaN when undefined (< 2 points
-    or a constant side). The paper's Table 1 / Fig. 3 measure."""
+def _rank_statistic(name: str, predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """scipy's rank correlation ``name`` (ties get average ranks); NaN when undefined (fewer
+    than 2 points, a constant side, or non-finite values)."""
+    import warnings
+
+    from scipy import stats
+
     x = np.asarray(predicted, dtype=float)
     y = np.asarray(actual, dtype=float)
-    if x.shape != y.shape or x.size < 2:
+    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
         return math.nan
-    rx, ry = _average_ranks(x), _average_ranks(y)
-    sx, sy = rx.std(), ry.std()
-    if sx == 0 or sy == 0:
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))) or np.ptp(x) == 0 \
+            or np.ptp(y) == 0:
         return math.nan
-    return float(((rx - rx.mean()) * (ry - ry.mean())).mean() / (sx * sy))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = (stats.spearmanr(x, y) if name == "spearman" else stats.kendalltau(x, y))[0]
+    return float(value)
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values), dtype=float)
-    sorted_values = values[order]
-    start = 0
-    while start < len(values):
-        stop = start + 1
-        while stop < len(values) and sorted_values[stop] == sorted_values[start]:
-            stop += 1
-        ranks[order[start:stop]] = (start + stop - 1) / 2.0
-        start = stop
-    return ranks
+def spearman(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """Spearman rank correlation (``scipy.stats.spearmanr``); NaN when undefined. The paper's
+    Table 1 / Fig. 3 measure."""
+    return _rank_statistic("spearman", predicted, actual)
+
+
+def kendall(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """Kendall's tau-b (``scipy.stats.kendalltau``); NaN when undefined."""
+    return _rank_statistic("kendall", predicted, actual)
+
+
+def ranking_quality(predicted: Sequence[float], actual: Sequence[float],
+                    params: Sequence[float], seed: int = 0) -> dict[str, float]:
+    """How well ``predicted`` ranks ``actual``, next to two baselines on the same cells:
+    ranking by parameter count alone (bigger is better, the obvious free predictor) and a
+    random ranking (a seeded permutation; expected 0).
+
+    Returns ``spearman``, ``kendall``, ``params_spearman``, ``params_kendall``,
+    ``random_spearman``, ``random_kendall`` (NaN where undefined).
+    """
+    noise = np.random.default_rng(seed).permutation(len(actual)).astype(float)
+    out: dict[str, float] = {}
+    for prefix, ranking in (("", predicted), ("params_", params), ("random_", noise)):
+        out[f"{prefix}spearman"] = spearman(ranking, actual)
+        out[f"{prefix}kendall"] = kendall(ranking, actual)
+    return out
 
 
 def _logit(p: float) -> float:
@@ -349,4 +369,4 @@ def _bucket(cells: list[np.ndarray], y: np.ndarray) -> list[tuple[torch.Tensor, 
 
 
 __all__ = ["PREDICTOR_KINDS", "LSTMRegressor", "MLPRegressor", "PredictorConfig",
-           "SurrogatePredictor", "spearman"]
+           "SurrogatePredictor", "kendall", "ranking_quality", "spearman"]

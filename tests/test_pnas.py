@@ -78,10 +78,12 @@ def finished(space: Any) -> tuple[PNASSearcher, list[tuple[Job, Result]]]:
 def test_trains_exactly_136_plus_b_minus_1_times_k_then_the_final_models(finished) -> None:
     searcher, told = finished
     tags = Counter(job.tag for job, _ in told)
-    assert tags == {"level 1": 136, "level 2": K, "level 3": K, "final": 2}
-    assert sum(n for tag, n in tags.items() if tag != "final") == search_count(B, K) == 152
-    assert searcher.budget == len(told) == 154 and searcher.done()
-    assert [job.id for job, _ in sorted(told, key=lambda t: t[0].id)] == list(range(154))
+    assert tags == {"level 1": 136, "level 2": K, "level 3": K, "final": 2,
+                    "final (train+val)": 1}
+    assert sum(n for tag, n in tags.items() if tag.startswith("level")) == search_count(B, K)
+    assert search_count(B, K) == 152
+    assert searcher.budget == len(told) == 155 and searcher.done()
+    assert [job.id for job, _ in sorted(told, key=lambda t: t[0].id)] == list(range(155))
     assert searcher.ask(10) == []
 
 
@@ -139,7 +141,7 @@ def test_events_and_rank_correlation_per_level(finished) -> None:
     searcher, _ = finished
     events = searcher.pop_events()
     kinds = [e.kind for e in events]
-    assert kinds == ["beam", "level"] * B + ["final", "done"]
+    assert kinds == ["beam", "level"] * B + ["final", "final_full", "done"]
     beams = [e for e in events if e.kind == "beam"]
     assert [e.data["level"] for e in beams] == [1, 2, 3]
     assert all(c["predicted"] is not None for c in beams[1].data["cells"])
@@ -148,6 +150,10 @@ def test_events_and_rank_correlation_per_level(finished) -> None:
         cells = level_event.data["cells"]
         assert all(c["accuracy"] is not None and c["predicted"] is not None for c in cells)
         assert -1.0 <= level_event.metrics["spearman"] <= 1.0
+        for key in ("kendall", "params_spearman", "params_kendall", "random_spearman",
+                    "random_kendall"):
+            assert -1.0 <= level_event.metrics[key] <= 1.0
+            assert level_event.data[key] == pytest.approx(level_event.metrics[key])
         assert level_event.data["spearman"] == pytest.approx(level_event.metrics["spearman"])
     summaries = searcher.levels
     assert [s["chosen"] for s in summaries] == [136, K, K]
@@ -169,16 +175,39 @@ def test_final_models_meet_the_params_target(finished, space: Any) -> None:
             return abs(space.costs({**g, "F": f})["params"] - target)
 
         assert gap(g["F"]) <= gap(g["F"] + 1) and (g["F"] == 1 or gap(g["F"]) <= gap(g["F"] - 1))
-    assert [r["status"] for r in searcher.final_results()] == ["ok", "ok"]
+    results = searcher.final_results()
+    assert [r["status"] for r in results] == ["ok", "ok", "ok"]
+    assert [r["train_on_val"] for r in results] == [False, False, True]
+    best = max(results[:2], key=lambda r: (r["reward"], -r["job_id"]))
+    assert results[2]["genotype"] == best["genotype"]  # the best on validation, retrained
+
+
+def test_final_recipe_follows_section_5_4(finished, space: Any) -> None:
+    """300 epochs at lr 0.025 cosine per (N, F), then the best 600 epochs on train + val,
+    aux head 0.4 and drop-path 0.4 in both: the paper preset's defaults."""
+    paper = get_searcher("pnas", space=get_space("cell", "pnas-cifar"), preset="pnas-paper")
+    select, full = paper.final_train_spec, paper.final_full_spec
+    assert (select.epochs, select.lr, select.schedule, select.train_on_val) == (
+        300, 0.025, "cosine", False)
+    assert (full.epochs, full.lr, full.schedule, full.train_on_val) == (600, 0.025, "cosine",
+                                                                       True)
+    assert select.aux_weight == full.aux_weight == 0.4
+    assert select.drop_path == full.drop_path == 0.4
+    searcher, told = finished
+    jobs = {job.tag: job for job, _ in told}
+    assert jobs["final (train+val)"].train == searcher.final_full_spec
+    assert jobs["final"].train == searcher.final_train_spec
+    assert make(space, B=1, final_full_train=None).budget == 136 + 2
 
 
 def test_final_models_can_train_longer(space: Any) -> None:
     searcher = make(space, B=1, final_train={"epochs": 7, "lr": 0.025})
     told = drive(searcher)
     final_jobs = [job for job, _ in told if job.tag == "final"]
-    assert len(told) == 136 + 2 and len(final_jobs) == 2
+    assert len(told) == 136 + 2 + 1 and len(final_jobs) == 2
     assert all(j.train.epochs == 7 and j.train.lr == 0.025 for j in final_jobs)
-    assert all(j.train.epochs == searcher.train_spec.epochs for j, _ in told if j.tag != "final")
+    assert all(j.train.epochs == searcher.train_spec.epochs for j, _ in told
+               if j.tag.startswith("level"))
 
 
 def test_beats_random_search_at_the_same_count_over_five_seeds(space: Any, finished) -> None:
@@ -189,7 +218,7 @@ def test_beats_random_search_at_the_same_count_over_five_seeds(space: Any, finis
             told = finished[1]
         else:
             told = drive(make(space, seed=seed, final_models=0))
-        accuracies = [r.accuracy for job, r in told if job.tag != "final"]
+        accuracies = [r.accuracy for job, r in told if job.tag.startswith("level")]
         assert len(accuracies) == search_count(B, K)
         baseline = get_searcher("random", space=space, seed=seed, budget=len(accuracies))
         random_accuracies = [r.accuracy for _, r in drive(baseline)]
@@ -214,8 +243,8 @@ def test_kill_and_resume_gives_the_same_final_beam(finished, space: Any) -> None
     reference, reference_told = finished
     searcher = make(space, seed=0)
     told: list[tuple[Job, Result]] = []
-    # kill mid level 1, right after the level-2 beam is chosen, and mid level 3
-    for stop in (50, 136, 147):
+    # kill mid level 1, right after the level-2 beam is chosen, mid level 3, mid final
+    for stop in (50, 136, 147, 153):
         told += drive(searcher, stop_after=stop - len(told))
         searcher = _resume(searcher, space)
         pending = searcher.pending
@@ -228,7 +257,7 @@ def test_kill_and_resume_gives_the_same_final_beam(finished, space: Any) -> None
     assert searcher.done() and len(told) == len(reference_told)
     assert searcher.final_beam() == reference.final_beam()
     assert searcher.final_results() == reference.final_results()
-    assert [s["spearman"] for s in searcher.levels] == [s["spearman"] for s in reference.levels]
+    assert searcher.levels == reference.levels
     assert sorted(j.id for j, _ in told) == list(range(len(told)))
 
 
@@ -292,10 +321,10 @@ def test_the_predictor_is_selectable(space: Any) -> None:
 
 
 def test_budget_is_validated_and_derived(space: Any) -> None:
-    assert make(space).budget == 136 + (B - 1) * K + 2
-    assert make(space, budget=10**6).budget == 154  # a wall-time-only run passes a huge cap
-    with pytest.raises(NaswError, match=r"budget.*at least 154"):
-        make(space, budget=153)
+    assert make(space).budget == 136 + (B - 1) * K + 2 + 1
+    assert make(space, budget=10**6).budget == 155  # a wall-time-only run passes a huge cap
+    with pytest.raises(NaswError, match=r"budget.*at least 155"):
+        make(space, budget=154)
 
 
 @pytest.mark.parametrize("params, field", [
@@ -305,6 +334,7 @@ def test_budget_is_validated_and_derived(space: Any) -> None:
     ({"final_N": []}, "searcher.params.final_N"),
     ({"final_params_target": -1}, "searcher.params.final_params_target"),
     ({"final_train": {"epoch": 3}}, "train.epoch"),
+    ({"final_full_train": 3}, "searcher.params.final_full_train"),
     ({"F": 0}, "searcher.params.F"),
     ({"beam": 3}, "searcher.params.beam"),
 ])
@@ -322,14 +352,14 @@ def test_other_spaces_are_rejected() -> None:
 def test_presets_hold_the_papers_numbers() -> None:
     paper = get_searcher("pnas", space=get_space("cell", "pnas-cifar"), preset="pnas-paper")
     assert (paper.num_blocks, paper.beam_size) == (5, 256)
-    assert search_count(5, 256) == 1160 and paper.budget == 1160 + 3
+    assert search_count(5, 256) == 1160 and paper.budget == 1160 + 3 + 1
     assert paper.predictor_config.kind == "mlp-ensemble"
     assert (paper.predictor_config.embedding_dim, paper.predictor_config.hidden_dim) == (100, 100)
     assert paper.final_params_target == 3e6 and paper.final_train_spec.epochs == 300
     cifar = get_space("cell", "pnas-cifar")
     assert (cifar.settings["N"], cifar.settings["F"]) == (2, 24)  # the search's N and F
     digits = get_searcher("pnas", space=get_space("cell", "pnas-digits"), preset="pnas-digits")
-    assert digits.budget == search_count(digits.num_blocks, digits.beam_size) + 2
+    assert digits.budget == search_count(digits.num_blocks, digits.beam_size) + 2 + 1
     overridden = get_searcher("pnas", space=get_space("cell", "pnas-digits"),
                               preset="pnas-digits", K=4, budget=None)
     assert overridden.beam_size == 4
@@ -341,12 +371,23 @@ def test_n_and_f_params_override_the_space_preset(space: Any) -> None:
     assert len(jobs) == 136 and {(j.genotype["N"], j.genotype["F"]) for j in jobs} == {(2, 12)}
 
 
-def test_state_dict_is_plain_data_plus_tensors(finished) -> None:
+def test_state_is_plain_bounded_and_holds_no_history(finished, space: Any) -> None:
+    """The state contract: plain data, no per-candidate records (they come back from the
+    history), so the checkpoint does not grow with the candidates trained."""
+    from workbench.state_codec import encode_state
+
     searcher, _ = finished
     state = searcher.state_dict()
     copy.deepcopy(state)
     assert state["pnas"]["predictor"]["members"]  # the fitted predictor's weights
-    assert len(state["pnas"]["records"]) == 154
+    assert "history" not in state and "records" not in state["pnas"]
+    assert state["pnas"]["queue"] == []  # finished: nothing chosen and not asked
+    early = make(space, seed=0)
+    drive(early, stop_after=20)
+    assert len(early.state_dict()["pnas"]["queue"]) == 136 - 64  # the unasked rest of level 1
+    early_size = len(encode_state(early.state_dict())[0])
+    final_size = len(encode_state(state)[0])
+    assert final_size < 1.5 * early_size  # 155 candidates later: about the same size
 
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_configs"

@@ -12,6 +12,8 @@ from searchers.predictors import (
     PREDICTOR_KINDS,
     PredictorConfig,
     SurrogatePredictor,
+    kendall,
+    ranking_quality,
     spearman,
 )
 
@@ -113,13 +115,68 @@ def test_paper_defaults() -> None:
     assert PredictorConfig(kind="lstm").members == 1
 
 
-def test_spearman_matches_the_definition() -> None:
+def test_rank_correlations_are_scipys() -> None:
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
     assert math.isnan(spearman([1.0], [2.0]))
     # ties take average ranks: x ranks (0, 1.5, 1.5, 3), y ranks (0, 2, 1, 3) -> sqrt(0.9)
     assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(math.sqrt(0.9))
+    # tau-b: 5 concordant, 0 discordant, one tie in x among 6 pairs -> 5 / sqrt(5 * 6)
+    assert kendall([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(5 / math.sqrt(30))
+    assert kendall([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(kendall([1, 2, 3], [5, 5, 5]))
+
+
+def _cell_space_ranking(rank: str = "predictor") -> dict[str, float]:
+    """PNAS's Algorithm 2 on the digits cell space with the synthetic objective: fit on every
+    one-block cell and 64 two-block cells (the data after level 2 of the search), rank 300
+    unseen three-block cells. ``rank="random"`` is the ablation: the predictor's ranking is
+    replaced by random numbers."""
+    from searchers.objectives import synthetic_accuracy
+    from searchers.spaces import get_space
+    from searchers.spaces.cell import OP_INDEX
+
+    space = get_space("cell", "pnas-digits")
+    rng = np.random.default_rng(0)
+
+    def encode(g: dict) -> np.ndarray:
+        return np.array([[b[0], b[1], OP_INDEX[b[2]], OP_INDEX[b[3]]] for b in g["blocks"]])
+
+    def cells(blocks: int, count: int) -> list[dict]:
+        out: list[dict] = []
+        while len(out) < count:
+            g = space.sample(rng)
+            if len(g["blocks"]) == blocks:
+                out.append(g)
+        return out
+
+    train = space.enumerate_one_block() + cells(2, 64)
+    held_out = cells(3, 300)
+    predictor = SurrogatePredictor(N_INPUTS, N_OPS, PredictorConfig(**FAST), seed=0)
+    predictor.fit([encode(g) for g in train], [synthetic_accuracy(g) for g in train])
+    predicted = predictor.predict([encode(g) for g in held_out])
+    if rank == "random":
+        predicted = np.random.default_rng(1).random(len(held_out))
+    return ranking_quality(predicted, [synthetic_accuracy(g) for g in held_out],
+                           [space.costs(g)["params"] for g in held_out])
+
+
+def test_predictor_ranks_unseen_larger_cells_far_better_than_random() -> None:
+    """rho~_3 of the paper's Table 1, measured with both baselines on the same cells.
+
+    Measured (seed 0): predictor Spearman 0.61 / Kendall 0.42, params-only 0.76 / 0.55,
+    random 0.05 / 0.03. The synthetic objective makes capacity its largest single factor, so
+    ranking by parameter count is a strong free baseline here that the token-only predictor
+    does not reach (docs/pnas.md). Replacing the predictor by random numbers fails this test.
+    """
+    quality = _cell_space_ranking()
+    print({k: round(v, 3) for k, v in quality.items()})
+    assert quality["spearman"] > 0.45 and quality["kendall"] > 0.3
+    assert quality["spearman"] > quality["random_spearman"] + 0.35
+    assert quality["kendall"] > quality["random_kendall"] + 0.25
+    assert abs(quality["random_spearman"]) < 0.15  # the baseline is what it claims to be
+    assert quality["params_spearman"] > 0.5  # the capacity baseline sees capacity
 
 
 def test_bad_input_names_the_field() -> None:
