@@ -29,7 +29,8 @@ from tui_support import (
 from searchers import get_searcher
 from workbench import tui_data
 from workbench.app import NaswApp
-from workbench.screens.detail import RunDetailScreen, candidate_matches
+from workbench.components.candidates import candidate_matches
+from workbench.screens.detail import RunDetailScreen
 from workbench.screens.modals import ConfirmScreen, HelpScreen
 from workbench.screens.new_run import NewRunScreen, field_for_error
 from workbench.screens.runs import RunsScreen
@@ -54,6 +55,24 @@ def runs_table(app: NaswApp) -> DataTable:
 def detail(app: NaswApp) -> RunDetailScreen:
     assert isinstance(app.screen, RunDetailScreen)
     return app.screen
+
+
+async def opened(pilot, app: NaswApp) -> RunDetailScreen:
+    """The run detail with its run read and its Overview filled in."""
+    def ready() -> bool:
+        screen = app.screen
+        overview = isinstance(screen, RunDetailScreen) and screen.component("overview")
+        return bool(overview) and screen.run is not None and bool(overview.data)
+
+    await wait_for(pilot, ready)
+    return detail(app)
+
+
+def shown(screen: RunDetailScreen, tab: str):
+    """The tab's component (mounted on its first showing)."""
+    component = screen.component(tab)
+    assert component is not None, f"the {tab} tab was never shown"
+    return component
 
 
 # -- runs screen -------------------------------------------------------------------------------
@@ -191,28 +210,29 @@ def test_every_tab_of_a_finished_run(db: Path, size: tuple[int, int]) -> None:
     async def go() -> None:
         app = app_on(db, run_id=1)
         async with app.run_test(size=size) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
-                           and len(detail(app).candidates) == 40)
-            screen = detail(app)
+            screen = await opened(pilot, app)
+            assert list(screen.components) == ["overview"]  # only the shown tab loaded
             overview = text_of(screen.query_one("#overview-body", Static))
             assert "40/40 (100%)" in overview and "params<=60k" in overview
             with Store(db) as store:
                 best = store.best_candidate(1)
-            assert f"#{best['id']} accuracy {best['accuracy']:.4f}" in overview
+            await wait_for(pilot, lambda: f"#{best['id']} accuracy {best['accuracy']:.4f}"
+                           in text_of(screen.query_one("#overview-body", Static)))
             await pilot.press("2")
             table = screen.query_one("#candidate-table", DataTable)
             assert table.row_count == 40
             await wait_for(pilot, lambda: app.focused is table)
             await pilot.press("3")
-            assert len(screen.query_one("#curves-plot").series) == 40
+            curves = shown(screen, "curves").query_one("#curves-plot")
+            await wait_for(pilot, lambda: curves.points == 40)
             await pilot.press("4")
-            await wait_for(pilot, lambda: screen.graph_for == best["id"])
+            await wait_for(pilot, lambda: shown(screen, "architecture").graph_for == best["id"])
             arch = text_of(screen.query_one("#arch-view", Static))
             assert f"Candidate #{best['id']}" in arch and "L0 " in arch and "params" in arch
             await pilot.press("5")
-            pareto = screen.query_one("#pareto-plot")
-            front = pareto.front()
-            assert best["id"] in front  # the best feasible is on the feasible front
+            pareto = shown(screen, "pareto")
+            await wait_for(pilot, lambda: pareto.plot.view.get("n") == 40)
+            assert best["id"] in pareto.front()  # the best feasible is on the feasible front
             await pilot.press("m")
             assert pareto.metric == "madds"
             await pilot.press("6", "7")
@@ -227,28 +247,72 @@ def test_candidate_filter_sort_and_selection_everywhere(db: Path) -> None:
     async def go() -> None:
         app = app_on(db, run_id=1)
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
-                           and len(detail(app).candidates) == 40)
-            screen = detail(app)
-            await pilot.press("2", "slash", *"feasible", "enter")
+            screen = await opened(pilot, app)
+            await pilot.press("5", "2", "slash", *"feasible", "enter")
+            tab = shown(screen, "candidates")
             table = screen.query_one("#candidate-table", DataTable)
-            feasible = [c for c in screen.candidates.values() if c["feasible"]]
+            await wait_for(pilot, lambda: tab.shown_generation == tab.generation)
+            with Store(db) as store:
+                feasible = [c for c in store.candidates(1) if c["feasible"]]
             assert 0 < table.row_count == len(feasible) < 40
             await pilot.press("s")  # sort by accuracy, best first
+            await wait_for(pilot, lambda: tab.shown_generation == tab.generation)
             accuracies = [float(str(table.get_row_at(i)[2])) for i in range(table.row_count)]
             assert accuracies == sorted(accuracies, reverse=True)
             await pilot.press("down", "enter")  # the second best: selected everywhere
             chosen = int(str(table.get_row_at(1)[0]))
             assert screen.selected_id == chosen
-            assert screen.query_one("#pareto-plot").selected == chosen
-            await wait_for(pilot, lambda: screen.graph_for == chosen)
+            assert shown(screen, "pareto").selected_id == chosen
+            await wait_for(pilot, lambda: shown(screen, "architecture").graph_for == chosen)
             assert screen.query_one("#run-tabs").active == "architecture"
             assert f"selected #{chosen}" in text_of(screen.query_one("#run-summary", Static))
+            await pilot.press("1")
+            await wait_for(pilot, lambda: f"Selected  #{chosen}" in text_of(
+                screen.query_one("#overview-body", Static)))
+    asyncio.run(go())
+
+
+def test_untrusted_text_shows_literally(tmp_path: Path) -> None:
+    """A run name, an error, a tag and event data holding Rich markup or ANSI escapes are shown
+    as the characters stored (escapes removed), on the runs list and in the run detail."""
+    from workbench.store import CandidateRow, Progress
+
+    path = tmp_path / "evil.db"
+    evil = "[/bold] oops [red"
+    ansi = "\x1b[31mred\x1b[0m\x1b]0;title\x07"
+    with Store(path) as store:
+        run_id = make_run(store, evil + ansi, 3, status="failed")
+        store.update_run(run_id, error=f"boom {evil}\nRuntimeError: {evil}{ansi}")
+        genotype = store.candidate(run_id, 0)["genotype"]
+        store.record(run_id, Progress(
+            candidates=[CandidateRow(id=9, genotype=genotype, status="ok", accuracy=0.5,
+                                     tag=evil + ansi, device="[b]gpu", finished=1.0)],
+            events=[(9, "[red]kind", {"note": evil + ansi})]))
+
+    async def go() -> None:
+        app = app_on(path)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_for(pilot, lambda: runs_table(app).row_count == 1)
+            name = str(runs_table(app).get_row_at(0)[1])
+            assert name.startswith("[/bold] oops") and "\x1b" not in name
+            await pilot.press("enter")
+            screen = await opened(pilot, app)
+            summary = text_of(screen.query_one("#run-summary", Static))
+            assert f"{evil}red" in summary and "\x1b" not in summary and "\x07" not in summary
+            overview = text_of(screen.query_one("#overview-body", Static))
+            assert f"RuntimeError: {evil}red" in overview and "\x1b" not in overview
+            assert "[red]kind" in overview
+            await pilot.press("2")
+            table = screen.query_one("#candidate-table", DataTable)
+            await wait_for(pilot, lambda: table.row_count == 4)
+            row = [str(c) for c in table.get_row_at(3)]
+            assert row[7].startswith("[/bold] oops [red") and row[8] == "[b]gpu"
+            app.save_screenshot(str(tmp_path / "evil.svg"))  # renders without MarkupError
     asyncio.run(go())
 
 
 def test_worker_description() -> None:
-    from workbench.screens.detail import describe_workers
+    from workbench.components.overview import describe_workers
 
     assert describe_workers([{"index": 0, "device": "cuda:0", "job_id": 12, "restarts": 0},
                              {"index": 1, "device": "cuda:1", "job_id": None, "restarts": 2}]) \
@@ -276,10 +340,9 @@ def test_accuracy_table_and_specialize_on_a_ponas_run(tmp_path: Path, monkeypatc
     async def go() -> None:
         app = app_on(db, run_id=2)
         async with app.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
-                           and len(detail(app).query_one("#heatmap").table) == 72)
-            screen = detail(app)
+            screen = await opened(pilot, app)
             await pilot.press("6")
+            await wait_for(pilot, lambda: len(screen.query_one("#heatmap").table) == 72)
             heat = text_of(screen.query_one("#heatmap", Static))
             assert "72/72 cells measured" in heat and "importance" in heat
             await pilot.press("7", *"params<=45k", "enter")
@@ -358,12 +421,16 @@ def test_a_run_written_during_the_test_fills_in_live(tmp_path: Path) -> None:
             thread.start()
             await pilot.press("2")
             await wait_for(pilot, lambda: done.is_set()
-                           and len(screen.query_one("#heatmap").table) == 36
                            and screen.query_one("#candidate-table").row_count == 30
                            and (screen.run or {}).get("status") == "finished", timeout=10)
             thread.join()
-            assert screen.feed.polls > 2  # it was polled while the writer wrote
-            assert len(screen.query_one("#curves-plot").series) == 30
+            assert screen.polls > 2  # it was polled while the writer wrote
+            assert shown(screen, "candidates").loads > 1  # and the shown tab re-read
+            await pilot.press("6")
+            await wait_for(pilot, lambda: len(screen.query_one("#heatmap").table) == 36)
+            await pilot.press("3")
+            curves = shown(screen, "curves").query_one("#curves-plot")
+            await wait_for(pilot, lambda: curves.points == 30)
     asyncio.run(go())
 
 
@@ -450,8 +517,8 @@ def test_new_run_form_validates_like_the_cli_then_launches_a_live_run(tmp_path: 
             await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen), timeout=30)
             screen = detail(app)
             await wait_for(pilot, lambda: (screen.run or {}).get("status") == "finished"
-                           and len(screen.candidates) == 30, timeout=60)
+                           and screen.run.get("n_done") == 30, timeout=60)
             assert screen.run["name"] == "random-synthetic"
             assert screen.run["constraints"] == ["params<=50k"]
-            assert all(c["feasible"] for c in screen.candidates.values())  # hard constraints
+            assert tui_data.candidate_count(path, screen.run_id, "feasible") == 30  # hard
     asyncio.run(go())

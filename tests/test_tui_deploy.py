@@ -22,8 +22,8 @@ from tui_support import fixed_clock, make_db, record_final_epochs, text_of, wait
 from workbench import tui_data
 from workbench.analysis import compare_runs
 from workbench.app import NaswApp
+from workbench.components import overview as overview_module
 from workbench.runner.final_train import create_final_run
-from workbench.screens import detail as detail_module
 from workbench.screens.compare import CompareScreen
 from workbench.screens.detail import RunDetailScreen
 from workbench.screens.modals import ConfirmScreen, ExportFormatScreen
@@ -50,8 +50,12 @@ def app_on(path: Path, **kwargs) -> NaswApp:
 
 
 async def open_detail(pilot, app: NaswApp) -> RunDetailScreen:
-    await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
-                   and bool(app.screen.candidates))
+    def ready() -> bool:
+        screen = app.screen
+        overview = isinstance(screen, RunDetailScreen) and screen.component("overview")
+        return bool(overview) and screen.run is not None and bool(overview.data)
+
+    await wait_for(pilot, ready)
     return app.screen
 
 
@@ -146,7 +150,9 @@ def test_train_a_candidate_asks_then_creates_launches_and_opens_the_run(
             await wait_for(pilot, lambda: isinstance(app.screen, RunDetailScreen)
                            and app.screen.run_id == 4)
             await wait_for(pilot, lambda: app.screen.is_final)
-            assert app.screen.query_one("#training-plot", TrainingPlot).total_epochs == 30
+            await pilot.press("3")
+            await wait_for(pilot, lambda: app.screen.query_one(
+                "#training-plot", TrainingPlot).total_epochs == 30)
             await pilot.press("escape")
             assert app.screen is screen
             return chosen
@@ -197,8 +203,8 @@ def test_a_final_training_run_shows_epochs_live(tmp_path: Path) -> None:
             assert "loss 0.4000" in overview and "ETA" in overview
             await pilot.press("3")
             plot = screen.query_one("#training-plot", TrainingPlot)
+            await wait_for(pilot, lambda: plot.epochs_done == 3)
             assert plot.display and not screen.query_one("#curves-plot").display
-            assert plot.epochs_done == 3
             assert plot.points["train/val_accuracy"] == {1: 0.54, 2: 0.58, 3: pytest.approx(0.62)}
             with Store(db) as store:  # the trainer goes on while the screen is open
                 record_final_epochs(store, final, range(4, 7), created)
@@ -298,7 +304,7 @@ def test_overview_shows_gpus_polling_only_while_shown(db: Path,
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml(
         [("NVIDIA H100", 2**30, 80 * 2**30, 45), ("NVIDIA H100", 60 * 2**30, 80 * 2**30, 97)],
         calls))
-    monkeypatch.setattr(detail_module, "GPU_POLL_S", 0.05)
+    monkeypatch.setattr(overview_module, "GPU_POLL_S", 0.05)
 
     async def go() -> None:
         app = app_on(db, run_id=1)
@@ -310,7 +316,7 @@ def test_overview_shows_gpus_polling_only_while_shown(db: Path,
             assert "GPUs      0 NVIDIA H100  mem ░░░░░░░░░░░░ 1.0/80.0 GiB  util 45%" in lines
             assert "1 NVIDIA H100  mem █████████░░░ 60.0/80.0 GiB  util 97%" in lines
             await pilot.press("2")  # Overview hidden: no more polls
-            await wait_for(pilot, lambda: not screen.gpu_in_flight)
+            await wait_for(pilot, lambda: not screen.component("overview").gpu_in_flight)
             polls = calls.count("init")
             await pilot.pause(0.4)
             assert calls.count("init") == polls
@@ -322,13 +328,13 @@ def test_overview_shows_gpus_polling_only_while_shown(db: Path,
 def test_no_gpu_shows_nothing_and_stops_asking(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setitem(sys.modules, "pynvml", fake_pynvml([], calls, driver=False))
-    monkeypatch.setattr(detail_module, "GPU_POLL_S", 0.05)
+    monkeypatch.setattr(overview_module, "GPU_POLL_S", 0.05)
 
     async def go() -> None:
         app = app_on(db, run_id=1)
         async with app.run_test(size=(80, 24)) as pilot:
             screen = await open_detail(pilot, app)
-            await wait_for(pilot, lambda: screen.gpu_polls >= 1)
+            await wait_for(pilot, lambda: screen.component("overview").gpu_polls >= 1)
             await pilot.pause(0.4)
             assert calls.count("init") == 1 and "GPU" not in text_of(
                 screen.query_one("#overview-body", Static))

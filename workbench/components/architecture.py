@@ -54,7 +54,10 @@ class ArchitectureTab(RunComponent):
         self.maybe_draw()
 
     def selection_changed(self) -> None:
-        self.maybe_draw()
+        if self.active:
+            self.maybe_draw()
+        else:
+            self.stale()
 
     def maybe_draw(self) -> None:
         if self.active and self.selected_id is not None and self.selected_id != self.requested:

@@ -92,6 +92,10 @@ class RunComponent(Vertical):
     def selection_changed(self) -> None:
         """``self.selected_id`` changed."""
 
+    def stale(self) -> None:
+        """Read again when next shown (a selection made while the tab was hidden)."""
+        self.loaded_stamp = None
+
     def clock(self) -> float:
         return float(getattr(self.app, "clock", time.time)())
 

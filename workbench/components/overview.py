@@ -126,6 +126,8 @@ class OverviewTab(RunComponent):
     def selection_changed(self) -> None:
         if self.active and self.run is not None:
             self.fetch(self.run, self.selected_id)
+        else:
+            self.stale()
 
     @work(thread=True, exclusive=True, group="overview")
     def fetch(self, run: dict[str, Any], selected: int | None) -> None:

@@ -210,6 +210,8 @@ class ParetoTab(RunComponent):
         self.plot.selected = self.selected_id
         if self.active:
             self.fetch(self.metric, self.selected_id)
+        else:
+            self.stale()
 
     def toggle_metric(self) -> None:
         """``m``: params <-> MAdds."""

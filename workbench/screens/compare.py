@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from workbench import tui_data
+from workbench.text import plain_text
 from workbench.tui_data import fmt_accuracy, fmt_duration
 from workbench.widgets.plots import ParetoFrontsPlot
 
@@ -37,10 +38,8 @@ class CompareLoaded(Message):
 
 
 def run_label(summary: dict[str, Any]) -> str:
-    name = str(summary.get("name") or "")
-    if len(name) > NAME_WIDTH:
-        name = name[:NAME_WIDTH - 1] + "…"
-    return f"{summary['id']} {name}"
+    """``7 my-run`` (the name from the database, control characters removed, cut)."""
+    return f"{summary['id']} {plain_text(summary.get('name') or '', max_len=NAME_WIDTH)}"
 
 
 class CompareScreen(Screen[None]):
@@ -83,7 +82,7 @@ class CompareScreen(Screen[None]):
     def on_compare_loaded(self, message: CompareLoaded) -> None:
         status = self.query_one("#compare-status", Static)
         if message.error:
-            status.update(Text(message.error, style="red"))
+            status.update(Text(plain_text(message.error), style="red"))
             return
         self.summaries = message.summaries
         table = self.query_one(DataTable)
@@ -96,7 +95,8 @@ class CompareScreen(Screen[None]):
     def cells(row: dict[str, Any]) -> list[Any]:
         found = row.get("feasible_found")
         return [
-            run_label(row), str(row.get("searcher") or ""), fmt_accuracy(row.get("best_accuracy")),
+            Text(run_label(row)), Text(plain_text(row.get("searcher") or "")),
+            fmt_accuracy(row.get("best_accuracy")),
             fmt_accuracy(row.get("best_feasible_accuracy")),
             Text("yes", style="green") if found else Text("no", style="red"),
             str(row.get("evaluations_to_best") or "-"),

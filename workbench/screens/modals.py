@@ -10,6 +10,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from workbench.text import plain_text
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask before anything destructive (cancel, delete). ``y``/``enter`` yes, ``n``/``esc`` no."""
@@ -25,7 +27,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-box"):
-            yield Label(self.question, id="confirm-question")
+            yield Label(Text(plain_text(self.question, keep_newlines=True)), id="confirm-question")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Yes (y)", id="yes", variant="error")
                 yield Button("No (n)", id="no", variant="primary")
@@ -64,7 +66,7 @@ class ExportFormatScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-box"):
-            yield Label(self.title_text, id="export-title")
+            yield Label(Text(plain_text(self.title_text, keep_newlines=True)), id="export-title")
             yield OptionList(*[
                 Option(Text.assemble((f"{key} ", "bold"), (f"{fmt:<12}", "bold cyan"),
                                      f"{self.paths.get(fmt, ''):<16} ", (note, "dim")), id=fmt)

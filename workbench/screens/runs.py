@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from workbench import tui_data
+from workbench.text import plain_text
 from workbench.tui_data import fmt_accuracy, fmt_age, status_text
 
 #: narrow enough for 80 columns: searcher and space share a column, long names are cut
@@ -134,13 +135,14 @@ class RunsScreen(Screen[None]):
             budget = row.get("budget")
             progress = f"{row.get('n_done') or 0}/{budget}" if budget else str(row.get("n_done") or 0)
             feasible = row.get("best_feasible")
-            name = str(row.get("name") or "")
-            if len(name) > NAME_WIDTH:
-                name = name[:NAME_WIDTH - 1] + "…"
+            # names and kinds come from the database: plain Text, never markup
+            name = Text(plain_text(row.get("name") or "", max_len=NAME_WIDTH))
+            search = Text(plain_text(f"{row.get('searcher') or '?'}/{row.get('space') or '?'}",
+                                     max_len=24))
             table.add_row(
                 Text(f"●{row['id']}", style="bold yellow") if row["id"] in self.marked
-                else str(row["id"]), name, status_text(row.get("status")),
-                f"{row.get('searcher') or '?'}/{row.get('space') or '?'}", progress,
+                else str(row["id"]), name, status_text(plain_text(row.get("status"))),
+                search, progress,
                 fmt_accuracy(row.get("best_accuracy")),
                 Text("yes", style="green") if feasible else
                 Text("no", style="red") if feasible is not None else Text("-", style="dim"),
@@ -156,7 +158,7 @@ class RunsScreen(Screen[None]):
         if not self.rows and not error:
             message = (f"No runs in {self.app.db_path} yet. Press n to start one "
                        "(or `nasw run sample_configs/quickstart.yaml --detach`).")
-        self.query_one("#runs-message", Static).update(message)
+        self.query_one("#runs-message", Static).update(Text(plain_text(message)))
 
     def selected_run_id(self) -> int | None:
         table = self.query_one(DataTable)
