@@ -18,6 +18,12 @@ Choices the papers leave open, made here and tested:
 * The train/validation split always uses split seed 0, independent of ``train.seed``, so
   every candidate of every run is scored on the same validation images; ``train.seed``
   controls initialisation, data order and augmentation.
+* PNAS's final-training regularisers (``TrainSpec.aux_weight``, ``drop_path``,
+  ``train_on_val``; §5.4): the auxiliary classifier's cross-entropy is added with weight
+  ``aux_weight`` (the reported training loss is the main classifier's alone); the drop-path
+  probability rises linearly from 0 to ``drop_path`` over the training steps (the released
+  code's schedule); ``train_on_val`` trains on the training and validation splits together.
+  Spaces whose models lack an auxiliary head or drop-path reject them by name.
 * ``precision="auto"``: bf16 autocast on CUDA, fp32 on CPU (bf16 on CPU is allowed, explicit).
   ``channels_last="auto"``: on, on CUDA and on CPU. On CUDA it feeds the tensor cores; on a
   CPU (oneDNN) we measured one training step of a sample of every space's digits/CIFAR preset
@@ -240,6 +246,47 @@ def evaluate_model(model: Any, bundle: Any, spec: TrainSpec, device: Any) -> tup
     return float(correct) / n, float(loss_sum) / n
 
 
+def check_regularizers(spec: TrainSpec) -> None:
+    """``aux_weight >= 0``, ``0 <= drop_path < 1``."""
+    if not (isinstance(spec.aux_weight, int | float) and spec.aux_weight >= 0):
+        raise NaswError("train.aux_weight", spec.aux_weight, "a number >= 0 (0: no auxiliary head)")
+    if not (isinstance(spec.drop_path, int | float) and 0 <= spec.drop_path < 1):
+        raise NaswError("train.drop_path", spec.drop_path, "a probability in [0, 1)")
+
+
+def build_model(space: Any, job: Job) -> Any:
+    """``space.build`` for training ``job``: with the auxiliary head when ``aux_weight > 0``;
+    checks that the model supports drop-path when ``drop_path > 0``."""
+    import inspect
+
+    spec = job.train
+    check_regularizers(spec)
+    if spec.aux_weight > 0:
+        if "aux_head" not in inspect.signature(space.build).parameters:
+            raise NaswError("train.aux_weight", spec.aux_weight,
+                            f"0 for the {space.name} space (its models have no auxiliary head)")
+        model = space.build(job.genotype, job.input_shape, job.num_classes, aux_head=True)
+    else:
+        model = space.build(job.genotype, job.input_shape, job.num_classes)
+    if spec.drop_path > 0 and not hasattr(model, "set_drop_path"):
+        raise NaswError("train.drop_path", spec.drop_path,
+                        f"0 for the {space.name} space (its models have no drop-path)")
+    return model
+
+
+def training_split(bundle: Any, spec: TrainSpec) -> Any:
+    """The data to train on: the training split, plus the validation split when
+    ``spec.train_on_val`` (PNAS §5.4's final run)."""
+    import dataclasses
+
+    import torch
+
+    if not spec.train_on_val:
+        return bundle
+    return dataclasses.replace(bundle, x_train=torch.cat([bundle.x_train, bundle.x_val]),
+                               y_train=torch.cat([bundle.y_train, bundle.y_val]))
+
+
 def make_optimizer(model: Any, spec: TrainSpec) -> Any:
     """SGD with (Nesterov) momentum; weight decay on conv/linear weights only."""
     import torch
@@ -268,6 +315,7 @@ def train_one_epoch(model: Any, loader: Any, optimizer: Any, spec: TrainSpec, de
     bf16 = _use_bf16(spec, device)
     step = epoch * steps_per_epoch
     lr = spec.lr
+    set_drop_path = getattr(model, "set_drop_path", None) if spec.drop_path > 0 else None
     model.train()
     running = torch.zeros((), dtype=torch.float32, device=device)
     batches = 0
@@ -275,11 +323,18 @@ def train_one_epoch(model: Any, loader: Any, optimizer: Any, spec: TrainSpec, de
         lr = spec.lr * lr_factor(step, total_steps, warmup_steps, spec.schedule, lr_min_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        if set_drop_path is not None:
+            set_drop_path(spec.drop_path * step / max(total_steps, 1))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(xb)
+            out = model(xb)
+        logits, aux = out if isinstance(out, tuple) else (out, None)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=spec.label_smoothing)
+        total = loss
+        if aux is not None and spec.aux_weight > 0:
+            total = loss + spec.aux_weight * F.cross_entropy(
+                aux.float(), yb, label_smoothing=spec.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         optimizer.step()
         running += loss.detach()
         batches += 1
@@ -313,8 +368,9 @@ def fit_model(model: Any, bundle: Any, spec: TrainSpec, device: Any = None) -> F
     if channels_last:
         model.to(memory_format=torch.channels_last)
     step_model = torch.compile(model) if spec.compile else model
-    loader = DeviceLoader.for_training(bundle, spec.batch_size, seed=spec.seed,
-                                       augment=spec.augment, channels_last=channels_last,
+    loader = DeviceLoader.for_training(training_split(bundle, spec), spec.batch_size,
+                                       seed=spec.seed, augment=spec.augment,
+                                       channels_last=channels_last,
                                        max_batches=spec.max_batches)
     optimizer = make_optimizer(model, spec)
     curve: list[float] = []
@@ -376,7 +432,7 @@ def train(job: Job, device: Any = None) -> Result:
             torch.manual_seed(spec.seed)
             costs = {k: float(v) for k, v in
                      space.costs(job.genotype, job.input_shape, job.num_classes).items()}
-            model = space.build(job.genotype, job.input_shape, job.num_classes)
+            model = build_model(space, job)
             if job.inherit:
                 inherit_weights(model, job.inherit)
             outcome = fit_model(model, bundle, spec, device)
@@ -400,6 +456,6 @@ def train(job: Job, device: Any = None) -> Result:
                   weights=weights)
 
 
-__all__ = ["Diverged", "FitOutcome", "InheritReport", "device_label", "evaluate_model",
-           "fit_model", "inherit_weights", "lr_factor", "make_optimizer", "resolve_device",
-           "train", "train_one_epoch"]
+__all__ = ["Diverged", "FitOutcome", "InheritReport", "build_model", "check_regularizers",
+           "device_label", "evaluate_model", "fit_model", "inherit_weights", "lr_factor",
+           "make_optimizer", "resolve_device", "train", "train_one_epoch", "training_split"]

@@ -321,7 +321,6 @@ def runs_root(db_path: str | os.PathLike[str]) -> Path:
     return db.parent / f"{db.name}.runs"
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 #: nasw's own tables: a file with tables but none of these is someone else's database
 _NASW_TABLES = frozenset({"schema_version", "runs", "candidates"})
 
@@ -392,26 +391,32 @@ class Store:
             if isinstance(err, sqlite3.OperationalError) and _is_busy(err):
                 raise DatabaseBusy("db", str(self.path), "a database no other process is "
                                    "writing to", hint="it is locked; try again") from None
-            raise _refuse(self.path, f"SQLite says: {err}", "it is damaged") from None
+            raise _refuse(self.path, f"it is not an SQLite database or it is damaged "
+                          f"(SQLite says: {err})", "point --db at a nasw.db file") from None
         except BaseException:
             conn.close()
             raise
 
     def _check_header(self) -> None:
+        """What can be told without opening the file: readable, not truncated below one page.
+
+        The file is never opened outside SQLite: closing any descriptor of a database file
+        drops every POSIX lock this process holds on it -- including those of this process's
+        other connections (a coordinator's heartbeat thread) -- and lets another process
+        checkpoint under them, losing committed writes. SQLite itself refuses a file that is
+        not a database on the first read (:meth:`_check_schema`).
+        """
         try:
             size = self.path.stat().st_size
-            with open(self.path, "rb") as handle:
-                header = handle.read(100)
         except OSError as err:
             raise _refuse(self.path, f"it cannot be read ({err.strerror or err})",
                           "check its permissions") from None
-        if size == 0:
-            return
-        if not header.startswith(SQLITE_HEADER):
-            raise _refuse(self.path, "it is not an SQLite database",
-                          "point --db at a nasw.db file")
-        if size < 512:
-            raise _refuse(self.path, f"it is truncated ({size} bytes)", "it is damaged")
+        if not os.access(self.path, os.R_OK):
+            raise _refuse(self.path, "it cannot be read (permission denied)",
+                          "check its permissions")
+        if 0 < size < 512:
+            raise _refuse(self.path, f"it is truncated ({size} bytes)",
+                          "it is damaged or not a database")
 
     def _connect(self) -> sqlite3.Connection:
         timeout = self.busy_timeout_ms / 1000
@@ -471,8 +476,9 @@ class Store:
                 if time.monotonic() - started >= self.retry_busy_s:
                     raise DatabaseBusy(
                         "db", str(self.path), "a database no other process holds locked",
-                        hint=f"another process held its write lock for more than "
-                             f"{self.busy_timeout_ms / 1000:g} s; try again") from None
+                        hint=f"the database is busy: another process held its write lock "
+                             f"for more than {self.busy_timeout_ms / 1000:g} s; try again"
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         waited = time.monotonic() - started

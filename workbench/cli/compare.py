@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -47,17 +49,22 @@ def compare_command(ctx: click.Context, run_ids: tuple[int, ...], cost: str, plo
     if as_json:
         echo_json(rows)
         return
-    table = Table("run", "searcher", "space", "status", "evals", "best acc", "best feasible",
-                  "evals to best", "1st feasible", "wall time", "front", box=None,
-                  header_style="bold")
-    for r in rows:
-        table.add_row(*(Text(plain_text(cell)) for cell in (  # stored text stays literal
-            f"{r['id']} {r['name']}", r["searcher"] or "-", r["space"], r["status"],
-            r["evaluations"], _acc(r["best_accuracy"]), _acc(r["best_feasible_accuracy"]),
-            r["evaluations_to_best"] or "-", r["evaluations_to_first_feasible"] or "-",
-            f"{r['wall_time_s']:.0f}s", len(r["pareto_front"]))))
+    header = ("run", "searcher", "space", "status", "evals", "best acc", "best feasible",
+              "evals to best", "1st feasible", "wall time", "front")
+    cells = [[plain_text(cell) for cell in (
+        f"{r['id']} {r['name']}", r["searcher"] or "-", r["space"], r["status"],
+        r["evaluations"], _acc(r["best_accuracy"]), _acc(r["best_feasible_accuracy"]),
+        r["evaluations_to_best"] or "-", r["evaluations_to_first_feasible"] or "-",
+        f"{r['wall_time_s']:.0f}s", len(r["pareto_front"]))] for r in rows]
     console = Console()
-    console.print(table)
+    if not sys.stdout.isatty():  # a pipe or a file: whole values, tab-separated
+        for line in (header, *cells):
+            click.echo("\t".join(line))
+    else:
+        table = Table(*header, box=None, header_style="bold")
+        for line in cells:
+            table.add_row(*(Text(cell) for cell in line))  # stored text stays literal
+        console.print(table)
     if plot and any(r["pareto_front"] for r in rows):
         import plotext as plt
 
