@@ -254,8 +254,8 @@ def test_accuracy_table_alone_names_its_columns_by_block(db: Path) -> None:
     async def test(pilot, tab: AccuracyTableTab) -> None:
         await wait_for(pilot, lambda: len(tab.heatmap.table) == 72)
         header = text_of(tab.heatmap).splitlines()[0].split()
-        assert header[0] == "layer" and header[-1] == "importance"
-        assert header[1:13] == ["k3e3", "k3e3se", "k3e6", "k3e6se", "k5e3", "k5e3se", "k5e6",
+        assert header[:2] == ["layer", "importance"]
+        assert header[2:] == ["k3e3", "k3e3se", "k3e6", "k3e6se", "k5e3", "k5e3se", "k5e6",
                                 "k5e6se", "k7e3", "k7e3se", "k7e6", "k7e6se"]
 
     hosted(AccuracyTableTab, db, 2, test)

@@ -51,10 +51,15 @@ async def main():
         for _ in range(400):
             await pilot.pause(0.05)
             screen = app.screen
-            if isinstance(screen, RunDetailScreen) and screen.candidates and screen.graph_for is not None:
+            if isinstance(screen, RunDetailScreen) and screen.run is not None:
                 break
-        assert isinstance(app.screen, RunDetailScreen) and app.screen.graph_for is not None
-        await pilot.press("3", "5", "7")
+        await pilot.press("2", "3", "4")
+        for _ in range(400):
+            await pilot.pause(0.05)
+            if app.screen.component("architecture").graph_for is not None:
+                break
+        assert app.screen.component("architecture").graph_for is not None
+        await pilot.press("5", "6", "7")
         app.screen.query_one("#constraint-input").value = "params<=45k"
         await pilot.press("enter")
         for _ in range(400):
@@ -78,3 +83,34 @@ asyncio.run(main())
     loaded = _modules_after(code)
     assert "textual_plotext" in loaded and "networkx" in loaded  # the tabs did load
     assert "torch" not in loaded
+
+
+def test_opening_a_finished_run_needs_neither_the_store_nor_the_plots(tmp_path: Path) -> None:
+    """The runs list and a finished run's Overview read with plain sqlite3: sqlite-utils,
+    plotext and networkx wait until a live run, an action or another tab needs them."""
+    db = make_db(tmp_path / "nasw.db")
+    code = f"""
+import asyncio
+from workbench.app import NaswApp
+from workbench.screens.detail import RunDetailScreen
+
+async def main():
+    app = NaswApp({str(db)!r}, poll_interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(400):
+            await pilot.pause(0.05)
+            if app.screen.query("#runs-table") and app.screen.query_one("#runs-table").row_count:
+                break
+        await pilot.press("enter")
+        for _ in range(400):
+            await pilot.pause(0.05)
+            screen = app.screen
+            if isinstance(screen, RunDetailScreen) and screen.component("overview").data:
+                break
+        assert app.screen.component("overview").data
+asyncio.run(main())
+"""
+    loaded = _modules_after(code)
+    assert "workbench.components.overview" in loaded
+    assert not [m for m in ("sqlite_utils", "workbench.store", "textual_plotext", "networkx",
+                            "torch") if m in loaded]

@@ -33,19 +33,45 @@ def make_app(db: Path, monkeypatch: pytest.MonkeyPatch, run_id: int | None = Non
     return NaswApp(Path("nasw.db"), run_id=run_id, clock=lambda: clock, poll_interval=3600)
 
 
+#: per tab key: when its component has drawn what it read
+TAB_READY = {
+    "1": lambda c: bool(c.data),
+    "2": lambda c: c.table.row_count > 0,
+    "3": lambda c: c.query_one("#curves-plot").points > 0,
+    "4": lambda c: c.graph_for is not None,
+    "5": lambda c: bool(c.plot.view.get("n")),
+    "6": lambda c: len(c.heatmap.table) > 0,
+    "7": lambda c: bool(c.pane.rows),
+}
+TAB_IDS = dict(zip("1234567", ("overview", "candidates", "curves", "architecture", "pareto",
+                               "table", "specialize"), strict=True))
+
+
 async def settle(pilot, run_id: int | None, tab: str | None = None) -> None:
+    """Wait for the runs table, or for the run detail's Overview and then the tab's data."""
     app = pilot.app
+
+    def ready(key: str) -> bool:
+        screen = app.screen
+        if not isinstance(screen, RunDetailScreen) or screen.run is None:
+            return False
+        component = screen.component(TAB_IDS[key])
+        return component is not None and TAB_READY[key](component)
+
     for _ in range(200):
         await pilot.pause(0.05)
         screen = app.screen
         if run_id is None:
             if screen.query("#runs-table") and screen.query_one("#runs-table").row_count:
                 break
-        elif isinstance(screen, RunDetailScreen) and screen.candidates and (
-                screen.graph_for is not None):
+        elif ready("1"):
             break
     if tab is not None:
         await pilot.press(tab)
+        for _ in range(200):
+            await pilot.pause(0.05)
+            if ready(tab):
+                break
     await pilot.pause(0.2)
 
 
@@ -56,8 +82,8 @@ def test_runs_screen(snapshot_db, monkeypatch, snap_compare, size) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=["80x24", "120x40"])
-@pytest.mark.parametrize("tab", ["1", "2", "4", "5"],
-                         ids=["overview", "candidates", "architecture", "pareto"])
+@pytest.mark.parametrize("tab", ["1", "2", "3", "4", "5"],
+                         ids=["overview", "candidates", "curves", "architecture", "pareto"])
 def test_run_detail_tabs(snapshot_db, monkeypatch, snap_compare, size, tab) -> None:
     app = make_app(snapshot_db, monkeypatch, run_id=1)
     assert snap_compare(app, terminal_size=size,

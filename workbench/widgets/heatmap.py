@@ -3,8 +3,8 @@
 Cells show the loss in accuracy points (``1.2`` = 1.2 % of validation accuracy lost by using
 that candidate block in that layer, the paper's T_d), one column per block named as the
 space names it (``k3e3`` … ``k7e6se`` for MBConv); the background goes from green (no loss)
-to red (the largest loss measured so far). Cells not measured yet show ``·``. The right column
-is the per-layer importance (the largest loss in the layer, PONAS §3.3), as a bar and a value.
+to red (the largest loss measured so far). Cells not measured yet show ``·``. The column after
+the layer is its importance (the largest loss in the layer, PONAS §3.3), as a bar and a value.
 """
 
 from __future__ import annotations
@@ -86,12 +86,21 @@ def render_heatmap(table: LossTable, layers: int | None = None, choices: int | N
     worst = max((v for v in table.cells.values() if v == v), default=0.0) or 1e-9
     importance = table.importance()
     most = max(importance.values(), default=0.0) or 1e-9
-    text.append("layer", style="bold")
+    # importance first: at 80 columns the grid scrolls sideways, the layer summary stays
+    text.append(f"layer {'importance':<{BAR + 7}}", style="bold")
     for name in names:
         text.append(f"{name:>{cell}}", style="bold")
-    text.append("  importance\n", style="bold")
+    text.append("\n")
     for layer in range(n_layers):
-        text.append(f"L{layer:<4}")
+        text.append(f"L{layer:<5}")
+        value = importance.get(layer)
+        if value is None:
+            text.append(" " * (BAR + 7))
+        else:
+            filled = round(BAR * value / most)
+            text.append("█" * filled, style="red")
+            text.append("░" * (BAR - filled), style="dim")
+            text.append(f" {100 * value:>4.1f}  ")
         for choice in range(n_choices):
             loss = table.cells.get((layer, choice))
             if loss is None:
@@ -100,15 +109,7 @@ def render_heatmap(table: LossTable, layers: int | None = None, choices: int | N
             style = Style(bgcolor=loss_colour(loss / worst), color="black")
             text.append(" ")
             text.append(f"{100 * loss:>{cell - 1}.1f}", style=style)
-        value = importance.get(layer)
-        if value is None:
-            text.append("\n")
-            continue
-        filled = round(BAR * value / most)
-        text.append("  ")
-        text.append("█" * filled, style="red")
-        text.append("░" * (BAR - filled), style="dim")
-        text.append(f" {100 * value:.1f}\n")
+        text.append("\n")
     measured = len(table)
     text.append(f"\n{measured}/{n_layers * n_choices} cells measured · loss in accuracy points",
                 style="dim")

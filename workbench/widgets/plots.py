@@ -191,11 +191,11 @@ class CurvesPlot(LazyPlot):
         plt.xlabel("minutes since start" if by_time else "candidates evaluated")
         if not v["n"]:
             return
-        plt.scatter(v["acc_x"], v["acc_y"], marker="dot", color="blue")
+        plt.plot(v["x"], v["feasible_fraction"], marker="hd", color="orange", yside="right")
+        plt.plot(v["x"], v["reward"], marker="hd", color="magenta")
         if v["best_y"]:
             plt.plot(v["best_x"], v["best_y"], marker="hd", color="green")
-        plt.plot(v["x"], v["reward"], marker="hd", color="magenta")
-        plt.plot(v["x"], v["feasible_fraction"], marker="hd", color="orange", yside="right")
+        plt.scatter(v["acc_x"], v["acc_y"], marker="dot", color="blue")  # on top
         values = v["acc_y"] + v["reward"] + v["best_y"]
         plt.ylim(min(0.0, min(values)), max(1.0, max(values)), yside="left")
         plt.ylim(0, 1, yside="right")
