@@ -1,4 +1,4 @@
-"""Specialize a finished PONAS run for a device budget, and build per-device latency LUTs.
+"""Specialize a finished PONAS run for a device budget.
 
 Glue between the store and :func:`searchers.specialize.solve`:
 
@@ -9,16 +9,14 @@ Glue between the store and :func:`searchers.specialize.solve`:
   training) and stores the specialization with its solve time. Bad input -- an unknown run, a
   run that is not PONAS, an incomplete table, a bad constraint, a missing latency LUT -- raises
   :class:`NaswError` *before* anything is written.
-* :func:`build_latency_lut` times every candidate block in place (its own input shape at its
-  position in the network: warm-up, median of repeats) on a device, plus the fixed stem and
-  head, so the latency of a choice vector is a table sum like every other metric.
-  :func:`save_latency_luts` stores the table for batch 1 and for the chosen batch size.
+* Latency tables (built, fingerprinted, imported, calibrated) live in :mod:`workbench.latency`;
+  a ``latency_ms`` constraint is solved on the table's *calibrated* prediction (still a table
+  sum) and the chosen model can be measured (``verify``) and compared with its budget.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -26,8 +24,6 @@ import numpy as np
 from searchers.constraints import parse_constraints
 from searchers.errors import NaswError
 from searchers.specialize import SOLVERS, layer_importance, loss_table_from_accuracy, solve
-
-LUT_VERSION = 1
 
 
 # -- loading a run ------------------------------------------------------------------------------
@@ -58,33 +54,30 @@ def load_ponas_run(store: Any, run_id: int) -> dict[str, Any]:
     return {"run": run, "config": config, "space": space, "accuracy": accuracy}
 
 
-def latency_lut(store: Any, space: Any, device: str, batch_size: int) -> dict[str, Any]:
-    """The stored latency LUT of ``space`` on ``device`` at ``batch_size`` (or NaswError)."""
-    table = store.latency_lut(space.name, space.preset, device, int(batch_size))
-    if table is None:
-        raise NaswError("device", device, "a device with a latency LUT",
-                        hint=f"build one: nasw lut build --space {space.name} --preset "
-                             f"{space.preset} --device {device} --batch-size {batch_size}")
-    blocks = np.asarray(table["blocks"], dtype=np.float64)
-    expected = (int(space.num_positions), int(space.num_options))
-    if blocks.shape != expected:
-        raise NaswError("latency_lut.blocks", list(blocks.shape), [list(expected)],
-                        hint="rebuild the LUT for this preset")
-    return {**table, "blocks": blocks}
+def latency_lut(store: Any, space: Any, name: str | None, batch_size: int,
+                *, force: bool = False) -> dict[str, Any]:
+    """The stored latency table ``name`` of ``space`` at ``batch_size`` (or NaswError); see
+    :func:`workbench.latency.select_table`."""
+    from workbench.latency import select_table
+
+    return select_table(store, space, name=name, batch_size=batch_size, force=force)
 
 
 # -- specialization -----------------------------------------------------------------------------
 def specialize_run(store: Any, run_id: int, constraints: Iterable[Any], solver: str = "exact", *,
                    device: str | None = None, batch_size: int = 1, estimate: bool = False,
                    calibration_batches: int = 50, measure: bool | None = None, seed: int = 0,
-                   save: bool = True) -> dict[str, Any]:
+                   save: bool = True, runtime: str | None = None, lut: str | None = None,
+                   force: bool = False, verify: bool = False) -> dict[str, Any]:
     """Solve a specialization of PONAS run ``run_id`` and store it (unless ``save=False``).
 
     Returns the solver's result plus ``run_id``, ``genotype`` (None when infeasible),
     ``importance`` (per layer), ``estimate`` (``{"accuracy", "val_loss"}`` with
-    ``estimate=True``), ``latency`` (``{"device", "batch_size", "predicted_ms",
-    "measured_ms"}`` when a latency LUT is used; the whole model is re-measured when
-    ``measure`` is true, by default whenever a LUT was used) and ``id`` (the stored row).
+    ``estimate=True``), ``latency`` (:func:`workbench.latency.latency_report`: table,
+    predicted (calibrated) and raw ms, measured ms, budget, ``exceeds_budget`` and
+    ``warning``, when a latency table is used: ``lut`` by name, or ``runtime``/``device``;
+    the whole model is measured with ``verify``, or unless ``measure`` is False when the
+    table is this machine's) and ``id`` (the stored row).
     """
     if solver not in SOLVERS:
         raise NaswError("solver", solver, SOLVERS)
@@ -93,12 +86,16 @@ def specialize_run(store: Any, run_id: int, constraints: Iterable[Any], solver: 
     space, accuracy = loaded["space"], loaded["accuracy"]
     input_shape, num_classes = space.input_shape, space.num_classes
     base, tables = space.cost_tables(input_shape, num_classes)
-    lut = None
+    lut_table = None
     wants_latency = any(c.metric == "latency_ms" for c in parsed)
-    if wants_latency or device is not None:
-        lut = latency_lut(store, space, device or "cpu", batch_size)
-        tables = {**tables, "latency_ms": lut["blocks"]}
-        base = {**base, "latency_ms": float(lut["base"])}
+    if wants_latency or verify or any(v is not None for v in (device, runtime, lut)):
+        from workbench.latency import calibrated_tables, select_table
+
+        lut_table = select_table(store, space, name=lut, runtime=runtime, device=device,
+                                 batch_size=batch_size, force=force)
+        latency_base, latency_blocks, _ = calibrated_tables(lut_table)
+        tables = {**tables, "latency_ms": latency_blocks}
+        base = {**base, "latency_ms": latency_base}
     loss = loss_table_from_accuracy(accuracy)
     result = solve(loss, tables, parsed, base=base, solver=solver, seed=seed)
     result["run_id"] = int(run_id)
@@ -113,13 +110,11 @@ def specialize_run(store: Any, run_id: int, constraints: Iterable[Any], solver: 
     if genotype is not None and estimate:
         result["estimate"] = estimate_accuracy(store, run_id, loaded["config"], genotype,
                                                calibration_batches=calibration_batches)
-    if genotype is not None and lut is not None:
-        predicted = result["costs"]["latency_ms"]
-        latency = {"device": lut["device"], "batch_size": int(batch_size),
-                   "predicted_ms": predicted, "measured_ms": None}
-        if measure is None or measure:
-            latency["measured_ms"] = measure_whole_model(space, genotype, lut)
-        result["latency"] = latency
+    if genotype is not None and lut_table is not None:
+        from workbench.latency import latency_report
+
+        result["latency"] = latency_report(space, genotype, lut_table, parsed, measure=measure,
+                                           verify=verify, force=force)
     if save:
         result["id"] = store.add_specialization(
             run_id, [c.as_dict() for c in parsed], _stored(result), solver, result["solve_ms"])
@@ -168,141 +163,4 @@ def estimate_accuracy(store: Any, run_id: int, config: Any, genotype: Mapping[st
             "device": outcome.device, "calibration_batches": int(calibration_batches)}
 
 
-# -- latency LUTs -------------------------------------------------------------------------------
-def measure_whole_model(space: Any, genotype: Mapping[str, Any], lut: Mapping[str, Any]) -> float:
-    """Latency of the whole specialized model, timed as the LUT was (device, batch, warm-up,
-    repeats and torch's CPU threads), so predicted and measured are comparable."""
-    import torch
-
-    from searchers.costs import measure_latency
-
-    model = space.build(genotype, space.input_shape, space.num_classes)
-    previous = torch.get_num_threads()
-    threads = lut.get("threads")
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        return measure_latency(model, space.input_shape, device=lut["device"],
-                               batch_size=int(lut["batch_size"]),
-                               warmup=int(lut.get("warmup", 5)),
-                               repeats=int(lut.get("repeats", 20)))
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _layer_input_shapes(model: Any, input_shape: Sequence[int]) -> tuple[list[tuple[int, ...]],
-                                                                          tuple[int, ...]]:
-    """Per searchable layer its input shape (C, H, W), and the head's, by one traced forward."""
-    import torch
-
-    shapes: dict[str, tuple[int, ...]] = {}
-    hooks = []
-    for name, layer in model.layers.items():
-        hooks.append(layer.register_forward_pre_hook(
-            lambda _m, args, name=name: shapes.__setitem__(name, tuple(args[0].shape[1:]))))
-    hooks.append(model.head.register_forward_pre_hook(
-        lambda _m, args: shapes.__setitem__("head", tuple(args[0].shape[1:]))))
-    try:
-        with torch.no_grad():
-            model.eval()(torch.zeros((1, *input_shape)))
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return [shapes[name] for name in model.layers], shapes["head"]
-
-
-def check_device(device: str) -> None:
-    """NaswError unless ``device`` names a torch device that exists here."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise NaswError("device", device, "cpu, cuda, cuda:N") from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise NaswError("device", device, "cpu, cuda, cuda:N")
-    if parsed.type == "cuda":
-        if not torch.cuda.is_available():
-            raise NaswError("device", device, "cpu (no CUDA device is available here)")
-        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
-            raise NaswError("device", device,
-                            [f"cuda:{i}" for i in range(torch.cuda.device_count())])
-
-
-def build_latency_lut(space: Any, device: str = "cpu", batch_size: int = 1, *, warmup: int = 5,
-                      repeats: int = 20, threads: int | None = None,
-                      progress: Any = None) -> dict[str, Any]:
-    """Median forward latency (ms) of every candidate block at its position, plus the base.
-
-    Block ``(l, c)`` is layer ``l`` of the uniform network built with choice ``c`` everywhere
-    (same module as in any genotype that picks ``c`` at ``l``), timed alone on its own input
-    shape. The base is the stem and the head, timed the same way. The sum over a choice
-    vector predicts the whole model's latency; per-call overheads make the whole model a little
-    faster or slower, which is why :func:`specialize_run` re-measures it. ``threads`` sets
-    torch's CPU threads for the measurement (default: as configured); it is stored with the LUT.
-    """
-    import torch
-
-    if threads is not None:
-        if threads < 1:
-            raise NaswError("threads", threads, "a positive integer")
-        previous = torch.get_num_threads()
-        torch.set_num_threads(int(threads))
-        try:
-            return build_latency_lut(space, device, batch_size, warmup=warmup, repeats=repeats,
-                                     progress=progress)
-        finally:
-            torch.set_num_threads(previous)
-
-    from searchers.costs import measure_latency
-
-    if batch_size < 1:
-        raise NaswError("batch_size", batch_size, "a positive integer")
-    check_device(device)
-    L, C = int(space.num_positions), int(space.num_options)
-    input_shape = space.input_shape
-    started = time.perf_counter()
-    blocks = np.zeros((L, C))
-    shapes: list[tuple[int, ...]] = []
-    head_shape: tuple[int, ...] = ()
-    base_ms = 0.0
-    for choice in range(C):
-        model = space.build({"space": space.name, "preset": space.preset,
-                             "choices": [choice] * L}, input_shape, space.num_classes)
-        if choice == 0:
-            shapes, head_shape = _layer_input_shapes(model, input_shape)
-            base_ms = (measure_latency(model.stem, input_shape, device, batch_size, warmup,
-                                       repeats)
-                       + measure_latency(model.head, head_shape, device, batch_size, warmup,
-                                         repeats))
-        for layer, name in enumerate(model.layers):
-            blocks[layer, choice] = measure_latency(model.layers[name], shapes[layer], device,
-                                                    batch_size, warmup, repeats)
-            if progress is not None:
-                progress(layer, choice)
-    return {
-        "version": LUT_VERSION, "space": space.name, "preset": space.preset, "device": device,
-        "batch_size": int(batch_size), "warmup": int(warmup), "repeats": int(repeats),
-        "base": base_ms, "blocks": blocks.tolist(), "input_shape": list(input_shape),
-        "layer_shapes": [list(s) for s in shapes], "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "build_s": time.perf_counter() - started,
-        "created": time.time(),
-    }
-
-
-def save_latency_luts(store: Any, space: Any, device: str = "cpu", batch_size: int = 1, *,
-                      warmup: int = 5, repeats: int = 20,
-                      threads: int | None = None) -> list[dict[str, Any]]:
-    """Measure and store the LUT at batch 1 and, when different, at ``batch_size``."""
-    sizes = sorted({1, int(batch_size)})
-    luts = []
-    for size in sizes:
-        lut = build_latency_lut(space, device, size, warmup=warmup, repeats=repeats,
-                                threads=threads)
-        store.save_latency_lut(space.name, space.preset, device, size, lut)
-        luts.append(lut)
-    return luts
-
-
-__all__ = ["build_latency_lut", "check_device", "estimate_accuracy", "latency_lut", "load_ponas_run",
-           "measure_whole_model", "save_latency_luts", "specialize_run"]
+__all__ = ["estimate_accuracy", "latency_lut", "load_ponas_run", "specialize_run"]

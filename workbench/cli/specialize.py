@@ -51,12 +51,7 @@ def _print_result(result: dict[str, Any]) -> None:
     click.echo("costs: " + ", ".join(parts))
     latency = result.get("latency")
     if latency:
-        measured = latency["measured_ms"]
-        text = f"latency on {latency['device']} (batch {latency['batch_size']}): predicted " \
-               f"{latency['predicted_ms']:.3f} ms"
-        if measured is not None:
-            text += f", measured {measured:.3f} ms ({measured / latency['predicted_ms']:.2f}x)"
-        click.echo(text)
+        _print_latency(latency)
     estimate = result.get("estimate")
     if estimate:
         if estimate.get("accuracy") is None:
@@ -71,6 +66,26 @@ def _print_result(result: dict[str, Any]) -> None:
                    f"`nasw train {result['run_id']} --specialization {result['id']}`")
 
 
+def _print_latency(latency: dict[str, Any]) -> None:
+    """Predicted (calibrated or raw) and measured latency; the budget warning on its own line."""
+    from workbench.text import plain_text
+
+    measured = latency["measured_ms"]
+    how = (f"calibrated, MAPE {latency['calibration_mape']:.1f}%" if latency.get("calibrated")
+           else "raw block sum, not calibrated")
+    text = (f"latency on {latency['runtime']}:{latency['device']} (table "
+            f"{plain_text(str(latency['table']))}, batch {latency['batch_size']}): predicted "
+            f"{latency['predicted_ms']:.3f} ms ({how})")
+    if measured is not None:
+        text += (f", measured {measured:.3f} ms ({measured / latency['predicted_ms']:.2f}x, "
+                 f"IQR {latency['measured_iqr_ms']:.3f})")
+    click.echo(text)
+    if latency.get("note"):
+        click.echo(f"  {latency['note']}")
+    if latency.get("warning"):
+        click.echo(f"WARNING: {latency['warning']}")
+
+
 @main.command("specialize")
 @click.argument("run_id", type=int)
 @click.option("--constraint", "-c", "constraints", multiple=True, metavar="EXPR",
@@ -79,7 +94,19 @@ def _print_result(result: dict[str, Any]) -> None:
 @click.option("--solver", type=click.Choice(SOLVERS), default="exact", show_default=True,
               help="exact: provably optimal on the table; ga: the paper's genetic algorithm.")
 @click.option("--device", default=None,
-              help="Latency LUT to use for latency_ms (built with `nasw lut build`; default cpu).")
+              help="Device of the latency table for latency_ms (with --runtime; see "
+                   "`nasw lut ls`).")
+@click.option("--runtime", default=None,
+              help="Runtime of the latency table: torch or onnxruntime (default torch when "
+                   "--device is given).")
+@click.option("--lut", "lut", default=None,
+              help="Latency table by name (`nasw lut ls`), e.g. an imported one; default: the "
+                   "only table there is.")
+@click.option("--verify", is_flag=True,
+              help="Measure the chosen architecture here, timed as the table was, and warn "
+                   "when it exceeds the latency budget.")
+@click.option("--force", is_flag=True,
+              help="Use or verify a latency table measured on another machine.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Batch size of the latency LUT.")
 @click.option("--estimate", is_flag=True,
@@ -88,14 +115,15 @@ def _print_result(result: dict[str, Any]) -> None:
               help="With --estimate: training batches that recalibrate batch-norm statistics "
                    "(weights frozen) before evaluating; 0 evaluates the cropped weights as is.")
 @click.option("--no-measure", is_flag=True,
-              help="Do not re-measure the whole model's latency when a latency LUT is used.")
+              help="Do not measure the whole model's latency (unless --verify).")
 @click.option("--seed", type=int, default=0, show_default=True, help="GA seed.")
 @db_option
 @json_option
 @click.pass_context
 @handles_errors
 def specialize_command(ctx: click.Context, run_id: int, constraints: tuple[str, ...], solver: str,
-                       device: str | None, batch_size: int, estimate: bool,
+                       device: str | None, runtime: str | None, lut: str | None, verify: bool,
+                       force: bool, batch_size: int, estimate: bool,
                        calibration_batches: int, no_measure: bool, seed: int,
                        as_json: bool) -> None:
     """Pick the best architecture of a PONAS run's accuracy table under new constraints."""
@@ -103,9 +131,13 @@ def specialize_command(ctx: click.Context, run_id: int, constraints: tuple[str, 
         result = specialize_run(store, run_id, list(constraints), solver, device=device,
                                 batch_size=batch_size, estimate=estimate,
                                 calibration_batches=calibration_batches,
-                                measure=not no_measure, seed=seed)
+                                measure=not no_measure, seed=seed, runtime=runtime, lut=lut,
+                                force=force, verify=verify)
     if as_json:
         echo_json(result)
+        warning = (result.get("latency") or {}).get("warning")
+        if warning:  # the JSON has it in latency.warning; say it where a person sees it too
+            click.echo(f"WARNING: {warning}", err=True)
     else:
         _print_result(result)
     if not result["feasible"]:
