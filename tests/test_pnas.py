@@ -417,3 +417,25 @@ def test_real_training_of_a_level_one_candidate() -> None:
     assert result.status == "ok", result.error
     assert 0.0 <= result.accuracy <= 1.0 and result.costs["params"] > 0
     searcher.tell(job, result)
+
+
+def test_nasw_train_uses_the_final_recipe_and_its_options() -> None:
+    """``nasw train`` of a PNAS candidate: §5.4's final run by default (600 epochs on train +
+    val, aux 0.4, drop-path 0.4); ``--aux-weight/--drop-path/--train-on-val`` override it."""
+    from searchers.final_training import final_schedule
+
+    runner = pytest.importorskip("workbench.runner.final_train")
+    paper = final_schedule("pnas-cifar")
+    assert (paper["epochs"], paper["lr"], paper["schedule"]) == (600, 0.025, "cosine")
+    assert (paper["aux_weight"], paper["drop_path"], paper["train_on_val"]) == (0.4, 0.4, True)
+    digits = final_schedule("pnas-digits")
+    assert digits["aux_weight"] == 0.4 and 0 < digits["drop_path"] < 0.4
+    assert not digits["train_on_val"]
+    run = {"id": 7, "config": {"space": {"name": "cell", "preset": "pnas-cifar"},
+                               "train": {"epochs": 20, "lr": 0.01}}}
+    genotype = {"space": "cell", "preset": "pnas-cifar", "blocks": [[0, 1, "sep3x3", "max3x3"]]}
+    config = runner.final_run_config(run, genotype, {"run": 7, "candidate": 3}, None,
+                                     {"aux_weight": 0.0, "train_on_val": False})
+    train = config["train"]
+    assert (train["epochs"], train["aux_weight"], train["drop_path"], train["train_on_val"]) == (
+        600, 0.0, 0.4, False)

@@ -253,9 +253,11 @@ def _remove_checkpoints(folder: Path, keep: int) -> None:
 
 
 def final_run_config(source_run: dict[str, Any], genotype: dict[str, Any],
-                     source: dict[str, Any], epochs: int | None = None) -> dict[str, Any]:
+                     source: dict[str, Any], epochs: int | None = None,
+                     train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config of a final training run: the source run's space, dataset, constraints and
-    backend, searcher ``final`` with the genotype, its preset's final-training schedule."""
+    backend, searcher ``final`` with the genotype, its preset's final-training schedule
+    (``train_overrides``: training-spec fields the user set, e.g. ``aux_weight``)."""
     from searchers.base import TrainSpec
     from searchers.final_training import final_schedule
 
@@ -264,6 +266,7 @@ def final_run_config(source_run: dict[str, Any], genotype: dict[str, Any],
     train = {**dict(config.get("train") or {}), **final_schedule(preset), "max_batches": None}
     if epochs is not None:
         train["epochs"] = int(epochs)
+    train.update(train_overrides or {})
     allowed = set(TrainSpec.__dataclass_fields__)
     train = {k: v for k, v in train.items() if k in allowed}
     where = (f"candidate {source['candidate']}" if "candidate" in source
@@ -281,7 +284,8 @@ def final_run_config(source_run: dict[str, Any], genotype: dict[str, Any],
 
 def create_final_run(db_path: str | os.PathLike[str], run_id: int, *,
                      candidate_id: int | None = None, specialization_id: int | None = None,
-                     epochs: int | None = None) -> int:
+                     epochs: int | None = None,
+                     train_overrides: dict[str, Any] | None = None) -> int:
     """Create (not start) a final training run for a candidate or a specialization of RUN."""
     from searchers.errors import NaswError
     from workbench.analysis import resolve_architecture
@@ -293,6 +297,6 @@ def create_final_run(db_path: str | os.PathLike[str], run_id: int, *,
         genotype, _, _ = resolve_architecture(store, run_id, candidate_id, specialization_id)
         source = {"run": run_id, **({"candidate": candidate_id} if candidate_id is not None
                                     else {"specialization": specialization_id})}
-        config = parse_config(final_run_config(run, genotype, source, epochs))
+        config = parse_config(final_run_config(run, genotype, source, epochs, train_overrides))
         make_searcher(config)  # validates the genotype against the space before writing
         return store.create_run(config.to_dict())
