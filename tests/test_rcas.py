@@ -293,5 +293,87 @@ def test_preset_training_defaults_yield_to_explicit_config_fields() -> None:
     _, searcher = make_searcher(parse_config(config))
     spec = searcher.train_spec
     assert spec.epochs == 7  # the config's own field
-    assert (spec.lr, spec.schedule, spec.weight_decay) == (0.1, "step", 4e-5)  # the preset's
+    assert (spec.lr, spec.schedule, spec.weight_decay) == (0.1, "rcas-step", 4e-5)  # the preset's
     assert spec.dataset == "digits"
+
+
+# -- the paper's proxy schedule, incremental runs, a budget that ends mid-way ------------------
+
+def test_paper_proxy_schedule_decays_at_epochs_4_7_and_9() -> None:
+    from searchers.training import lr_factor
+
+    steps_per_epoch = 10
+    total = 10 * steps_per_epoch
+
+    def factor(epoch: int) -> float:
+        return lr_factor(epoch * steps_per_epoch, total, 0, "rcas-step", 0.0)
+
+    assert [factor(e) for e in range(10)] == pytest.approx(
+        [1, 1, 1, 1, 0.1, 0.1, 0.1, 0.01, 0.01, 0.001])
+    for preset in ("rcas-paper", "rcas-digits"):
+        assert RCASSearcher.presets[preset]["train"]["schedule"] == "rcas-step"
+    assert RCASSearcher.presets["rcas-paper"]["train"]["epochs"] == 10
+
+
+class CountingRCAS(RCASSearcher):
+    """Counts set-function look-ups: what each result costs the searcher."""
+
+    lookups = 0
+
+    def _value(self, subset):
+        type(self).lookups += 1
+        return super()._value(subset)
+
+
+def _lookups_per_result(lazy: bool) -> float:
+    space = FakeRCASSpace()
+    CountingRCAS.lookups = 0
+    searcher = drive(CountingRCAS(space, constraints=CONSTRAINTS, budget=10_000, lazy=lazy),
+                     space, batch=1)
+    return CountingRCAS.lookups / searcher.n_told
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_result_resumes_one_step_never_a_replay_of_the_whole_greedy(lazy: bool) -> None:
+    """A replay after every result makes look-ups per result grow with the run (the old
+    design: 40-90 here); resuming the waiting step keeps them a small constant."""
+    assert _lookups_per_result(lazy) < 8
+
+
+def test_plain_greedy_resumes_only_when_its_whole_batch_is_in() -> None:
+    space = FakeRCASSpace()
+    searcher = RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000, lazy=False,
+                            rules=["uc"])
+    jobs = searcher.ask(1000)
+    for job in jobs[:-1]:
+        searcher.tell(job, space.evaluate(job))
+        assert not [e for e in searcher.pop_events() if e.kind == "greedy_step"]
+    searcher.tell(jobs[-1], space.evaluate(jobs[-1]))
+    assert len([e for e in searcher.pop_events() if e.kind == "greedy_step"]) == 1
+
+
+def test_a_budget_that_ends_mid_way_returns_the_best_set_chosen_so_far() -> None:
+    space = FakeRCASSpace()
+    full = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000, rules=["uc"]),
+                 space)
+    cut = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=full.n_told - 1,
+                             rules=["uc"]), space)
+    summary = cut.result_summary()
+    assert cut.done() and not summary["complete"]
+    chosen = [run for run in summary["runs"].values() if run["steps"]]
+    assert summary["best"] is not None and summary["best"]["blocks"] in [
+        run["blocks"] for run in chosen]
+    best_value = max(run["value"] for run in chosen)
+    assert cut.best()["feasible"] and cut.best()["accuracy"] >= best_value
+    assert full.result_summary()["complete"]
+
+
+def test_checkpoint_holds_no_values_and_stays_small() -> None:
+    space = FakeRCASSpace()
+    searcher = drive(RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000), space,
+                     stop_after=30)
+    state = searcher.state_dict()
+    assert "cache" not in state and "history" not in state
+    resumed = RCASSearcher(space, constraints=CONSTRAINTS, budget=10_000)
+    resumed.load_state_dict(state, history=searcher.history)
+    assert resumed.cache == searcher.cache
