@@ -421,3 +421,18 @@ def test_onnxruntime_table_built_here_matches_its_fingerprint(space, tmp_path) -
     assert latency.check_fingerprint({**table, "name": "onnxruntime:cpu"}) == []
     stats = latency.measure_models(space, [space.sample(np.random.default_rng(0))], table)
     assert stats[0]["median_ms"] > 0
+
+
+def test_the_specialize_tab_shows_predicted_and_measured() -> None:
+    from workbench.screens.specialize_pane import latency_text
+
+    over = latency_text({"table": "onnxruntime:cpu", "predicted_ms": 1.98, "calibrated": True,
+                         "measured_ms": 2.31, "exceeds_budget": True,
+                         "warning": "measured latency 2.310 ms exceeds the budget"})
+    assert "predicted 1.980 ms (calibrated)" in over.plain and "measured 2.310 ms" in over.plain
+    assert "warning: measured latency" in over.plain
+    assert any("red" in str(span.style) for span in over.spans)
+    foreign = latency_text({"table": "phone\x1b[2J", "predicted_ms": 3.0, "calibrated": False,
+                            "measured_ms": None, "note": "not measured: another machine"})
+    assert "measured n/a (not measured: another machine)" in foreign.plain
+    assert "\x1b" not in foreign.plain

@@ -55,6 +55,28 @@ def parse_constraint_text(text: str) -> list[Any]:
     return parse_constraints(merged)
 
 
+def latency_text(latency: dict[str, Any]) -> Text:
+    """Predicted (calibrated or raw) and measured latency of the chosen architecture, and the
+    budget warning in red when the measurement exceeds it (``latency`` of ``specialize_run``)."""
+    from workbench.text import plain_text
+
+    text = Text()
+    how = "calibrated" if latency.get("calibrated") else "raw sum, not calibrated"
+    text.append(f"latency ({plain_text(str(latency.get('table')))}): predicted "
+                f"{latency['predicted_ms']:.3f} ms ({how}) · ")
+    measured = latency.get("measured_ms")
+    if measured is None:
+        text.append("measured n/a" + (f" ({latency['note']})" if latency.get("note") else ""),
+                    style="dim")
+    else:
+        text.append(f"measured {measured:.3f} ms",
+                    style="bold red" if latency.get("exceeds_budget") else "green")
+    text.append("\n")
+    if latency.get("warning"):
+        text.append(f"warning: {latency['warning']}\n", style="bold red")
+    return text + Text("\n")
+
+
 class SpecializePane(Vertical):
     BINDINGS = [
         Binding("ctrl+s", "save", "Save"),
@@ -182,6 +204,8 @@ class SpecializePane(Vertical):
         text.append("costs: " + "  ".join(f"{k} {fmt_cost(costs[k])}" for k in
                                            ("params", "madds", "flops", "intensity")
                                            if k in costs) + "\n\n")
+        if result.get("latency"):
+            text.append_text(latency_text(result["latency"]))
         if message.graph is not None:
             text.append_text(render_graph(message.graph))
         out.update(text)
