@@ -1,18 +1,27 @@
-"""Sample efficiency of the searchers against random search, on the synthetic evaluator.
+"""Searchers against random search and regularized evolution, on many objective families.
 
-One function per searcher, each registered in ``BENCHES``; pick one or all:
+The suite (default)::
 
-    .venv/bin/python bench/bench_search.py --searcher pnas
-    .venv/bin/python bench/bench_search.py --searcher all
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/bench_search.py            # 20 seeds
+    .venv/bin/python bench/bench_search.py --quick                                  # minutes
 
-Every comparison is measured in the same run against the ``random`` searcher over the same
-space and seeds, on :func:`searchers.objectives.synthetic_result` (instant and deterministic),
-and printed as figures and ratios, never as pass/fail.
+runs every searcher (random, evolution, EPNAS, PNAS, RCAS, PONAS; each at its default and its
+digits preset, on the spaces it searches) on every family of :mod:`bench.search_families`,
+for 20 seeds at equal evaluations. Random search and evolution -- the baselines, with hard
+(LUT) constraints -- run once per (family, space, seed) at the space's budget; each searcher is
+compared with them *at its own evaluation count* on the same seed (their curves are anytime),
+by a paired Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, two-sided). It prints anytime
+curves (mean best feasible vs evaluations) as sparklines and writes ``curves.csv`` and
+``summary.csv`` under ``--out``. At most one extra process (``--workers 2``).
+
+The older per-searcher figure benches stay: ``--searcher pnas|epnas|rcas|all`` (the synthetic
+evaluator only; PNAS top-5 curve, EPNAS first-feasible, RCAS lazy-vs-CEG evaluations).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.search_families import BENCH_PRESETS  # noqa: E402
 from searchers import get_searcher  # noqa: E402
 from searchers.constraints import feasible, parse_constraints  # noqa: E402
 from searchers.objectives import synthetic_result  # noqa: E402
@@ -217,6 +227,279 @@ def bench_rcas(args: argparse.Namespace) -> dict[str, Any]:
     return mean
 
 
+# == the suite ==============================================================================
+ALL_SPACES = ("layerwise", "cell", "mbconv", "rcas")
+#: (searcher, preset, spaces it searches). Random and evolution are the baselines.
+SUITE_SEARCHERS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
+    ("random", None, ALL_SPACES),
+    ("evolution", None, ALL_SPACES),
+    ("evolution", "digits", ALL_SPACES),
+    ("epnas", None, ("layerwise", "cell")),
+    ("epnas", "epnas-digits", ("layerwise", "cell")),
+    ("pnas", "pnas-digits", ("cell",)),
+    ("rcas", None, ("rcas",)),
+    ("rcas", "rcas-digits", ("rcas",)),
+    ("ponas", None, ("mbconv",)),
+    ("ponas", "ponas-digits", ("mbconv",)),
+)
+BASELINES = (("random", None), ("evolution", None))
+#: Evaluations per search on each space: room for every mechanism (PNAS-digits needs 154, an
+#: evolution population of 20 turns over 6 times) at a few seconds per searcher run.
+SPACE_BUDGETS = {"layerwise": 150, "cell": 154, "mbconv": 150, "rcas": 150}
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def label(name: str, preset: str | None) -> str:
+    return f"{name}:{preset}" if preset else name
+
+
+def parse_label(text: str) -> tuple[str, str | None]:
+    name, _, preset = text.partition(":")
+    return name, preset or None
+
+
+def run_task(task: tuple[str, str | None, str, str, int, int]) -> dict[str, Any]:
+    """One searcher run (a picklable task for the worker process); the trace as plain data."""
+    import torch
+
+    from bench.search_families import drive, get_family
+
+    torch.set_num_threads(1)
+    name, preset, family_name, space_name, seed, budget = task
+    family = get_family(family_name)
+    space = get_space(space_name, BENCH_PRESETS[space_name])
+    hard = True if name in ("random", "evolution") else None
+    trace = drive(name, family, space, budget=budget, seed=seed, preset=preset,
+                  hard_constraints=hard)
+    curve = trace.curve[:trace.evaluations].tolist() if trace.evaluations else [math.nan]
+    if name == "ponas" and trace.instance is not None:
+        curve.append(_ponas_pick(trace.instance, family, space, seed, curve))
+    return {"searcher": name, "preset": preset, "family": family_name, "space": space_name,
+            "seed": seed, "curve": curve, "evaluations": len(curve),
+            "feasible_fraction": trace.feasible_fraction, "duplicates": trace.duplicates,
+            "seconds": trace.seconds}
+
+
+def _ponas_pick(searcher: Any, family: Any, space: Any, seed: int, curve: list[float]) -> float:
+    """PONAS's answer: the table specialised to the family's constraints (one more evaluation,
+    the architecture a user would then train), scored by the family's true value."""
+    from bench.search_families import eval_seed
+    from searchers.specialize import solve
+
+    checkable = [c for c in parse_constraints(family.constraints(space))
+                 if c.metric != "latency_ms"]
+    base, tables = space.cost_tables()
+    table = searcher.loss_table()
+    if np.isnan(table).any():
+        return curve[-1]
+    solved = solve(table, tables, checkable, base=base)
+    if not solved["feasible"]:
+        return curve[-1]
+    genotype = space._genotype(solved["choices"])
+    ev = family.evaluate(space, genotype, eval_seed(seed, 10**6))
+    ok = feasible(ev.costs, parse_constraints(family.constraints(space)))
+    return ev.true if ok else curve[-1]
+
+
+def _run_all(tasks: list[tuple[Any, ...]], workers: int) -> list[dict[str, Any]]:
+    """Run tasks here and, with ``workers=2``, half of them in one extra process."""
+    if workers <= 1 or len(tasks) < 2:
+        out = []
+        for i, task in enumerate(tasks):
+            out.append(run_task(task))
+            _progress(i + 1, len(tasks))
+        return out
+    from concurrent.futures import ProcessPoolExecutor
+
+    mine, theirs = tasks[0::2], tasks[1::2]
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(_run_serial, theirs)
+        out = []
+        for i, task in enumerate(mine):
+            out.append(run_task(task))
+            _progress(2 * (i + 1), len(tasks))
+        return out + future.result()
+
+
+def _run_serial(tasks: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    return [run_task(task) for task in tasks]
+
+
+def _progress(done: int, total: int) -> None:
+    if done % 50 == 0 or done >= total:
+        print(f"  ... {min(done, total)}/{total} runs", flush=True)
+
+
+def paired_wilcoxon(x: Sequence[float], y: Sequence[float]) -> float:
+    """Two-sided p of the Wilcoxon signed-rank test; 1.0 when every pair is equal."""
+    from scipy.stats import wilcoxon
+
+    diffs = np.asarray(x, dtype=float) - np.asarray(y, dtype=float)
+    if len(diffs) < 2 or np.allclose(diffs, 0.0):
+        return 1.0
+    return float(wilcoxon(x, y, zero_method="zsplit").pvalue)
+
+
+def _final(curve: Sequence[float], n: int) -> float:
+    """Best feasible true score after ``n`` evaluations (0 when none was feasible)."""
+    value = curve[min(n, len(curve)) - 1]
+    return 0.0 if value is None or math.isnan(value) else float(value)
+
+
+def sparkline(values: np.ndarray, lo: float, hi: float, width: int = 40) -> str:
+    """Text sparkline of ``values`` resampled to ``width`` points on the range [lo, hi]."""
+    idx = np.linspace(0, len(values) - 1, min(width, len(values))).round().astype(int)
+    chars = []
+    for v in values[idx]:
+        if math.isnan(v):
+            chars.append(" ")
+            continue
+        level = 0 if hi <= lo else int((v - lo) / (hi - lo) * (len(SPARK) - 1) + 0.5)
+        chars.append(SPARK[max(0, min(level, len(SPARK) - 1))])
+    return "".join(chars)
+
+
+def summarise(runs: list[dict[str, Any]], seeds: int) -> list[dict[str, Any]]:
+    """Per (searcher, preset, family, space): mean best feasible at its evaluation count and
+    the paired comparisons with the baselines at that count, seed by seed."""
+    index = {(r["searcher"], r["preset"], r["family"], r["space"], r["seed"]): r for r in runs}
+    groups = sorted({(r["searcher"], r["preset"], r["family"], r["space"]) for r in runs},
+                    key=lambda k: (k[2], k[3], k[0], k[1] or ""))
+    rows = []
+    for name, preset, family, space in groups:
+        own = [index[(name, preset, family, space, s)] for s in range(seeds)
+               if (name, preset, family, space, s) in index]
+        finals = [_final(r["curve"], r["evaluations"]) for r in own]
+        row: dict[str, Any] = {
+            "searcher": label(name, preset), "family": family, "space": space,
+            "seeds": len(own), "evaluations": float(np.mean([r["evaluations"] for r in own])),
+            "mean": float(np.mean(finals)), "sd": float(np.std(finals)),
+            "feasible_fraction": float(np.mean([r["feasible_fraction"] for r in own])),
+            "duplicates": float(np.mean([r["duplicates"] for r in own])),
+            "seconds": float(np.mean([r["seconds"] for r in own]))}
+        for base_name, base_preset in BASELINES:
+            key = "random" if base_name == "random" else "evolution"
+            pairs = [(f, _final(index[(base_name, base_preset, family, space, r["seed"])]["curve"],
+                                r["evaluations"]))
+                     for f, r in zip(finals, own, strict=True)
+                     if (base_name, base_preset, family, space, r["seed"]) in index]
+            if (name, preset) == (base_name, base_preset) or not pairs:
+                row[f"vs_{key}"], row[f"p_{key}"] = math.nan, math.nan
+                continue
+            mine, theirs = zip(*pairs, strict=True)
+            row[f"vs_{key}"] = float(np.mean(mine) - np.mean(theirs))
+            row[f"p_{key}"] = paired_wilcoxon(mine, theirs)
+        rows.append(row)
+    return rows
+
+
+def write_csvs(out: Path, runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    import csv
+
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "summary.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    curves: dict[tuple[str, str, str], list[list[float]]] = {}
+    for r in runs:
+        curves.setdefault((label(r["searcher"], r["preset"]), r["family"], r["space"]),
+                          []).append(r["curve"])
+    with (out / "curves.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["searcher", "family", "space", "evaluation", "mean", "q25", "q75",
+                         "seeds"])
+        for (name, family, space), group in sorted(curves.items()):
+            length = max(len(c) for c in group)
+            matrix = np.array([[_final(c, min(k, len(c))) for k in range(1, length + 1)]
+                               for c in group])
+            for k in range(length):
+                column = matrix[:, k]
+                writer.writerow([name, family, space, k + 1, f"{column.mean():.5f}",
+                                 f"{np.percentile(column, 25):.5f}",
+                                 f"{np.percentile(column, 75):.5f}", len(group)])
+
+
+def _star(p: float) -> str:
+    return "" if math.isnan(p) else ("**" if p < 0.01 else "*" if p < 0.05 else "")
+
+
+def print_report(runs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """Per (family, space): a sparkline of each searcher's mean anytime curve and its figures."""
+    curves: dict[tuple[str, str, str], np.ndarray] = {}
+    for key in {(label(r["searcher"], r["preset"]), r["family"], r["space"]) for r in runs}:
+        group = [r["curve"] for r in runs
+                 if (label(r["searcher"], r["preset"]), r["family"], r["space"]) == key]
+        length = max(len(c) for c in group)
+        curves[key] = np.array([[_final(c, min(k, len(c))) for k in range(1, length + 1)]
+                                for c in group]).mean(axis=0)
+    for family, space in sorted({(r["family"], r["space"]) for r in rows}):
+        block = [r for r in rows if r["family"] == family and r["space"] == space]
+        values = np.concatenate([curves[(r["searcher"], family, space)] for r in block])
+        lo, hi = float(np.nanpercentile(values, 5)), float(np.nanmax(values))
+        print(f"\n{family} / {space}  (mean best feasible vs evaluations, {lo:.3f}..{hi:.3f})")
+        for r in block:
+            spark = sparkline(curves[(r["searcher"], family, space)], lo, hi)
+            vs = "".join(
+                f"  {'vs ' + k:>6} {r['vs_' + k]:+.4f}{_star(r['p_' + k]):<2} p={r['p_' + k]:.3f}"
+                if not math.isnan(r["vs_" + k]) else f"  {'vs ' + k:>6} {'':>23}"
+                for k in ("random", "evolution"))
+            print(f"  {r['searcher']:<19} {spark:<40} n={r['evaluations']:>5.0f} "
+                  f"{r['mean']:.4f}{vs}  feas {r['feasible_fraction']:.2f} "
+                  f"{r['seconds']:.1f}s", flush=True)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The docs table: one line per searcher x space x family."""
+    lines = ["| searcher | space | family | n | mean best feasible | vs random (p) "
+             "| vs evolution (p) |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["searcher"], r["space"], r["family"])):
+        cells = []
+        for k in ("random", "evolution"):
+            if math.isnan(r["vs_" + k]):
+                cells.append("—")
+            else:
+                cells.append(f"{r['vs_' + k]:+.4f} ({r['p_' + k]:.2g}){_star(r['p_' + k])}")
+        lines.append(f"| {r['searcher']} | {r['space']} | {r['family']} | "
+                     f"{r['evaluations']:.0f} | {r['mean']:.4f} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from bench.search_families import FAMILIES
+
+    families = args.families or list(FAMILIES)
+    chosen = ([parse_label(s) for s in args.searchers] if args.searchers
+              else [(n, p) for n, p, _ in SUITE_SEARCHERS])
+    if args.quick:
+        chosen = [(n, p) for n, p in chosen if (n, p) != ("epnas", None)]
+    spaces_of = {(n, p): spaces for n, p, spaces in SUITE_SEARCHERS}
+    tasks = []
+    for name, preset in {*chosen, *BASELINES}:
+        for family in families:
+            for space in spaces_of.get((name, preset), ALL_SPACES):
+                if space not in FAMILIES[family].spaces or (args.spaces
+                                                            and space not in args.spaces):
+                    continue
+                if name == "ponas" and not FAMILIES[family].lut_checkable:
+                    continue  # PONAS specialises on LUT costs; latency_ms is not in its LUT
+                for seed in range(args.seeds):
+                    tasks.append((name, preset, family, space, seed, SPACE_BUDGETS[space]))
+    cost = {"pnas": 20.0, "epnas": 6.0, "rcas": 2.0}
+    tasks.sort(key=lambda t: -cost.get(t[0], 0.3))  # long runs first: the halves balance
+    started = time.perf_counter()
+    print(f"search suite: {len(tasks)} runs, {args.seeds} seeds, families "
+          f"{', '.join(families)}, {args.workers} process(es)", flush=True)
+    runs = _run_all(tasks, args.workers)
+    rows = summarise(runs, args.seeds)
+    print_report(runs, rows)
+    write_csvs(args.out, runs, rows)
+    (args.out / "table.md").write_text(markdown_table(rows) + "\n")
+    print(f"\nwrote {args.out}/summary.csv, curves.csv, table.md; wall time "
+          f"{time.perf_counter() - started:.0f} s")
+    return rows
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "pnas": bench_pnas,
     "epnas": bench_epnas,
@@ -226,8 +509,19 @@ BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--searcher", choices=[*sorted(BENCHES), "all"], default="all")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--searcher", choices=[*sorted(BENCHES), "all"], default=None,
+                        help="run an older per-searcher figure bench instead of the suite")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds (suite: 20, --quick 3; figure benches: 5)")
+    suite_group = parser.add_argument_group("suite")
+    suite_group.add_argument("--quick", action="store_true",
+                             help="3 seeds, without the slow EPNAS default preset")
+    suite_group.add_argument("--families", nargs="*", default=None)
+    suite_group.add_argument("--searchers", nargs="*", default=None,
+                             help="e.g. evolution epnas:epnas-digits (baselines always run)")
+    suite_group.add_argument("--spaces", nargs="*", default=None)
+    suite_group.add_argument("--workers", type=int, choices=(1, 2), default=2)
+    suite_group.add_argument("--out", type=Path, default=Path("runs/search-suite"))
     parser.add_argument("--random-factor", type=int, default=10,
                         help="random search runs this many times the searcher's evaluations")
     pnas = parser.add_argument_group("pnas")
@@ -238,11 +532,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     epnas = parser.add_argument_group("epnas")
     epnas.add_argument("--budget", type=int, default=400,
                        help="EPNAS: evaluations per search (EPNAS and random alike)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = 5 if args.searcher else (3 if args.quick else 20)
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.searcher is None:
+        suite(args)
+        return
     names = sorted(BENCHES) if args.searcher == "all" else [args.searcher]
     for name in names:
         print(f"== {name} ==", flush=True)

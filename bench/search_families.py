@@ -366,6 +366,7 @@ class Trace:
     feasible_fraction: float
     duplicates: int
     seconds: float
+    instance: Any = field(default=None, repr=False)  # the searcher, for post-run picks
 
     @property
     def final(self) -> float:
@@ -430,7 +431,8 @@ def drive(searcher_name: str, family: Family | str, space: Any, *, budget: int, 
     if count < budget and count:
         curve[count:] = curve[count - 1]
     return Trace(searcher_name, preset, family.name, space.name, seed, curve, count,
-                 feasible_count / max(count, 1), duplicates, time.perf_counter() - started)
+                 feasible_count / max(count, 1), duplicates, time.perf_counter() - started,
+                 searcher)
 
 
 def spaces_for(family: Family, names: Sequence[str] | None = None) -> list[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -199,3 +200,98 @@ def test_every_real_space_gets_a_realistic_spread(name: str) -> None:
     result = synthetic_result(Job(id=0, genotype=_samples(space, 1)[0],
                                   input_shape=space.input_shape, num_classes=space.num_classes))
     assert isinstance(result, Result) and result.ok, result.error
+
+
+# -- the benchmark families (bench/search_families.py) -----------------------------------------
+def _families() -> Any:
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import bench.search_families as families
+
+    return families
+
+
+SYNTHETIC_FAMILIES = ("synthetic", "capacity", "latency", "rugged", "noisy", "two-sided")
+
+
+@pytest.mark.parametrize("family_name", SYNTHETIC_FAMILIES)
+def test_every_family_is_defined_deterministically_over_every_space(family_name: str) -> None:
+    from searchers.constraints import feasible, parse_constraints
+
+    fam = _families()
+    family = fam.get_family(family_name)
+    for space in fam.spaces_for(family):
+        constraints = parse_constraints(family.constraints(space))
+        rng = np.random.default_rng(3)
+        genotypes = [space.sample(rng) for _ in range(60)]
+        first = [family.evaluate(space, g, 11) for g in genotypes]
+        again = [family.evaluate(space, g, 11) for g in genotypes]
+        assert first == again
+        trues = [e.true for e in first]
+        assert min(trues) > 0.0 and max(trues) < 1.0 and np.std(trues) > 0.01
+        share = np.mean([feasible(e.costs, constraints) for e in first])
+        assert 0.02 <= share <= 0.95, (space.name, share)
+
+
+def test_noisy_family_repeats_differ_like_seeds_deterministic_ones_barely() -> None:
+    fam = _families()
+    space = fam.spaces_for(fam.get_family("noisy"), ["mbconv"])[0]
+    genotype = space.sample(np.random.default_rng(0))
+    for name, low, high in (("noisy", 0.5 * fam.NOISY_SD, 1.5 * fam.NOISY_SD),
+                            ("synthetic", 0.0, 0.004)):
+        family = fam.get_family(name)
+        observed = [family.evaluate(space, genotype, seed).observed for seed in range(200)]
+        assert low <= np.std(observed) <= high
+        assert len({family.evaluate(space, genotype, seed).true for seed in range(5)}) == 1
+
+
+def test_rugged_family_has_strong_interactions() -> None:
+    """Whether a mutation helps depends on the other choices (not separable per choice)."""
+    fam = _families()
+    family = fam.get_family("rugged")
+    space = fam.spaces_for(family, ["mbconv"])[0]
+    rng = np.random.default_rng(1)
+    flips = 0
+    for _ in range(100):
+        a, b = space.sample(rng), space.sample(rng)
+        option = int(rng.integers(space.num_options))
+        position = int(rng.integers(space.num_positions))
+        deltas = []
+        for g in (a, b):
+            changed = {**g, "choices": list(g["choices"])}
+            changed["choices"][position] = option
+            deltas.append(family.evaluate(space, changed, 0).true
+                          - family.evaluate(space, g, 0).true)
+        flips += deltas[0] * deltas[1] < 0
+    assert flips >= 25
+
+
+def test_drive_runs_any_searcher_for_exactly_the_budget() -> None:
+    fam = _families()
+    space = fam.spaces_for(fam.get_family("synthetic"), ["rcas"])[0]
+    for name in ("random", "evolution"):
+        trace = fam.drive(name, "two-sided", space, budget=40, seed=0, hard_constraints=True)
+        assert len(trace.curve) == 40 and trace.evaluations == 40
+        assert trace.feasible_fraction == 1.0 and trace.final > 0.0
+    early = fam.drive("rcas", "synthetic", space, budget=500, seed=0)
+    assert early.evaluations < 500 and early.curve[-1] == early.curve[early.evaluations - 1]
+
+
+def test_digits_real_family_serves_measured_accuracies() -> None:
+    fam = _families()
+    if not fam.DIGITS_TABLE.exists():
+        pytest.skip("bench/data/digits_trainings.csv.gz not generated yet")
+    table = fam.digits_table()
+    family = fam.get_family("digits-real")
+    for space in fam.spaces_for(family):
+        row = table.rows[space.name][0]
+        genotype = json.loads(row["genotype"])
+        seeds = table.by_hash[space.name][row["hash"]]
+        assert family.evaluate(space, genotype, 0).observed == pytest.approx(seeds[0])
+        unseen = space.sample(np.random.default_rng(99))
+        value = family.evaluate(space, unseen, 0).true
+        assert min(table.values[space.name]) <= value <= max(table.values[space.name])
