@@ -243,9 +243,9 @@ SUITE_SEARCHERS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("ponas", "ponas-digits", ("mbconv",)),
 )
 BASELINES = (("random", None), ("evolution", None))
-#: Evaluations per search on each space: room for every mechanism (PNAS-digits needs 154, an
+#: Evaluations per search on each space: room for every mechanism (PNAS-digits needs 155, an
 #: evolution population of 20 turns over 6 times) at a few seconds per searcher run.
-SPACE_BUDGETS = {"layerwise": 150, "cell": 154, "mbconv": 150, "rcas": 150}
+SPACE_BUDGETS = {"layerwise": 150, "cell": 160, "mbconv": 150, "rcas": 150}
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -269,8 +269,12 @@ def run_task(task: tuple[str, str | None, str, str, int, int]) -> dict[str, Any]
     family = get_family(family_name)
     space = get_space(space_name, BENCH_PRESETS[space_name])
     hard = True if name in ("random", "evolution") else None
-    trace = drive(name, family, space, budget=budget, seed=seed, preset=preset,
-                  hard_constraints=hard)
+    try:
+        trace = drive(name, family, space, budget=budget, seed=seed, preset=preset,
+                      hard_constraints=hard)
+    except Exception as exc:  # one broken searcher must not sink the whole suite
+        return {"searcher": name, "preset": preset, "family": family_name,
+                "space": space_name, "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
     curve = trace.curve[:trace.evaluations].tolist() if trace.evaluations else [math.nan]
     if name == "ponas" and trace.instance is not None:
         curve.append(_ponas_pick(trace.instance, family, space, seed, curve))
@@ -491,6 +495,13 @@ def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
     print(f"search suite: {len(tasks)} runs, {args.seeds} seeds, families "
           f"{', '.join(families)}, {args.workers} process(es)", flush=True)
     runs = _run_all(tasks, args.workers)
+    errors = [r for r in runs if "error" in r]
+    for r in errors[:10]:
+        print(f"  FAILED {label(r['searcher'], r['preset'])} {r['family']}/{r['space']} "
+              f"seed {r['seed']}: {r['error'][:200]}")
+    if errors:
+        print(f"  {len(errors)} runs failed (left out of the table)")
+    runs = [r for r in runs if "error" not in r]
     rows = summarise(runs, args.seeds)
     print_report(runs, rows)
     write_csvs(args.out, runs, rows)
