@@ -364,8 +364,9 @@ def test_kit_script_runs_with_only_numpy_and_onnxruntime_and_imports(ponas_db, k
     imported = json.loads(out.stdout)
     assert imported["name"].startswith("onnxruntime:cpu@") and imported["origin"] == "imported"
     assert imported["calibration"]["samples"] == 4  # fitted from the kit's whole models
+    assert imported["method"]["exporter"] == "legacy"  # whole models re-measured the same way
     spec = cli(db, "specialize", str(run_id), "-c", "latency_ms<=1000", "--lut",
-               imported["name"], "--json")
+               imported["name"], "--no-measure", "--json")
     assert spec.exit_code == 0, spec.output
     assert json.loads(spec.stdout)["latency"]["calibrated"] is True
 

@@ -296,7 +296,9 @@ def measure_kit(kit_dir: str, device: str = "cpu", threads: int = 1, batch_size:
         "runtime": "onnxruntime", "device": fp["device"], "batch_size": int(batch_size),
         "fingerprint": fp, "fingerprint_id": fingerprint_id(fp),
         "method": {"warmup": int(warmup), "repeats": int(repeats), "rounds": int(rounds),
-                   "statistic": "median", "spread": "iqr", "timer": "perf_counter_ns"},
+                   "statistic": "median", "spread": "iqr", "timer": "perf_counter_ns",
+                   **({"exporter": manifest["exporter"][0]}
+                      if len(manifest.get("exporter") or []) == 1 else {})},
         "base": base, "base_iqr": base_iqr, "blocks": blocks, "blocks_iqr": blocks_iqr,
         "input_shape": list(manifest["input_shape"]),
         "layer_shapes": [list(s) for s in manifest["layer_shapes"]],
