@@ -75,7 +75,7 @@ import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from searchers.errors import GenotypeError
+from searchers.errors import GenotypeError, UnknownName
 from searchers.spaces import Space
 from searchers.spaces import _layerwise_cell_costs as C
 
@@ -124,7 +124,7 @@ class CellSpace(Space):
         super().__init__(preset, **overrides)
         for key, allowed in (("stem", STEMS), ("cell_output", CELL_OUTPUTS)):
             if self.settings[key] not in allowed:
-                raise GenotypeError(f"space.{key}", self.settings[key], allowed)
+                raise UnknownName(f"space.{key}", self.settings[key], allowed)
 
     @property
     def max_blocks(self) -> int:
