@@ -21,6 +21,7 @@ evaluator only; PNAS top-5 curve, EPNAS first-feasible, RCAS lazy-vs-CEG evaluat
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -305,33 +306,50 @@ def _ponas_pick(searcher: Any, family: Any, space: Any, seed: int, curve: list[f
     return ev.true if ok else curve[-1]
 
 
-def _run_all(tasks: list[tuple[Any, ...]], workers: int) -> list[dict[str, Any]]:
-    """Run tasks here and, with ``workers=2``, half of them in one extra process."""
-    if workers <= 1 or len(tasks) < 2:
-        out = []
-        for i, task in enumerate(tasks):
-            out.append(run_task(task))
-            _progress(i + 1, len(tasks))
-        return out
-    from concurrent.futures import ProcessPoolExecutor
-
-    mine, theirs = tasks[0::2], tasks[1::2]
-    with ProcessPoolExecutor(max_workers=1) as pool:
-        future = pool.submit(_run_serial, theirs)
-        out = []
-        for i, task in enumerate(mine):
-            out.append(run_task(task))
-            _progress(2 * (i + 1), len(tasks))
-        return out + future.result()
+def _task_key(task: Sequence[Any]) -> str:
+    name, preset, family, space, seed = task[:5]
+    return f"{label(name, preset)}|{family}|{space}|{seed}"
 
 
-def _run_serial(tasks: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    return [run_task(task) for task in tasks]
+def _run_all(tasks: list[tuple[Any, ...]], workers: int, log: Path) -> list[dict[str, Any]]:
+    """Run the tasks not yet in ``log`` (JSON lines, appended as each run ends, so an
+    interrupted suite resumes and a partial one can be reported); with ``workers=2``, half of
+    them in one extra process. Returns every run in the log."""
+    done = {_task_key((r["searcher"], r["preset"], r["family"], r["space"], r["seed"]))
+            for r in _read_log(log)}
+    todo = [t for t in tasks if _task_key(t) not in done]
+    print(f"  {len(tasks) - len(todo)} runs already in {log}, {len(todo)} to go", flush=True)
+    if workers <= 1 or len(todo) < 2:
+        _run_serial(todo, log)
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            future = pool.submit(_run_serial, todo[1::2], log)
+            _run_serial(todo[0::2], log, progress_of=len(todo))
+            future.result()
+    return _read_log(log)
 
 
-def _progress(done: int, total: int) -> None:
-    if done % 50 == 0 or done >= total:
-        print(f"  ... {min(done, total)}/{total} runs", flush=True)
+def _run_serial(tasks: list[tuple[Any, ...]], log: Path, progress_of: int = 0) -> None:
+    for i, task in enumerate(tasks):
+        run = run_task(task)
+        with log.open("a") as handle:  # one short line per write: the two writers interleave
+            handle.write(json.dumps(run, allow_nan=True) + "\n")
+        if progress_of and ((i + 1) % 25 == 0 or i + 1 == len(tasks)):
+            print(f"  ... about {min(2 * (i + 1), progress_of)}/{progress_of} runs", flush=True)
+
+
+def _read_log(log: Path) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    runs = []
+    for line in log.read_text().splitlines():
+        try:
+            runs.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut by a kill
+            continue
+    return runs
 
 
 def paired_wilcoxon(x: Sequence[float], y: Sequence[float]) -> float:
@@ -489,12 +507,21 @@ def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
                     continue  # PONAS specialises on LUT costs; latency_ms is not in its LUT
                 for seed in range(args.seeds):
                     tasks.append((name, preset, family, space, seed, SPACE_BUDGETS[space]))
+    # Seed-major order, cheap searchers first: a suite stopped early still has every
+    # searcher x family at the first seeds, and the slow searchers' seeds come last.
     cost = {"pnas": 20.0, "epnas": 6.0, "rcas": 2.0}
-    tasks.sort(key=lambda t: -cost.get(t[0], 0.3))  # long runs first: the halves balance
+    tasks.sort(key=lambda t: (cost.get(t[0], 0.3) >= 6.0, t[4], cost.get(t[0], 0.3)))
     started = time.perf_counter()
     print(f"search suite: {len(tasks)} runs, {args.seeds} seeds, families "
           f"{', '.join(families)}, {args.workers} process(es)", flush=True)
-    runs = _run_all(tasks, args.workers)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "runs.jsonl"
+    if args.report_only:
+        wanted = {_task_key(t) for t in tasks}
+        runs = [r for r in _read_log(log) if _task_key(
+            (r["searcher"], r["preset"], r["family"], r["space"], r["seed"])) in wanted]
+    else:
+        runs = _run_all(tasks, args.workers, log)
     errors = [r for r in runs if "error" in r]
     for r in errors[:10]:
         print(f"  FAILED {label(r['searcher'], r['preset'])} {r['family']}/{r['space']} "
@@ -533,6 +560,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     suite_group.add_argument("--spaces", nargs="*", default=None)
     suite_group.add_argument("--workers", type=int, choices=(1, 2), default=2)
     suite_group.add_argument("--out", type=Path, default=Path("runs/search-suite"))
+    suite_group.add_argument("--report-only", action="store_true",
+                             help="summarise the runs already in OUT/runs.jsonl")
     parser.add_argument("--random-factor", type=int, default=10,
                         help="random search runs this many times the searcher's evaluations")
     pnas = parser.add_argument_group("pnas")
