@@ -437,3 +437,30 @@ def test_the_specialize_tab_shows_predicted_and_measured() -> None:
                             "measured_ms": None, "note": "not measured: another machine"})
     assert "measured n/a (not measured: another machine)" in foreign.plain
     assert "\x1b" not in foreign.plain
+
+
+def test_lut_measure_compares_one_model_with_its_prediction(ponas_db, space, tmp_path) -> None:
+    from workbench.export import export
+
+    db, _ = ponas_db
+    genotype = space.sample(np.random.default_rng(5))
+    export(genotype, "json", tmp_path / "g.json")
+    out = cli(db, "lut", "measure", str(tmp_path / "g.json"), "--lut", "torch:cpu", "--json")
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.stdout)
+    assert report["measured_ms"] > 0 and report["raw_ms"] > 0
+    assert report["predicted_ms"] == pytest.approx(latency.predict(stored(db),
+                                                                   genotype["choices"]))
+
+
+def test_lut_kit_refuses_a_folder_in_use(tmp_path) -> None:
+    (tmp_path / "kit").mkdir()
+    (tmp_path / "kit" / "mine.txt").write_text("keep me")
+    out = CliRunner().invoke(main, ["lut", "kit", "--preset", PRESET, "-o",
+                                    str(tmp_path / "kit")])
+    assert out.exit_code == 2 and "a new or empty folder" in out.output
+    assert [p.name for p in (tmp_path / "kit").iterdir()] == ["mine.txt"]
+    out = CliRunner().invoke(main, ["lut", "build", "--runtime", "tvm", "--db",
+                                    str(tmp_path / "x.db")])
+    assert out.exit_code == 2 and "runtime: got 'tvm'" in out.output
+    assert not (tmp_path / "x.db").exists()

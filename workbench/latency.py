@@ -128,7 +128,10 @@ def local_fingerprint(runtime: str, device: str, threads: int) -> dict[str, Any]
 
     gpu = None
     if device.startswith("cuda"):
-        gpu = torch.cuda.get_device_name(torch.device(device))
+        try:
+            gpu = torch.cuda.get_device_name(torch.device(device))
+        except (RuntimeError, AssertionError, ValueError):  # no such GPU here: no match
+            gpu = None
     return lut_kit.fingerprint("torch", torch.__version__, device, threads, gpu=gpu)
 
 
