@@ -435,7 +435,7 @@ def test_resume_mid_episode_continues_the_same_trajectory(space_name, layerwise,
     assert blobs  # the policy's weights went to content-addressed blobs
     state = decode_state(data, blobs.__getitem__)
     resumed = get_searcher("epnas", **kwargs)
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(state, history=first.history)
     for job in resumed.pending:  # the coordinator re-tells the jobs that were out
         resumed.tell(job, synthetic_result(job, space))
     _drive(resumed, space)

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -63,6 +63,7 @@ DIGITS_PREDICTION_TRAIN: dict[str, Any] = {
 }
 DEFAULT_STEPS = {"layerwise": 10, "cell": 5}  # paper: episode steps per search pattern
 INITIAL_NETWORKS = ("random", "small")
+BASELINES = ("parent", "moving_average")
 
 
 class EPNASSearcher(Searcher):
@@ -84,10 +85,12 @@ class EPNASSearcher(Searcher):
     def default_params(cls) -> dict[str, Any]:
         return {
             "branches": 8, "steps": None, "embed_dim": 32, "embed_hidden": 32,
-            "controller_hidden": 128, "lr": 0.0006, "init_range": 0.1, "baseline_decay": 0.9,
+            "controller_hidden": 128, "lr": 0.0006, "init_range": 0.1, "baseline": "moving_average",
+            "baseline_decay": 0.9,
             "entropy_weight": 0.0, "initial": "random", "share_weights": True,
-            "shared_variants": 4, "performance_prediction": True,
+            "shared_variants": 4, "sharing_mb": 64.0, "performance_prediction": True,
             "prediction_train": dict(PAPER_PREDICTION_TRAIN), "cell_scale_filters": False,
+            "adaptive_p": False, "feasible_target": 0.5, "p_step": 1.0, "p_min": 0.1,
         }
 
     def __init__(self, space: Any, **kwargs: Any) -> None:
@@ -108,6 +111,17 @@ class EPNASSearcher(Searcher):
             raise NaswError("searcher.params.steps", p["steps"], "a positive integer or null")
         if p["initial"] not in INITIAL_NETWORKS:
             raise NaswError("searcher.params.initial", p["initial"], INITIAL_NETWORKS)
+        if p["baseline"] not in BASELINES:
+            raise NaswError("searcher.params.baseline", p["baseline"], BASELINES)
+        if not 0.0 < float(p["feasible_target"]) <= 1.0:
+            raise NaswError("searcher.params.feasible_target", p["feasible_target"],
+                            "a fraction in (0, 1]")
+        if isinstance(p["sharing_mb"], bool) or not float(p["sharing_mb"]) > 0.0:
+            raise NaswError("searcher.params.sharing_mb", p["sharing_mb"], "a positive number")
+        if not 0.0 < float(p["p_min"]) <= 1.0:
+            raise NaswError("searcher.params.p_min", p["p_min"], "a number in (0, 1]")
+        if not float(p["p_step"]) > 0.0:
+            raise NaswError("searcher.params.p_step", p["p_step"], "a positive number")
         if not 0.0 <= float(p["baseline_decay"]) < 1.0:
             raise NaswError("searcher.params.baseline_decay", p["baseline_decay"], "0 <= d < 1")
         self.morpher = morpher_for(space, cell_scale_filters=bool(p["cell_scale_filters"]))
@@ -130,8 +144,10 @@ class EPNASSearcher(Searcher):
         self.baseline: np.ndarray | None = None
         self.episode_index = 0
         self.branches: list[dict[str, Any]] = []
+        self.branch_rewards: list[float | None] = []  # reward of each branch's start network
         self.episode: dict[str, Any] | None = None  # entries + queue of the running episode
         self.sharing: dict[str, list[dict[str, Any]]] = {}
+        self._sharing_bytes = 0  # tensor bytes held by the dictionary
         self.sharing_active = bool(p["share_weights"])
 
     # -- ask / tell ----------------------------------------------------------------------
@@ -175,11 +191,13 @@ class EPNASSearcher(Searcher):
                             [episode["index"]] if episode else "no episode is running")
         entry = episode["entries"][int(job.meta["entry"])]
         told = self.history[-1]
-        entry.update(reward=told["reward"], accuracy=told["accuracy"], feasible=told["feasible"])
+        entry.update(reward=told["reward"], accuracy=told["accuracy"], feasible=told["feasible"],
+                     costs=dict(told["costs"]) if result.ok else None)
         if result.ok and job.return_weights:
             if result.weights is None:
                 self.sharing_active = False  # this evaluator never sends weights back
                 self.sharing = {}
+                self._sharing_bytes = 0
             else:
                 self._share(job.genotype, result.weights, float(result.accuracy))
         asked = [e for e in episode["entries"] if e["job_id"] is not None]
@@ -231,8 +249,7 @@ class EPNASSearcher(Searcher):
         new_baseline = update_baseline(self.baseline, returns, told,
                                        float(self.params["baseline_decay"]))
         used_baseline = self.baseline if self.baseline is not None else new_baseline
-        advantages = [returns[e["branch"], e["step"]] - used_baseline[e["step"]]
-                      for e in entries]
+        advantages = self._advantages(entries, rewards, returns, told, used_baseline)
         stats = reinforce_update(
             self.policy, self.optimizer, [e["tokens"] for e in entries],
             [e["mask"] for e in entries], [e["decision"] for e in entries], advantages,
@@ -246,6 +263,12 @@ class EPNASSearcher(Searcher):
             "entropy": float(np.mean([e["entropy"] for e in entries])),
             "loss": stats["loss"], "baseline": float(np.mean(self.baseline)),
         }
+        if self.params["adaptive_p"] and not self.hard_constraints and self.constraints:
+            for metric, p in self._adapt_p(entries).items():
+                metrics[f"p_{metric}"] = p
+            # rewards change scale with p: a moving average of old returns would make every
+            # next advantage negative, so the next episode starts the baseline afresh
+            self.baseline = None
         best = self.best()
         if best is not None and best["feasible"]:
             metrics["best_feasible_accuracy"] = float(best["accuracy"])
@@ -254,9 +277,62 @@ class EPNASSearcher(Searcher):
                    "best_id": best["id"] if best else None,
                    "branches": [e["job_id"] for e in self._top_entries(entries)]},
                   **metrics)
-        self.branches = [copy.deepcopy(e["genotype"]) for e in self._top_entries(entries)]
+        top = self._top_entries(entries)
+        self.branches = [copy.deepcopy(e["genotype"]) for e in top]
+        self.branch_rewards = [float(e["reward"]) for e in top]
         self.episode = None
         self.episode_index += 1
+
+    def _adapt_p(self, entries: list[dict[str, Any]]) -> dict[str, float]:
+        """Dual ascent on each metric's base penalty toward ``feasible_target``.
+
+        With ``lambda_i = -ln p_i`` (the penalty rate of Eq. 2) and ``f_i`` the fraction of
+        the episode's successful candidates that satisfy every constraint on metric ``i``:
+        ``lambda_i <- max(0, lambda_i + p_step * (feasible_target - f_i))``. A constraint the
+        policy keeps violating gets a steeper penalty; one it satisfies more often than the
+        target relaxes toward ``p = 1``, where accuracy alone decides. Returns the new
+        ``p`` per metric (they apply from the next episode on).
+        """
+        from searchers.constraints import DEFAULT_REWARD_P
+
+        ok = [e for e in entries if e.get("costs") is not None]
+        current = self.reward_p
+        new: dict[str, float] = {}
+        for metric in sorted({c.metric for c in self.constraints}):
+            p = current.get(metric, DEFAULT_REWARD_P) if isinstance(current, Mapping) \
+                else float(current)
+            if not ok:
+                new[metric] = p
+                continue
+            mine = [c for c in self.constraints if c.metric == metric]
+            fraction = float(np.mean([all(c.satisfied(e["costs"]) for c in mine) for e in ok]))
+            rate = max(0.0, -math.log(p) + float(self.params["p_step"])
+                       * (float(self.params["feasible_target"]) - fraction))
+            new[metric] = max(math.exp(-rate), float(self.params["p_min"]))
+        self.reward_p = new
+        return new
+
+    def _advantages(self, entries: list[dict[str, Any]], rewards: np.ndarray,
+                    returns: np.ndarray, told: np.ndarray, moving: np.ndarray) -> list[float]:
+        """``R_{t,n} - b(X_{t,n})`` per told entry (see ``baseline`` in the module docstring).
+
+        ``"parent"``: ``b(X_t) = k * r(X_t)``, the return of keeping the network being
+        morphed for the ``k`` told steps left (the reward of the previous step's network, or
+        of the branch's start network at ``t = 0``); the moving average where that reward is
+        unknown (the first episode's random start networks). ``"moving_average"``: ``b_t``.
+        """
+        advantages = []
+        for e in entries:
+            n, t = e["branch"], e["step"]
+            baseline = float(moving[t])
+            if self.params["baseline"] == "parent":
+                parent = (rewards[n, t - 1] if t > 0 and told[n, t - 1]
+                          else self.branch_rewards[n] if t == 0 and self.branch_rewards
+                          else None)
+                if parent is not None:
+                    baseline = float(told[n, t:].sum()) * float(parent)
+            advantages.append(float(returns[n, t]) - baseline)
+        return advantages
 
     def _top_entries(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The top-N distinct architectures by reward, repeated cyclically to fill N."""
@@ -293,19 +369,42 @@ class EPNASSearcher(Searcher):
         for key, (prefix, names) in self._split(genotype, sorted(weights)).items():
             if not names:
                 continue
-            tensors = {name[len(prefix):]: weights[name].detach().clone().cpu()
-                       for name in names}
-            signature = _signature(tensors)
+            signature = _signature({name[len(prefix):]: weights[name] for name in names})
             variants = self.sharing.setdefault(key, [])
             same = [v for v in variants if v["signature"] == signature]
+            if same and accuracy <= same[0]["accuracy"]:
+                continue
+            tensors = {name[len(prefix):]: weights[name].detach().to("cpu", copy=True)
+                       for name in names}
+            size = sum(t.numel() * t.element_size() for t in tensors.values())
             if same:
-                if accuracy > same[0]["accuracy"]:
-                    same[0].update(accuracy=accuracy, tensors=tensors)
+                self._sharing_bytes += size - _nbytes(same[0]["tensors"])
+                same[0].update(accuracy=accuracy, tensors=tensors)
             else:
                 variants.append({"signature": signature, "accuracy": accuracy,
                                  "tensors": tensors})
+                self._sharing_bytes += size
                 variants.sort(key=lambda v: -v["accuracy"])
+                for dropped in variants[self.params["shared_variants"]:]:
+                    self._sharing_bytes -= _nbytes(dropped["tensors"])
                 del variants[self.params["shared_variants"]:]
+        self._bound_sharing()
+
+    def _bound_sharing(self) -> None:
+        """Evict the least accurate variants until the dictionary fits ``sharing_mb``.
+
+        Sizes are tracked as entries come and go, so a result costs a scan of the entries
+        (hundreds at paper scale), never a pass over the tensors.
+        """
+        limit = float(self.params["sharing_mb"]) * 2**20
+        while self._sharing_bytes > limit and self.sharing:
+            key, index = min(((k, i) for k, vs in self.sharing.items()
+                              for i in range(len(vs))),
+                             key=lambda ki: (self.sharing[ki[0]][ki[1]]["accuracy"], ki[0]))
+            self._sharing_bytes -= _nbytes(self.sharing[key][index]["tensors"])
+            del self.sharing[key][index]
+            if not self.sharing[key]:
+                del self.sharing[key]
 
     def _inherit_for(self, genotype: Mapping[str, Any]) -> dict[str, Any] | None:
         """A state dict assembled from the dictionary: per key, the closest-shaped variant."""
@@ -344,15 +443,23 @@ class EPNASSearcher(Searcher):
             "baseline": None if self.baseline is None else self.baseline.tolist(),
             "episode_index": self.episode_index,
             "branches": copy.deepcopy(self.branches),
+            "branch_rewards": list(self.branch_rewards),
             "episode": copy.deepcopy(self.episode),
-            "sharing": copy.deepcopy(self.sharing),
+            # the tensors themselves, not copies: an entry's tensors are replaced, never changed
+            # in place, and the store keeps each array once by content, so a checkpoint writes
+            # only the entries that changed since the last one
+            "sharing": {key: [dict(v) for v in variants]
+                        for key, variants in self.sharing.items()},
             "sharing_active": self.sharing_active,
             "params": dict(self.params),
+            "reward_p": (dict(self.reward_p) if isinstance(self.reward_p, Mapping)
+                         else self.reward_p),
         })
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: Mapping[str, Any],
+                        history: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().load_state_dict(state, history)
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.generator.set_state(state["generator"])
@@ -360,13 +467,30 @@ class EPNASSearcher(Searcher):
         self.baseline = None if state["baseline"] is None else np.asarray(state["baseline"])
         self.episode_index = int(state["episode_index"])
         self.branches = copy.deepcopy(state["branches"])
+        self.branch_rewards = list(state.get("branch_rewards", []))
         self.episode = copy.deepcopy(state["episode"])
-        self.sharing = copy.deepcopy(state["sharing"])
+        self.sharing = {key: [{**v, "signature": _as_signature(v["signature"])}
+                              for v in variants]
+                        for key, variants in state["sharing"].items()}
+        self._sharing_bytes = sum(_nbytes(v["tensors"]) for vs in self.sharing.values()
+                                  for v in vs)
         self.sharing_active = bool(state["sharing_active"])
+        if "reward_p" in state:
+            self.reward_p = (dict(state["reward_p"]) if isinstance(state["reward_p"], Mapping)
+                             else float(state["reward_p"]))
 
 
 def _signature(tensors: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple(sorted((name, tuple(t.shape)) for name, t in tensors.items()))
+
+
+def _as_signature(value: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """A signature as :func:`_signature` makes it, from its stored (JSON) form."""
+    return tuple((str(name), tuple(int(n) for n in shape)) for name, shape in value)
+
+
+def _nbytes(tensors: Mapping[str, Any]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 def _shape_distance(signature: tuple[tuple[str, tuple[int, ...]], ...],
