@@ -38,6 +38,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--onnx-exporter", default="auto", choices=["auto", "dynamo", "legacy"],
                         help="exporter of blocks and models (auto: dynamo, legacy fallback)")
+    parser.add_argument("--timer", default="wall", choices=["wall", "cpu"],
+                        help="cpu: this process's CPU time (one thread), immune to other "
+                             "processes on a shared machine")
     parser.add_argument("--json", dest="json_out", default=None, help="also write figures here")
     args = parser.parse_args()
 
@@ -52,11 +55,11 @@ def main() -> None:
     started = time.perf_counter()
     table = latency.build_table(space, args.runtime, "cpu", 1, threads=args.threads,
                                 warmup=args.warmup, repeats=args.repeats, rounds=args.rounds,
-                                exporter=args.onnx_exporter)
+                                exporter=args.onnx_exporter, timer=args.timer)
     build_s = time.perf_counter() - started
     log(f"table: {space.name}/{space.preset}, {args.runtime} on "
         f"{lut_kit.describe(table['fingerprint'])}; ONNX exporter "
-        f"{table['method'].get('exporter', '-')}; built in {build_s:.0f} s")
+        f"{table['method'].get('exporter', '-')}; timer {args.timer}; built in {build_s:.0f} s")
     started = time.perf_counter()
     table = latency.calibrate(space, table, samples=args.calibration, seed=args.seed + 1)
     fit = table["calibration"]
@@ -90,6 +93,7 @@ def main() -> None:
     if args.json_out:
         with open(args.json_out, "w") as handle:
             json.dump({"preset": args.preset, "runtime": args.runtime, "threads": args.threads,
+                       "timer": args.timer, "exporter": table["method"].get("exporter"),
                        "fingerprint": table["fingerprint"], "calibration": {
                            k: fit[k] for k in ("slope", "intercept", "samples", "mape_raw",
                                                "mape_calibrated", "mape_loo")},

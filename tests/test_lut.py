@@ -99,6 +99,21 @@ def test_time_interleaved_reports_median_and_iqr() -> None:
     assert stats[0]["iqr_ms"] == pytest.approx(stats[0]["q3_ms"] - stats[0]["q1_ms"])
 
 
+def test_the_cpu_timer_ignores_time_the_process_did_not_run() -> None:
+    """A shared machine takes the core away mid-call; a sleep stands for that: the wall clock
+    counts it, the CPU timer does not."""
+    import time
+
+    wall, cpu = (lut_kit.time_interleaved([lambda: time.sleep(0.002)], warmup=0, repeats=3,
+                                          rounds=1, timer=timer)[0]["median_ms"]
+                 for timer in ("wall", "cpu"))
+    assert wall >= 2.0 and cpu < 0.5
+    with pytest.raises(ValueError, match="threads 1"):
+        lut_kit.check_timer("cpu", threads=2)
+    with pytest.raises(ValueError, match="timer"):
+        lut_kit.check_timer("sundial", threads=1)
+
+
 @pytest.mark.parametrize("field, value", [("cpu", "Some Other CPU"),
                                           ("runtime_version", "1.0.0"), ("cores_logical", 96)])
 def test_a_table_from_another_machine_is_refused_unless_forced(ponas_db, field, value) -> None:

@@ -370,7 +370,7 @@ def _assemble(space: Any, per_piece: Mapping[str, float]) -> tuple[float, list[l
 
 
 def _measure_torch(space: Any, device: str, batch_size: int, threads: int, warmup: int,
-                   repeats: int, rounds: int) -> dict[str, Any]:
+                   repeats: int, rounds: int, timer: str = "wall") -> dict[str, Any]:
     import torch
 
     _, layout = _piece_layout(space)
@@ -381,7 +381,8 @@ def _measure_torch(space: Any, device: str, batch_size: int, threads: int, warmu
     calls = [_torch_call(p["module"], p["shape"], target, batch_size, seed=i)
              for i, p in enumerate(distinct.values())]
     with _torch_threads(threads), torch.no_grad():
-        stats = dict(zip(distinct, lut_kit.time_interleaved(calls, warmup, repeats, rounds)))
+        stats = dict(zip(distinct, lut_kit.time_interleaved(calls, warmup, repeats, rounds,
+                                                            timer=timer)))
     medians = {key: stats[p["signature"]]["median_ms"] for key, p in layout.items()}
     iqrs = {key: stats[p["signature"]]["iqr_ms"] for key, p in layout.items()}
     base, blocks = _assemble(space, medians)
@@ -568,36 +569,44 @@ search:
 
 
 def _measure_onnxruntime(space: Any, device: str, batch_size: int, threads: int, warmup: int,
-                         repeats: int, rounds: int, exporter: str = "auto",
+                         repeats: int, rounds: int, exporter: str = "auto", timer: str = "wall",
                          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Build a kit in a temporary folder and run it here: the same code as on a device."""
     with tempfile.TemporaryDirectory() as scratch:
         kit = Path(scratch) / "kit"
         manifest = write_kit(space, kit, exporter=exporter, progress=progress)
         table = lut_kit.measure_kit(str(kit), device, threads, batch_size, warmup, repeats,
-                                    rounds, models=False, log=progress)
+                                    rounds, models=False, log=progress, timer=timer)
         table["exporter"] = manifest["exporter"][0]
         return table
 
 
 def build_table(space: Any, runtime: str = "torch", device: str = "cpu", batch_size: int = 1, *,
                 threads: int = 1, warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
-                rounds: int = DEFAULT_ROUNDS, exporter: str = "auto",
+                rounds: int = DEFAULT_ROUNDS, exporter: str = "auto", timer: str = "wall",
                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Measure ``space``'s latency table here (see the module docstring). ``exporter``
     (onnxruntime only): the ONNX exporter of the block files, recorded in ``method`` and used
-    again for whole models (:func:`measure_models`), so blocks and models match."""
+    again for whole models (:func:`measure_models`), so blocks and models match. ``timer``:
+    ``wall`` (default) or ``cpu`` (this process's CPU time; one thread on the CPU only; for a
+    machine shared with other work, see docs/deployment.md)."""
     device = check_device(runtime, device)
     if batch_size < 1:
         raise NaswError("batch_size", batch_size, "a positive integer")
     if threads < 1:
         raise NaswError("threads", threads, "a positive integer")
+    try:
+        lut_kit.check_timer(timer, threads, device)
+    except ValueError as err:
+        raise NaswError("timer", timer, list(lut_kit.TIMERS), hint=str(err)) from None
     started = time.perf_counter()
     if runtime == "torch":
-        measured = _measure_torch(space, device, batch_size, threads, warmup, repeats, rounds)
+        measured = _measure_torch(space, device, batch_size, threads, warmup, repeats, rounds,
+                                  timer)
     else:
         measured = _measure_onnxruntime(space, device, batch_size, threads, warmup, repeats,
-                                        rounds, exporter=exporter, progress=progress)
+                                        rounds, exporter=exporter, timer=timer,
+                                        progress=progress)
     fp = local_fingerprint(runtime, device, threads)
     return {
         "format": TABLE_FORMAT, "version": TABLE_VERSION, "space": space.name,
@@ -605,7 +614,7 @@ def build_table(space: Any, runtime: str = "torch", device: str = "cpu", batch_s
         "device": device, "batch_size": int(batch_size), "threads": int(threads),
         "fingerprint": fp, "fingerprint_id": lut_kit.fingerprint_id(fp),
         "method": {"warmup": int(warmup), "repeats": int(repeats), "rounds": int(rounds),
-                   "statistic": "median", "spread": "iqr", "timer": "perf_counter_ns",
+                   "statistic": "median", "spread": "iqr", "timer": lut_kit.TIMERS[timer],
                    **({"exporter": measured["exporter"]} if "exporter" in measured else {})},
         "base": measured["base"], "blocks": measured["blocks"],
         "base_iqr": measured["base_iqr"], "blocks_iqr": measured["blocks_iqr"],
@@ -627,6 +636,7 @@ def measure_models(space: Any, genotypes: Sequence[Mapping[str, Any]], table: Ma
     warmup = int(method.get("warmup", DEFAULT_WARMUP))
     repeats = int(method.get("repeats", DEFAULT_REPEATS))
     rounds = int(method.get("rounds", DEFAULT_ROUNDS))
+    timer = {v: k for k, v in lut_kit.TIMERS.items()}.get(method.get("timer"), "wall")
     runtime, device = table.get("runtime", "torch"), str(table["device"])
     threads = int(table.get("threads") or table["fingerprint"]["threads"])
     batch = int(table["batch_size"])
@@ -640,7 +650,7 @@ def measure_models(space: Any, genotypes: Sequence[Mapping[str, Any]], table: Ma
         calls = [_torch_call(m, space.input_shape, target, batch, seed=i)
                  for i, m in enumerate(built)]
         with _torch_threads(threads), torch.no_grad():
-            return lut_kit.time_interleaved(calls, warmup, repeats, rounds)
+            return lut_kit.time_interleaved(calls, warmup, repeats, rounds, timer=timer)
     from workbench.export import onnx_export
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -653,7 +663,7 @@ def measure_models(space: Any, genotypes: Sequence[Mapping[str, Any]], table: Ma
             session = lut_kit.open_session(str(path), device, threads)
             calls.append(lut_kit.session_call(session, space.input_shape, batch, seed=index))
         say(f"timing {len(calls)} model(s)")
-        return lut_kit.time_interleaved(calls, warmup, repeats, rounds)
+        return lut_kit.time_interleaved(calls, warmup, repeats, rounds, timer=timer)
 
 
 # -- calibration -------------------------------------------------------------------------------
@@ -949,7 +959,11 @@ def validate_table(doc: Mapping[str, Any]) -> dict[str, Any]:
             "warmup": _int("method.warmup", method.get("warmup"), 0, 1 << 20),
             "repeats": _int("method.repeats", method.get("repeats"), 1, 1 << 20),
             "rounds": _int("method.rounds", method.get("rounds", 1), 1, 1 << 20),
-            "statistic": "median", "spread": "iqr", "timer": "perf_counter_ns"}
+            "statistic": "median", "spread": "iqr", "timer": method.get("timer",
+                                                                        "perf_counter_ns")}
+        if table["method"]["timer"] not in lut_kit.TIMERS.values():
+            raise NaswError("method.timer", _short(table["method"]["timer"]),
+                            sorted(lut_kit.TIMERS.values()))
         if method.get("exporter") is not None:
             if method["exporter"] not in ("dynamo", "legacy"):
                 raise NaswError("method.exporter", _short(method["exporter"]),

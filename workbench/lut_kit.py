@@ -43,6 +43,10 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 DEFAULT_WARMUP = 20
 DEFAULT_REPEATS = 50
 DEFAULT_ROUNDS = 5
+#: what a timed run is measured with: the wall clock (the latency a user sees) or the CPU time
+#: of this process (what the wall clock of an idle machine would show for one thread; it does
+#: not count the time other processes on a shared machine took the core away)
+TIMERS = {"wall": "perf_counter_ns", "cpu": "process_time_ns"}
 
 
 # -- the machine -------------------------------------------------------------------------------
@@ -143,24 +147,36 @@ def summarize(times_ms: Sequence[float]) -> dict[str, float]:
             "runs": int(values.size)}
 
 
+def check_timer(timer: str, threads: int, device: str = "cpu") -> str:
+    """``timer`` if it can measure latency with ``threads`` on ``device`` (else ValueError):
+    CPU time equals latency only for one thread on the CPU."""
+    if timer not in TIMERS:
+        raise ValueError(f"timer: got {timer!r}; allowed: {', '.join(TIMERS)}")
+    if timer == "cpu" and (int(threads) != 1 or not device.startswith("cpu")):
+        raise ValueError("timer: 'cpu' measures latency only with --threads 1 on the CPU; "
+                         "use 'wall'")
+    return timer
+
+
 def time_interleaved(calls: Sequence[Callable[[], Any]], warmup: int = DEFAULT_WARMUP,
                      repeats: int = DEFAULT_REPEATS, rounds: int = DEFAULT_ROUNDS,
                      progress: Callable[[int, int], None] | None = None,
-                     ) -> list[dict[str, float]]:
+                     timer: str = "wall") -> list[dict[str, float]]:
     """Time each call: ``warmup`` untimed runs, then ``rounds`` rounds in which every call runs
     ``repeats`` timed times in turn; each call's statistics pool all its runs.
 
     Interleaving spreads a burst of load from other processes over every call instead of
     inflating the one being timed during the burst, and the median ignores the burst's runs.
-    Each run is timed alone (``perf_counter_ns`` around one call), so the statistics describe
-    single-inference latency, not a throughput average."""
+    Each run is timed alone (``perf_counter_ns`` around one call, or ``process_time_ns`` with
+    ``timer="cpu"``), so the statistics describe single-inference latency, not a throughput
+    average."""
     if warmup < 0 or repeats < 1 or rounds < 1:
         raise ValueError("need warmup >= 0, repeats >= 1, rounds >= 1")
     for call in calls:
         for _ in range(warmup):
             call()
     samples: list[list[float]] = [[] for _ in calls]
-    clock = time.perf_counter_ns
+    clock = getattr(time, TIMERS[timer])
     for round_index in range(rounds):
         for index, call in enumerate(calls):
             bucket = samples[index]
@@ -256,8 +272,9 @@ def read_manifest(kit_dir: str) -> dict[str, Any]:
 def measure_kit(kit_dir: str, device: str = "cpu", threads: int = 1, batch_size: int = 1,
                 warmup: int = DEFAULT_WARMUP, repeats: int = DEFAULT_REPEATS,
                 rounds: int = DEFAULT_ROUNDS, models: bool = True,
-                log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                log: Callable[[str], None] | None = None, timer: str = "wall") -> dict[str, Any]:
     """Time every distinct file of the kit (and its whole models) and return the table."""
+    check_timer(timer, threads, device)
     manifest = read_manifest(kit_dir)
     say = log or (lambda _text: None)
     files = manifest["files"]
@@ -275,7 +292,7 @@ def measure_kit(kit_dir: str, device: str = "cpu", threads: int = 1, batch_size:
             calls.append(session_call(session, files[name]["input_shape"], batch_size,
                                       seed=index))
         stats = time_interleaved(calls, warmup, repeats, rounds,
-                                 progress=lambda r, n: say(f"  round {r}/{n}"))
+                                 progress=lambda r, n: say(f"  round {r}/{n}"), timer=timer)
         return dict(zip(names, stats))
 
     piece_stats = timed(pieces)
@@ -296,7 +313,7 @@ def measure_kit(kit_dir: str, device: str = "cpu", threads: int = 1, batch_size:
         "runtime": "onnxruntime", "device": fp["device"], "batch_size": int(batch_size),
         "fingerprint": fp, "fingerprint_id": fingerprint_id(fp),
         "method": {"warmup": int(warmup), "repeats": int(repeats), "rounds": int(rounds),
-                   "statistic": "median", "spread": "iqr", "timer": "perf_counter_ns",
+                   "statistic": "median", "spread": "iqr", "timer": TIMERS[timer],
                    **({"exporter": manifest["exporter"][0]}
                       if len(manifest.get("exporter") or []) == 1 else {})},
         "base": base, "base_iqr": base_iqr, "blocks": blocks, "blocks_iqr": blocks_iqr,
@@ -323,6 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="timed runs per block per round")
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                         help="interleaved rounds over all blocks")
+    parser.add_argument("--timer", default="wall", choices=sorted(TIMERS),
+                        help="wall clock (default), or this process's CPU time (one thread, "
+                             "CPU only: immune to other processes on a shared machine)")
     parser.add_argument("--no-models", action="store_true",
                         help="skip the whole models (no calibration points)")
     parser.add_argument("-o", "--output", default="latency-table.json")
@@ -335,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         table = measure_kit(args.kit_dir, args.provider, args.threads, args.batch_size,
                             args.warmup, args.repeats, args.rounds, models=not args.no_models,
-                            log=lambda text: print(text, file=sys.stderr))
+                            log=lambda text: print(text, file=sys.stderr), timer=args.timer)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

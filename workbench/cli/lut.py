@@ -102,13 +102,16 @@ def lut_group() -> None:
 @method_options
 @click.option("--onnx-exporter", default="auto", show_default=True,
               help="onnxruntime: exporter of the block files (auto, dynamo, legacy).")
+@click.option("--timer", default="wall", show_default=True,
+              help="wall (the latency users see) or cpu (this process's CPU time: one thread "
+                   "on the CPU only; for a machine shared with other work).")
 @db_option
 @json_option
 @click.pass_context
 @handles_errors
 def lut_build_command(ctx: click.Context, space_name: str, preset: str | None, runtime: str,
                       device: str, batch_size: int, threads: int, warmup: int, repeats: int,
-                      rounds: int, onnx_exporter: str, as_json: bool) -> None:
+                      rounds: int, onnx_exporter: str, timer: str, as_json: bool) -> None:
     """Measure every candidate block's latency here and store the table(s)."""
     from workbench import latency
     from workbench.export import ONNX_EXPORTERS
@@ -122,7 +125,8 @@ def lut_build_command(ctx: click.Context, space_name: str, preset: str | None, r
         for size in sorted({1, int(batch_size)}):
             table = latency.build_table(space, runtime, device, size, threads=threads,
                                         warmup=warmup, repeats=repeats, rounds=rounds,
-                                        exporter=onnx_exporter, progress=_progress(as_json))
+                                        exporter=onnx_exporter, timer=timer,
+                                        progress=_progress(as_json))
             latency.save_table(store, table)
             tables.append(table)
     if as_json:
