@@ -59,3 +59,43 @@ def test_initial_small_starts_every_branch_from_the_small_network(mode, layerwis
     for job in jobs:
         s.tell(job, synthetic_result(job, space))
     assert len(s.ask(100)) == 6
+
+
+def _drive(s, space) -> list:
+    events = []
+    while not s.done():
+        jobs = s.ask(1000)
+        assert jobs, "an idle EPNAS with nothing pending must hand out jobs"
+        for job in jobs:
+            s.tell(job, synthetic_result(job, space))
+        events += s.pop_events()
+    return events
+
+
+def _repeats(s, space) -> int:
+    hashes = [space.hash(h["genotype"]) for h in s.history]
+    return len(hashes) - len(set(hashes))
+
+
+def test_no_network_is_trained_twice_morphs_are_resampled(cell) -> None:
+    kwargs = dict(space=cell, preset="epnas-digits", budget=200, seed=0,
+                  constraints=["params<=42k"])
+    old = get_searcher("epnas", duplicates="evaluate", **kwargs)
+    _drive(old, cell)
+    assert _repeats(old, cell) > 20  # module search repeats itself a lot without the check
+    new = get_searcher("epnas", **kwargs)
+    events = _drive(new, cell)
+    assert _repeats(new, cell) == 0 and new.n_told == 200
+    assert sum(e.metrics["resampled"] for e in events) > 0
+
+
+def test_unavoidable_repeats_reuse_the_earlier_result_and_say_so(cell) -> None:
+    s = get_searcher("epnas", space=cell, preset="epnas-digits", budget=120, seed=0,
+                     constraints=["params<=42k"], resample_tries=0)
+    events = _drive(s, cell)
+    assert _repeats(s, cell) == 0  # nothing trained twice
+    reused = [r for e in events for r in e.data["reused"]]
+    assert reused and sum(e.metrics["reused"] for e in events) == len(reused)
+    by_id = {h["id"]: h for h in s.history}
+    for r in reused:  # each names the evaluation whose result it took
+        assert r["job"] in by_id

@@ -63,6 +63,8 @@ DIGITS_PREDICTION_TRAIN: dict[str, Any] = {
 }
 DEFAULT_STEPS = {"layerwise": 10, "cell": 5}  # paper: episode steps per search pattern
 INITIAL_NETWORKS = ("random", "small")
+DUPLICATES = ("resample", "evaluate")
+MAX_EMPTY_EPISODES = 20  # episodes in a row with no new network before the search stops
 BASELINES = ("parent", "moving_average")
 
 
@@ -90,7 +92,7 @@ class EPNASSearcher(Searcher):
             "entropy_weight": 0.0, "initial": "random", "share_weights": True,
             "shared_variants": 4, "sharing_mb": 64.0, "performance_prediction": True,
             "prediction_train": dict(PAPER_PREDICTION_TRAIN), "cell_scale_filters": False,
-            "adaptive_p": False, "feasible_target": 0.5, "p_step": 1.0, "p_min": 0.1,
+            "duplicates": "resample", "resample_tries": 10, "adaptive_p": False, "feasible_target": 0.5, "p_step": 1.0, "p_min": 0.1,
         }
 
     def __init__(self, space: Any, **kwargs: Any) -> None:
@@ -113,6 +115,12 @@ class EPNASSearcher(Searcher):
             raise NaswError("searcher.params.initial", p["initial"], INITIAL_NETWORKS)
         if p["baseline"] not in BASELINES:
             raise NaswError("searcher.params.baseline", p["baseline"], BASELINES)
+        if p["duplicates"] not in DUPLICATES:
+            raise NaswError("searcher.params.duplicates", p["duplicates"], DUPLICATES)
+        if (isinstance(p["resample_tries"], bool) or not isinstance(p["resample_tries"], int)
+                or p["resample_tries"] < 0):
+            raise NaswError("searcher.params.resample_tries", p["resample_tries"],
+                            "a non-negative integer")
         if not 0.0 < float(p["feasible_target"]) <= 1.0:
             raise NaswError("searcher.params.feasible_target", p["feasible_target"],
                             "a fraction in (0, 1]")
@@ -149,6 +157,8 @@ class EPNASSearcher(Searcher):
         self.sharing: dict[str, list[dict[str, Any]]] = {}
         self._sharing_bytes = 0  # tensor bytes held by the dictionary
         self.sharing_active = bool(p["share_weights"])
+        self._evaluated: dict[str, int] = {}  # architecture hash -> first job id (history)
+        self.exhausted = False
 
     # -- ask / tell ----------------------------------------------------------------------
     def reward(self, result: Result) -> float:
@@ -159,13 +169,21 @@ class EPNASSearcher(Searcher):
         return super().reward(result)
 
     def done(self) -> bool:
-        return self.n_told >= self.budget
+        return self.n_told >= self.budget or self.exhausted
 
     def _ask(self, n: int) -> list[Job]:
-        if self.episode is None:
+        for _ in range(MAX_EMPTY_EPISODES):
+            if self.episode is not None:
+                break
             if self._next_id >= self.budget:
                 return []
             self._start_episode()
+            assert self.episode is not None
+            if not self.episode["queue"]:  # every morph gave a network evaluated before
+                self._finish_episode()
+        else:
+            self.exhausted = True  # the policy finds nothing new: stop rather than spin
+            return []
         assert self.episode is not None
         jobs = []
         queue = self.episode["queue"]
@@ -191,6 +209,7 @@ class EPNASSearcher(Searcher):
                             [episode["index"]] if episode else "no episode is running")
         entry = episode["entries"][int(job.meta["entry"])]
         told = self.history[-1]
+        self._evaluated.setdefault(self.space.hash(job.genotype), job.id)
         entry.update(reward=told["reward"], accuracy=told["accuracy"], feasible=told["feasible"],
                      costs=dict(told["costs"]) if result.ok else None)
         if result.ok and job.return_weights:
@@ -217,28 +236,54 @@ class EPNASSearcher(Searcher):
             self.branches = self._initial_networks()
         networks = [copy.deepcopy(g) for g in self.branches]
         entries: list[dict[str, Any]] = []
+        resample = self.params["duplicates"] == "resample"
+        planned: dict[str, int] = {}  # hash -> entry index, this episode
         for step in range(self.params["steps"]):
             tokens = [self.morpher.tokens(g) for g in networks]
             masks = [self.morpher.group_mask(g) for g in networks]
             decisions = self.policy.sample(tokens, masks, self.generator)
             for branch, decision in enumerate(decisions):
-                networks[branch] = self.morpher.morph(networks[branch], decision)
+                new = self.morpher.morph(networks[branch], decision)
+                key = self.space.hash(new)
+                tries = 0
+                while (resample and (key in self._evaluated or key in planned)
+                       and tries < int(self.params["resample_tries"])):
+                    decision = self.policy.sample([tokens[branch]], [masks[branch]],
+                                                  self.generator)[0]
+                    new = self.morpher.morph(networks[branch], decision)
+                    key = self.space.hash(new)
+                    tries += 1
+                reuse = None
+                if resample and key in self._evaluated:
+                    reuse = {"job": self._evaluated[key]}
+                elif resample and key in planned:
+                    reuse = {"entry": planned[key]}
+                else:
+                    planned[key] = len(entries)
+                networks[branch] = new
                 entries.append({
                     "step": step, "branch": branch, "tokens": tokens[branch],
                     "mask": masks[branch],
                     "decision": {"scale": decision["scale"], "insert": decision["insert"]},
-                    "entropy": decision["entropy"], "genotype": networks[branch],
-                    "job_id": None, "reward": None, "accuracy": None, "feasible": None})
+                    "entropy": decision["entropy"], "genotype": new, "reuse": reuse,
+                    "resampled": tries, "job_id": None, "reward": None, "accuracy": None,
+                    "feasible": None})
         remaining = self.budget - self._next_id
+        fresh = [i for i, e in enumerate(entries) if e["reuse"] is None]
         self.episode = {"index": self.episode_index, "entries": entries,
-                        "queue": list(range(min(len(entries), remaining)))}
+                        "queue": fresh[:max(0, remaining)]}
 
     def _finish_episode(self) -> None:
         """Policy gradient step, events, and the next episode's branches."""
         from searchers.epnas.policy import reinforce_update, returns_to_go, update_baseline
 
         assert self.episode is not None
+        reused = self._fill_reused(self.episode["entries"])
         entries = [e for e in self.episode["entries"] if e["reward"] is not None]
+        if not entries:
+            self.episode = None
+            self.episode_index += 1
+            return
         n_branches, n_steps = self.params["branches"], self.params["steps"]
         rewards = np.zeros((n_branches, n_steps))
         told = np.zeros((n_branches, n_steps), dtype=bool)
@@ -262,6 +307,8 @@ class EPNASSearcher(Searcher):
             "feasible_fraction": float(np.mean([bool(e["feasible"]) for e in entries])),
             "entropy": float(np.mean([e["entropy"] for e in entries])),
             "loss": stats["loss"], "baseline": float(np.mean(self.baseline)),
+            "reused": float(len(reused)),
+            "resampled": float(sum(e["resampled"] for e in self.episode["entries"])),
         }
         if self.params["adaptive_p"] and not self.hard_constraints and self.constraints:
             for metric, p in self._adapt_p(entries).items():
@@ -275,13 +322,37 @@ class EPNASSearcher(Searcher):
         self.emit("episode", self.episode["index"],
                   {"episode": self.episode["index"], "candidates": len(entries),
                    "best_id": best["id"] if best else None,
-                   "branches": [e["job_id"] for e in self._top_entries(entries)]},
+                   "branches": [_job_of(e) for e in self._top_entries(entries)],
+                   "reused": reused},
                   **metrics)
         top = self._top_entries(entries)
         self.branches = [copy.deepcopy(e["genotype"]) for e in top]
         self.branch_rewards = [float(e["reward"]) for e in top]
         self.episode = None
         self.episode_index += 1
+
+    def _fill_reused(self, entries: list[dict[str, Any]]) -> list[dict[str, int]]:
+        """Give each entry that repeats an evaluated network that evaluation's result (its
+        reward under the current ``p``), without training it again. Returns what was reused:
+        ``{"step", "branch", "job"}`` per entry, for the episode event."""
+        by_id = {h["id"]: h for h in self.history}
+        reused = []
+        for e in entries:
+            source = e.get("reuse")
+            if source is None:
+                continue
+            job_id = (source["job"] if "job" in source
+                      else entries[source["entry"]]["job_id"])
+            told = by_id.get(job_id)
+            if told is None:  # its original was cut off by the budget
+                continue
+            result = Result(status=told["status"], accuracy=told["accuracy"],
+                            costs=told["costs"])
+            e.update(reward=self.reward(result), accuracy=told["accuracy"],
+                     feasible=told["feasible"], costs=dict(told["costs"]) if result.ok else None,
+                     source_job=int(job_id))
+            reused.append({"step": e["step"], "branch": e["branch"], "job": int(job_id)})
+        return reused
 
     def _adapt_p(self, entries: list[dict[str, Any]]) -> dict[str, float]:
         """Dual ascent on each metric's base penalty toward ``feasible_target``.
@@ -336,7 +407,7 @@ class EPNASSearcher(Searcher):
 
     def _top_entries(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The top-N distinct architectures by reward, repeated cyclically to fill N."""
-        ranked = sorted(entries, key=lambda e: (-e["reward"], e["job_id"]))
+        ranked = sorted(entries, key=lambda e: (-e["reward"], _job_of(e)))
         seen: set[str] = set()
         distinct = []
         for e in ranked:
@@ -451,6 +522,7 @@ class EPNASSearcher(Searcher):
             "sharing": {key: [dict(v) for v in variants]
                         for key, variants in self.sharing.items()},
             "sharing_active": self.sharing_active,
+            "exhausted": self.exhausted,
             "params": dict(self.params),
             "reward_p": (dict(self.reward_p) if isinstance(self.reward_p, Mapping)
                          else self.reward_p),
@@ -475,9 +547,19 @@ class EPNASSearcher(Searcher):
         self._sharing_bytes = sum(_nbytes(v["tensors"]) for vs in self.sharing.values()
                                   for v in vs)
         self.sharing_active = bool(state["sharing_active"])
+        self.exhausted = bool(state.get("exhausted", False))
+        self._evaluated = {}
+        for told in self.history:  # derived from the history, never stored
+            self._evaluated.setdefault(self.space.hash(told["genotype"]), int(told["id"]))
         if "reward_p" in state:
             self.reward_p = (dict(state["reward_p"]) if isinstance(state["reward_p"], Mapping)
                              else float(state["reward_p"]))
+
+
+def _job_of(entry: Mapping[str, Any]) -> int:
+    """The job whose result an entry holds: its own, or the one it reused."""
+    job = entry["job_id"] if entry["job_id"] is not None else entry.get("source_job")
+    return int(job) if job is not None else -1
 
 
 def _signature(tensors: Mapping[str, Any]) -> tuple[tuple[str, tuple[int, ...]], ...]:
