@@ -56,11 +56,19 @@ async def shoot(db: Path, name: str, run_id: int | None, keys: list[str],
             if run_id is None and screen.query("#runs-table") and screen.query_one(
                     "#runs-table").row_count:
                 break
-            if isinstance(screen, RunDetailScreen) and screen.graph_for is not None:
+            overview = isinstance(screen, RunDetailScreen) and screen.component("overview")
+            if overview and overview.data:
                 break
         for key in keys:
             await pilot.press(key)
             await pilot.pause(0.3)
+        for _ in range(100):  # the shown tab's worker has drawn (architecture: its graph)
+            screen = app.screen
+            tab = screen.query_one("#run-tabs").active if isinstance(
+                screen, RunDetailScreen) else None
+            if tab != "architecture" or screen.component(tab).graph_for is not None:
+                break
+            await pilot.pause(0.05)
         if value is not None:
             app.screen.query_one(value[0]).value = value[1]
             await pilot.press("enter")

@@ -21,7 +21,7 @@ from workbench.components.architecture import ArchitectureTab
 from workbench.components.base import CandidateSelected
 from workbench.components.candidates import CandidatesTab, candidate_matches
 from workbench.components.curves import CurvesTab
-from workbench.components.overview import OverviewTab, describe_workers
+from workbench.components.overview import Activity, OverviewTab, describe_workers
 from workbench.components.pareto import IncrementalFront, ParetoTab
 from workbench.components.specialize import SpecializeTab
 from workbench.store import Store
@@ -78,7 +78,7 @@ def test_overview_alone(db: Path) -> None:
     best = best_of(db, 1)
 
     async def test(pilot, tab: OverviewTab) -> None:
-        await wait_for(pilot, lambda: bool(tab.data))
+        await wait_for(pilot, lambda: tab.data.get("in_flight") is not None)
         body = text_of(tab.query_one("#overview-body"))
         assert "40/40 (100%)" in body and "params<=60k" in body
         assert f"#{best['id']} accuracy {best['accuracy']:.4f}" in body
@@ -86,6 +86,11 @@ def test_overview_alone(db: Path) -> None:
         assert f"Selected  #{best['id']}" in body
 
     hosted(OverviewTab, db, 1, test, selected=best["id"])
+    activity = Activity()  # a candidate in flight, then finished: counted once, on its device
+    activity.add([(1, 7, "running", "cuda:0"), (2, 8, "ok", "cuda:1")])
+    assert activity.in_flight == {7} and activity.devices == {"cuda:1": 1}
+    activity.add([(3, 7, "ok", "cuda:0"), (4, 8, "ok", "cuda:0")])  # 8 re-run elsewhere
+    assert not activity.in_flight and activity.devices == {"cuda:0": 2}
     assert describe_workers([{"index": 0, "device": "cuda:0", "job_id": 12, "restarts": 0},
                              {"index": 1, "device": "cuda:1", "job_id": None, "restarts": 2}]) \
         == "2 (busy 1/2): w0 cuda:0 -> #12, w1 cuda:1 idle (restarts 2)"
@@ -275,3 +280,25 @@ def test_run_stamp_moves_only_with_new_rows(db: Path) -> None:
     assert tui_data.run_stamp(db, 2).table[0] == 72
     assert tui_data.run_summary(db, 99) is None
     assert not math.isnan(tui_data.run_stamp(db, 1).candidate_seq)
+
+
+def test_run_rows_decode_as_the_store_decodes_them(db: Path, tmp_path: Path) -> None:
+    """The TUI reads runs with plain sqlite3 (no sqlite-utils at start-up): the same dicts as
+    :meth:`Store.run`, for finished runs and for a live one whose coordinator is gone."""
+    import os
+
+    from tui_support import make_run
+
+    from workbench import store as store_module
+
+    assert tui_data.LIVE_STATUSES == store_module.LIVE_STATUSES
+    assert tui_data.RUN_STATUSES == store_module.RUN_STATUSES
+    assert tui_data.RUN_JSON_COLUMNS == store_module._JSON_RUN_COLUMNS
+    path = make_db(tmp_path / "live.db")
+    with Store(path) as store:
+        make_run(store, "gone", 2, status="running", pid=2 ** 22 + 12345)
+        make_run(store, "here", 2, status="running", pid=os.getpid())
+        expected = [store.run(run_id) for run_id in store.run_ids()]
+    assert tui_data.runs(path) == expected
+    assert [r["status"] for r in expected[-2:]] == ["interrupted", "running"]
+    assert tui_data.run_summary(path, expected[0]["id"]) == expected[0]

@@ -46,12 +46,14 @@ class NaswApp(App[None]):
         self.sub_title = str(self.db_path)
 
     def get_default_screen(self) -> Screen[Any]:
-        """The runs list is the base screen (no blank default screen to paint first)."""
-        return RunsScreen()
-
-    def on_mount(self) -> None:
+        """The runs list is the base screen (no blank default screen to paint first); opened
+        on a run, the run's detail is, and the runs list is made when it is first asked for
+        (escape), so the run paints without composing and polling a screen nobody sees."""
         if self.initial_run_id is not None:
-            self.open_run(self.initial_run_id)
+            from workbench.screens.detail import RunDetailScreen
+
+            return RunDetailScreen(self.initial_run_id)
+        return RunsScreen()
 
     # -- navigation ----------------------------------------------------------------------
     def open_run(self, run_id: int, tab: str | None = None) -> None:
@@ -80,6 +82,17 @@ class NaswApp(App[None]):
     def action_show_runs(self) -> None:
         while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
             self.pop_screen()
+        if not isinstance(self.screen, RunsScreen):
+            self.push_screen(RunsScreen())
+
+    def leave_screen(self) -> None:
+        """Back from a screen: pop it, or, from the run detail the app was opened on (the
+        bottom screen, which cannot be popped), show the runs list over it (the detail stops
+        polling while it is covered)."""
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+        else:
+            self.push_screen(RunsScreen())
 
 
 def run_app(db_path: str | Path, run_id: int | None = None) -> None:

@@ -89,10 +89,11 @@ TABLE_COLUMNS = ("id", "status", "accuracy", "reward", "feasible", "params", "ma
 FILTER_COLUMNS = {"acc": "accuracy", "accuracy": "accuracy", "reward": "reward", "id": "id",
                   "params": "params", "madds": "madds", "flops": "flops",
                   "intensity": "intensity"}
-#: SQL sort keys of the table's columns: NULLs sort as the Python keys did (no accuracy = -1,
-#: no cost = +inf), ties broken by id so pages never overlap
+#: SQL sort keys of the table's columns, ties broken by id so pages never overlap. A missing
+#: accuracy or reward sorts lowest (SQLite's NULL), along the store's ``(run_id, accuracy)`` /
+#: ``(run_id, reward)`` indexes; a missing cost sorts highest, a missing time lowest
 SORT_SQL = {
-    "ID": "id", "Accuracy": "coalesce(accuracy, -1.0)", "Reward": "coalesce(reward, -1.0)",
+    "ID": "id", "Accuracy": "accuracy", "Reward": "reward",
     "Params": "coalesce(params, 1e308)", "MAdds": "coalesce(madds, 1e308)",
     "Status": "coalesce(status, '')", "Time": "coalesce(wall_time, 0.0)",
 }
@@ -164,9 +165,11 @@ def run_stamp(db_path: str | Path, run_id: int) -> RunStamp:
     return RunStamp(seq[0] or 0, metric[0] or 0, event[0] or 0, (table[0], table[1]))
 
 
-#: the store's JSON run columns and the statuses whose real status needs the store's liveness
-#: check (``workbench.store._JSON_RUN_COLUMNS`` / ``LIVE_STATUSES``; a test keeps them equal)
+#: the store's JSON run columns, its run statuses, and those whose real status needs the
+#: store's liveness check (``workbench.store._JSON_RUN_COLUMNS`` / ``RUN_STATUSES`` /
+#: ``LIVE_STATUSES``; a test keeps them equal and the decoded rows equal to ``Store.run``'s)
 RUN_JSON_COLUMNS = ("config", "constraints", "workers")
+RUN_STATUSES = ("created", "running", "paused", "finished", "cancelled", "failed", "interrupted")
 LIVE_STATUSES = ("created", "running", "paused")
 
 
@@ -179,22 +182,22 @@ def _json_or_text(text: Any) -> Any:
         return text
 
 
-def decode_run(row: Mapping[str, Any]) -> dict[str, Any]:
+def decode_run(db_path: str | Path, row: Mapping[str, Any]) -> dict[str, Any] | None:
     """A ``runs`` row decoded as :meth:`Store.run` decodes it.
 
-    A finished, failed or cancelled run's status is the stored one; only a run stored as
-    live (created, running, paused) asks :meth:`Store.effective_status` whether its
-    coordinator is still there, which imports the store (sqlite-utils, ~0.2-0.3 s once). So
-    the runs list and a run's detail open without it unless a run is live.
+    A finished, failed or cancelled run with a well-formed config is decoded here; a run
+    stored as live (created, running, paused: is its coordinator still there?) or with a
+    damaged column is handed to the store (:meth:`Store.run`), which imports sqlite-utils
+    (~0.2-0.3 s, once). So the runs list and a finished run's detail open without it.
     """
     run = dict(row)
     for column in RUN_JSON_COLUMNS:
         run[column] = _json_or_text(run.get(column))
-    run["stored_status"] = run.get("status")
-    if run.get("status") in LIVE_STATUSES:
-        from workbench.store import Store
-
-        run["status"] = Store.effective_status(run)
+    if (run.get("status") in LIVE_STATUSES or run.get("status") not in RUN_STATUSES
+            or not isinstance(run["config"], dict)):
+        return reader(db_path).run(int(run["id"]))
+    run["damaged"] = []
+    run["stored_status"] = run["status"]
     budget = run.get("budget")
     run["progress"] = min(1.0, (run.get("n_done") or 0) / budget) if budget else None
     run["best_feasible"] = None if run.get("best_feasible") is None else bool(
@@ -205,13 +208,14 @@ def decode_run(row: Mapping[str, Any]) -> dict[str, Any]:
 def run_summary(db_path: str | Path, run_id: int) -> dict[str, Any] | None:
     """The run (as :meth:`Store.run` decodes it), or None when it does not exist."""
     rows = _rows(db_path, "SELECT * FROM runs WHERE id = ?", (run_id,))
-    return decode_run(rows[0]) if rows else None
+    return decode_run(db_path, rows[0]) if rows else None
 
 
 def runs(db_path: str | Path) -> list[dict[str, Any]]:
     """Every run's summary for the runs list; an absent database is an empty list (nothing
     is created)."""
-    return [decode_run(row) for row in _rows(db_path, "SELECT * FROM runs ORDER BY id")]
+    decoded = (decode_run(db_path, row) for row in _rows(db_path, "SELECT * FROM runs ORDER BY id"))
+    return [run for run in decoded if run is not None]
 
 
 def filter_sql(query: str) -> tuple[str, list[Any]]:
@@ -346,22 +350,26 @@ def recent_events(db_path: str | Path, run_id: int, limit: int = 8) -> list[dict
     return rows
 
 
-def run_activity(db_path: str | Path, run_id: int, window: int = 50) -> dict[str, Any]:
-    """What the Overview shows beyond the run row: candidates in flight, results per device,
-    and the last ``window`` finish times (the ETA's recent rate; read backwards along the
-    ``(run_id, seq)`` index)."""
+def candidate_states_since(db_path: str | Path, run_id: int,
+                           since_seq: int) -> list[tuple[Any, ...]]:
+    """``(seq, id, status, device)`` of the candidates written after ``since_seq``, in write
+    order: the Overview folds them into its in-flight and per-device counts."""
     conn = connection(db_path)
     if conn is None:
-        return {"in_flight": 0, "devices": {}, "finished_times": []}
-    in_flight = conn.execute("SELECT count(*) FROM candidates WHERE run_id = ?"
-                             " AND status = 'running'", (run_id,)).fetchone()[0]
-    devices = dict(conn.execute(
-        "SELECT device, count(*) FROM candidates WHERE run_id = ? AND status != 'running'"
-        " AND device IS NOT NULL AND device != '' GROUP BY device", (run_id,)).fetchall())
-    times = [r[0] for r in conn.execute(
+        return []
+    return conn.execute("SELECT seq, id, status, device FROM candidates WHERE run_id = ?"
+                        " AND seq > ? ORDER BY seq", (run_id, since_seq)).fetchall()
+
+
+def recent_finish_times(db_path: str | Path, run_id: int, window: int = 50) -> list[float]:
+    """The last ``window`` finish times (the ETA's recent rate), read backwards along the
+    ``(run_id, seq)`` index."""
+    conn = connection(db_path)
+    if conn is None:
+        return []
+    return [r[0] for r in conn.execute(
         "SELECT finished FROM candidates WHERE run_id = ? AND status != 'running'"
         " AND finished IS NOT NULL ORDER BY seq DESC LIMIT ?", (run_id, window))]
-    return {"in_flight": int(in_flight), "devices": devices, "finished_times": times}
 
 
 def accuracy_table(db_path: str | Path, run_id: int) -> list[dict[str, Any]]:

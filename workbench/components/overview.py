@@ -2,14 +2,16 @@
 the latest events of a run (or, for a final-training run, its epochs).
 
 Reads per refresh, in a thread worker: the best and the selected candidate by id, the newest
-events (``LIMIT``), and the run's activity (in flight, results per device, the last finish
-times for the ETA); never the run's candidates whole. While the tab is shown a second worker
+events and finish times (``LIMIT`` on an index), and the candidates written since the last
+refresh, folded into the in-flight and per-device counts; never the run's candidates whole. While the tab is shown a second worker
 polls NVML every few seconds for the GPUs' memory and utilisation (nothing is shown on a
 machine without GPUs, and such a machine is not asked again).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from typing import Any
 
 from rich.text import Text
@@ -95,9 +97,40 @@ def short_value(value: Any, key: str = "") -> str:
     return plain_text(value, max_len=20)
 
 
+class Activity:
+    """Candidates in flight and results per device, kept from ``(seq, id, status, device)``
+    rows in write order: a candidate written again (finished, retried) replaces its earlier
+    state, so each poll costs the rows written since the last one."""
+
+    def __init__(self) -> None:
+        self.cursor = 0
+        self.state: dict[int, tuple[str, str]] = {}
+        self.in_flight: set[int] = set()
+        self.devices: Counter[str] = Counter()
+
+    def add(self, rows: list[tuple[Any, ...]]) -> None:
+        for seq, cid, status, device in rows:
+            self.cursor = max(self.cursor, seq)
+            previous = self.state.get(cid)
+            if previous is not None and previous[0] != "running" and previous[1]:
+                self.devices[previous[1]] -= 1
+                if not self.devices[previous[1]]:
+                    del self.devices[previous[1]]
+            self.state[cid] = (status, device or "")
+            if status == "running":
+                self.in_flight.add(cid)
+                continue
+            self.in_flight.discard(cid)
+            if device:
+                self.devices[device] += 1
+
+
 class OverviewTab(RunComponent):
     def __init__(self, db_path: Any, run_id: int, **kwargs: Any) -> None:
         super().__init__(db_path, run_id, **kwargs)
+        self.activity = Activity()
+        self.counted = False
+        self.lock = threading.Lock()
         self.data: dict[str, Any] = {}
         self.gpus: list[dict[str, Any]] = []
         self.gpu_polls = 0
@@ -129,8 +162,14 @@ class OverviewTab(RunComponent):
         else:
             self.stale()
 
-    @work(thread=True, exclusive=True, group="overview")
+    @work(thread=True, group="overview")
     def fetch(self, run: dict[str, Any], selected: int | None) -> None:
+        """The best and selected candidates, the newest events, then the run's activity
+        folded in from the candidates written since the last fetch (one at a time: the lock).
+        The first fetch posts before folding, so a 100,000-candidate run's Overview paints
+        while its in-flight and per-device counts are still being counted."""
+        import searchers.constraints  # noqa: F401  (formatting needs it: import it here, not in render)
+
         best_id = run.get("best_candidate")
         data: dict[str, Any] = {
             "best": (tui_data.candidate(self.db_path, self.run_id, best_id)
@@ -138,7 +177,7 @@ class OverviewTab(RunComponent):
             "selected": (tui_data.candidate(self.db_path, self.run_id, selected)
                          if selected is not None else None),
             "events": tui_data.recent_events(self.db_path, self.run_id, RECENT_EVENTS),
-            **tui_data.run_activity(self.db_path, self.run_id),
+            "finished_times": tui_data.recent_finish_times(self.db_path, self.run_id),
         }
         if run.get("searcher") == "final":
             latest: dict[str, float] = {}
@@ -147,6 +186,14 @@ class OverviewTab(RunComponent):
                     latest[row["key"]] = float(row["value"])
                     latest["epoch"] = max(latest.get("epoch", 0.0), float(row["step"]))
             data["train_latest"] = latest
+        with self.lock:
+            if not self.counted:
+                self.post_message(OverviewLoaded({**data, "in_flight": None, "devices": {}}))
+            self.activity.add(tui_data.candidate_states_since(self.db_path, self.run_id,
+                                                              self.activity.cursor))
+            self.counted = True
+            data["in_flight"] = len(self.activity.in_flight)
+            data["devices"] = dict(self.activity.devices)
         self.post_message(OverviewLoaded(data))
 
     def on_overview_loaded(self, message: OverviewLoaded) -> None:
@@ -211,7 +258,8 @@ class OverviewTab(RunComponent):
             text.append(plain_text(", ".join(f"{k} {v}" for k, v in sorted(workers.items()))))
         else:
             text.append("-", style="dim")
-        text.append(f" · in flight {data.get('in_flight', 0)}")
+        in_flight = data.get("in_flight")
+        text.append(f" · in flight {'…' if in_flight is None else in_flight}")
         devices = data.get("devices") or {}
         if devices:
             text.append(" · results by device: " + ", ".join(

@@ -29,6 +29,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from workbench import tui_data
@@ -55,6 +56,9 @@ class RunPolled(Message):
 
 
 class RunDetailScreen(Screen[None]):
+    #: the shown tab's content takes the focus (:meth:`focus_tab_content`); focusing the tab
+    #: bar first would recompose the footer once more while the screen opens
+    AUTO_FOCUS = None
     BINDINGS = [
         Binding("escape", "back", "Runs"),
         Binding("1", "show_tab('overview')", "Overview", show=False),
@@ -90,6 +94,8 @@ class RunDetailScreen(Screen[None]):
         self.gone = False
         self.user_selected = False
         self.last_poll_ms = 0.0
+        self.poll_timer: Timer | None = None
+        self.focus_wanted: str | None = None
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -105,6 +111,17 @@ class RunDetailScreen(Screen[None]):
         self.poll_timer = self.set_interval(self.app.poll_interval, self.poll)
         await self.show_component(self.initial_tab)
         self.focus_tab_content(self.initial_tab)
+
+    def on_screen_suspend(self) -> None:
+        """Covered (by the runs list, a modal, another run): stop polling until shown again."""
+        if self.poll_timer is not None:
+            self.poll_timer.pause()
+
+    def on_screen_resume(self) -> None:
+        if self.poll_timer is not None:
+            self.poll_timer.resume()
+            if self.polls:
+                self.poll()
 
     def component(self, tab: str) -> Any:
         """The tab's component, or None while its tab has never been shown."""
@@ -127,6 +144,8 @@ class RunDetailScreen(Screen[None]):
             if other != tab:
                 widget.deactivate()
         component.activate()
+        if self.focus_wanted == tab:
+            self.apply_focus()
 
     # -- polling -------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="run-poll")
@@ -208,7 +227,8 @@ class RunDetailScreen(Screen[None]):
     # -- tabs ----------------------------------------------------------------------------
     @on(TabbedContent.TabActivated, "#run-tabs")
     async def tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        self.refresh_bindings()
+        if event.pane.id != self.initial_tab or len(self.components) > 1:
+            self.refresh_bindings()  # export / train are offered on some tabs only
         if event.pane.id:
             await self.show_component(event.pane.id)
 
@@ -217,13 +237,20 @@ class RunDetailScreen(Screen[None]):
         self.focus_tab_content(tab)
 
     def focus_tab_content(self, tab: str) -> None:
-        def focus() -> None:
-            component = self.components.get(tab)
-            target = getattr(component, "focus_target", None) if component else None
-            widget = target() if target else None
-            (widget or self.query_one("#run-tabs Tabs")).focus()
+        """Focus the tab's content (its table, scroll or input) once its component is there:
+        a key typed right after switching acts on the tab."""
+        self.focus_wanted = tab
+        self.call_after_refresh(self.apply_focus)
 
-        self.call_after_refresh(focus)
+    def apply_focus(self) -> None:
+        tab = self.focus_wanted
+        component = self.components.get(tab) if tab else None
+        if component is None or not component.is_mounted:
+            return  # show_component focuses it once mounted
+        self.focus_wanted = None
+        target = getattr(component, "focus_target", None)
+        widget = target() if target else None
+        (widget or self.query_one("#run-tabs Tabs")).focus()
 
     def action_back(self) -> None:
         """Escape leaves a text box first (so 1..7 switch tabs again), then the screen."""
@@ -234,7 +261,7 @@ class RunDetailScreen(Screen[None]):
             else:
                 self.query_one("#run-tabs Tabs").focus()
             return
-        self.app.pop_screen()
+        self.app.leave_screen()
 
     # -- keys routed to the tab they act on ----------------------------------------------
     def action_sort(self) -> None:
