@@ -260,7 +260,7 @@ class SpecializePane(Vertical):
             return
         self.app.call_from_thread(
             self.notify, f"wrote {path.resolve()}; other formats: nasw export {self.run_id} "
-            f"--specialization {spec_id} --format onnx|torchscript|dot", timeout=10)
+            f"--specialization {spec_id} --format onnx|pt2|torchscript|dot", timeout=10)
 
     def action_train(self) -> None:
         if not self._need_result():
