@@ -57,17 +57,24 @@ GA_DEFAULTS: dict[str, Any] = {
 _REL_TOL = 1e-12
 #: below this many states the (partial, K >= 2) dominance check costs more than it saves
 _DOMINANCE_FROM = 64
+#: a pass whose frontier grew past this builds the (costlier) LP-hull bounds for the next
+_HULLS_FROM = 1000
 
 
 # -- problem set-up ---------------------------------------------------------------------------
 class _Problem:
-    """The table in linear form: minimise ``sum T[l, x_l]`` s.t. ``sum A[k, l, x_l] <= b[k]``."""
+    """The table in box form: minimise ``sum T[l, x_l]`` s.t. ``lo[k] <= sum A[k, l, x_l] <= hi[k]``.
+
+    Constraints on the same linear quantity merge into one row (``params >= a`` and
+    ``params <= b`` become the band ``a <= params <= b``); a missing side is infinite.
+    """
 
     def __init__(self, loss_table: Any, cost_tables: Mapping[str, Any],
                  constraints: list[Constraint], base: Mapping[str, float] | None) -> None:
         loss = np.asarray(loss_table, dtype=np.float64)
         if loss.ndim != 2 or loss.shape[0] < 1 or loss.shape[1] < 1:
-            raise NaswError("loss_table", getattr(loss, "shape", None), "a 2-D (layers, choices) array")
+            raise NaswError("loss_table", getattr(loss, "shape", None),
+                            "a 2-D (layers, choices) array")
         if not np.all(np.isfinite(loss)):
             raise NaswError("loss_table", "non-finite entries", "finite numbers")
         self.loss = loss
@@ -77,38 +84,46 @@ class _Problem:
             arr = np.asarray(table, dtype=np.float64)
             if arr.shape != loss.shape:
                 raise NaswError(f"cost_tables.{metric}", arr.shape, f"shape {loss.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise NaswError(f"cost_tables.{metric}", "non-finite entries", "finite numbers")
             self.tables[metric] = arr
         self.base = {m: float((base or {}).get(m, 0.0)) for m in self.tables}
         self.constraints = constraints
-        rows, bounds = [], []
+        rows: dict[tuple[str, float], list[Any]] = {}
         for c in constraints:
-            row, offset = self._linear_row(c)
+            key, row, offset = self._linear_row(c)
+            entry = rows.setdefault(key, [row, -math.inf, math.inf])
             if c.op == "<=":
-                rows.append(row)
-                bounds.append(-offset)
+                entry[2] = min(entry[2], -offset)
             else:
-                rows.append(-row)
-                bounds.append(offset)
-        self.A = np.array(rows, dtype=np.float64).reshape(len(rows), self.L, self.C)
-        self.b = np.array(bounds, dtype=np.float64)
-        span = np.abs(self.A).max(axis=(1, 2)) * self.L if rows else np.zeros(0)
-        self.tol = _REL_TOL * np.maximum(np.maximum(span, np.abs(self.b)), 1.0)
+                entry[1] = max(entry[1], -offset)
+        K = len(rows)
+        self.A = np.array([r[0] for r in rows.values()], dtype=np.float64).reshape(K, self.L,
+                                                                                   self.C)
+        self.lo = np.array([r[1] for r in rows.values()], dtype=np.float64)
+        self.hi = np.array([r[2] for r in rows.values()], dtype=np.float64)
+        finite = np.where(np.isfinite(self.lo), np.abs(self.lo), 0.0)
+        finite = np.maximum(finite, np.where(np.isfinite(self.hi), np.abs(self.hi), 0.0))
+        span = np.abs(self.A).max(axis=(1, 2)) * self.L if K else np.zeros(0)
+        #: absolute feasibility tolerance per row: float sums in any order agree within it
+        self.tol = _REL_TOL * np.maximum(np.maximum(span, finite), 1.0)
 
-    def _linear_row(self, c: Constraint) -> tuple[np.ndarray, float]:
-        """``row, offset`` with ``metric op value  <=>  sum(row) + offset op 0``."""
+    def _linear_row(self, c: Constraint) -> tuple[tuple[str, float], np.ndarray, float]:
+        """``key, row, offset`` with ``metric op value  <=>  sum(row) + offset op 0``."""
         if c.metric == "intensity":
             missing = [m for m in ("flops", "bytes") if m not in self.tables]
             if missing:
                 raise NaswError("cost_tables", sorted(self.tables),
                                 hint="an intensity constraint needs 'flops' and 'bytes' tables")
             row = self.tables["flops"] - c.value * self.tables["bytes"]
-            return row, self.base["flops"] - c.value * self.base["bytes"]
+            return (("intensity", c.value), row,
+                    self.base["flops"] - c.value * self.base["bytes"])
         if c.metric not in self.tables:
             hint = ("build a latency LUT first (nasw lut build)" if c.metric == "latency_ms"
                     else "")
             raise NaswError(f"constraints.{c.metric}", c.metric, sorted(self.tables) + (
                 ["intensity"] if {"flops", "bytes"} <= set(self.tables) else []), hint=hint)
-        return self.tables[c.metric], self.base[c.metric] - c.value
+        return (c.metric, 0.0), self.tables[c.metric], self.base[c.metric] - c.value
 
     # helpers on choice vectors --------------------------------------------------------------
     def loss_of(self, x: np.ndarray) -> float:
@@ -118,7 +133,8 @@ class _Problem:
         return self.A[:, np.arange(self.L), x].sum(axis=1)
 
     def is_feasible(self, x: np.ndarray) -> bool:
-        return bool(np.all(self.usage(x) <= self.b + self.tol))
+        used = self.usage(x)
+        return bool(np.all(used <= self.hi + self.tol) and np.all(used >= self.lo - self.tol))
 
     def costs_of(self, choices: list[int]) -> dict[str, float]:
         idx = np.arange(self.L)
@@ -161,54 +177,320 @@ def _ratio_extreme(problem: _Problem, sense: float) -> float:
     return float(ratio)
 
 
-# -- Lagrangian bounds and the incumbent ------------------------------------------------------
+# -- Lagrangian bounds ---------------------------------------------------------------------------
 def _row_scale(problem: _Problem) -> np.ndarray:
-    """Per-constraint normaliser (the largest possible usage); 1 for an all-zero row."""
-    scale = np.abs(problem.A).max(axis=(1, 2)) * problem.L if problem.A.size else \
-        np.zeros(problem.A.shape[0])
+    """Per-row normaliser (the largest possible usage); 1 for an all-zero row."""
+    if not problem.A.size:
+        return np.ones(problem.A.shape[0])
+    scale = np.abs(problem.A).max(axis=(1, 2)) * problem.L
     return np.where(scale > 0, scale, 1.0)
 
 
-def _lagrangian(problem: _Problem, iterations: int = 40) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Dual multipliers (best few) and the best feasible choice vector seen (or None).
+class _Dual:
+    """Lagrangian multipliers ``mu`` (one signed per row) and what they bound.
 
-    Subgradient ascent on ``g(λ) = sum_l min_c (T + λ·A)[l, c] - λ·b`` with Polyak steps in
-    per-constraint normalised units. Each iterate's minimiser doubles as a primal candidate.
+    ``mu[k] > 0`` prices the upper side of row ``k``, ``mu[k] < 0`` its lower side. For any
+    feasible ``x``: ``loss(x) >= value + sum_l reduced[l, x_l]`` with
+    ``reduced = W - min_c W`` (``W = T + mu . A``, >= 0) and ``value`` the dual function.
     """
+
+    def __init__(self, problem: _Problem, mu: np.ndarray) -> None:
+        weighted = problem.loss + np.tensordot(mu, problem.A, axes=1)
+        low = weighted.min(axis=1)
+        self.mu = mu
+        self.reduced = weighted - low[:, None]
+        side = np.where(mu > 0, problem.hi, np.where(mu < 0, problem.lo, 0.0))
+        self.value = float(low.sum() - np.dot(np.where(mu != 0, mu, 0.0), side))
+        self.argmin = weighted.argmin(axis=1)
+
+
+def _lagrangian(problem: _Problem, iterations: int) -> tuple[list[_Dual], np.ndarray | None]:
+    """The best few duals (strongest first) by projected subgradient ascent with Polyak steps,
+    and the best feasible argmin met on the way (or None)."""
     K, L = problem.A.shape[0], problem.L
+    if K == 0:
+        return [_Dual(problem, np.zeros(0))], np.argmin(problem.loss, axis=1)
     idx = np.arange(L)
     scale = _row_scale(problem)
-    A_n, b_n = problem.A / scale[:, None, None], problem.b / scale
+    A_n = problem.A / scale[:, None, None]
+    lo_n, hi_n = problem.lo / scale, problem.hi / scale
+    can_up, can_down = np.isfinite(hi_n), np.isfinite(lo_n)
     spread = float(np.ptp(problem.loss, axis=1).sum()) or 1.0
-    lam_n = np.zeros(K)
-    best_dual, best_lams = -math.inf, [np.zeros(K)]
-    best_x, best_loss = None, math.inf
-    step_scale = 2.0
-    stall = 0
+    mu = np.zeros(K)
+    duals: list[tuple[float, np.ndarray]] = []
+    best_value, best_x, best_loss = -math.inf, None, math.inf
+    step, stall = 1.0, 0
     for _ in range(iterations):
-        weighted = problem.loss + np.tensordot(lam_n, A_n, axes=1)
+        weighted = problem.loss + np.tensordot(mu, A_n, axes=1)
         x = weighted.argmin(axis=1)
         used = A_n[:, idx, x].sum(axis=1)
-        dual = float(weighted[idx, x].sum() - lam_n @ b_n)
-        if np.all(used * scale <= problem.b + problem.tol):
-            value = problem.loss_of(x)
-            if value < best_loss:
-                best_x, best_loss = x.copy(), value
-        if not math.isfinite(best_dual) or dual > best_dual + 1e-12 * (1 + abs(best_dual)):
-            best_dual, stall = dual, 0
-            best_lams = [lam_n / scale] + best_lams[:2]
+        side = np.where(mu > 0, hi_n, np.where(mu < 0, lo_n, 0.0))
+        value = float(weighted[idx, x].sum() - np.dot(mu, side))
+        over, under = used - hi_n, used - lo_n
+        if np.all(over * scale <= problem.tol) and np.all(under * scale >= -problem.tol):
+            candidate = problem.loss_of(x)
+            if candidate < best_loss:
+                best_x, best_loss = x.copy(), candidate
+        if not duals or value > best_value + 1e-12 * (1 + abs(best_value)):
+            best_value, stall = value, 0
+            duals.append((value, mu.copy()))
         else:
             stall += 1
-            if stall >= 5:
-                step_scale, stall = step_scale / 2, 0
-        grad = used - b_n
+            if stall >= 4:
+                step, stall = step / 2, 0
+        # the supergradient element closest to zero
+        grad = np.where(over > 0, over, np.where(under < 0, under, 0.0))
+        grad = np.where(mu > 0, over, np.where(mu < 0, under, grad))
         norm = float(grad @ grad)
-        target = best_loss if math.isfinite(best_loss) else best_dual + spread
-        if norm == 0 or step_scale < 1e-6 or target - dual <= 1e-12 * (1 + abs(target)):
+        target = best_loss if math.isfinite(best_loss) else best_value + spread
+        gap = target - value
+        if norm == 0 or step < 1e-4 or gap <= 1e-12 * (1 + abs(target)):
             break
-        lam_n = np.maximum(0.0, lam_n + step_scale * (target - dual) / norm * grad)
-    lams = [lam for lam in best_lams] + [np.zeros(K)]
-    return lams, best_x
+        mu = mu + step * gap / norm * grad
+        mu = np.where(can_up, mu, np.minimum(mu, 0.0))
+        mu = np.where(can_down, mu, np.maximum(mu, 0.0))
+    strongest = sorted(duals, key=lambda d: -d[0])[:2]
+    picked = [_Dual(problem, m / scale) for _, m in strongest]
+    picked.append(_Dual(problem, np.zeros(K)))
+    return picked, best_x
+
+
+# -- incumbents ----------------------------------------------------------------------------------
+def _violation(problem: _Problem, used: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Normalised violation of usage ``used`` (K, ...) summed over rows."""
+    shape = (-1,) + (1,) * (used.ndim - 1)
+    over = np.maximum(used - problem.hi.reshape(shape), 0.0)
+    under = np.maximum(problem.lo.reshape(shape) - used, 0.0)
+    return ((over + under) / scale.reshape(shape)).sum(axis=0)
+
+
+def _improve(problem: _Problem, x: np.ndarray) -> np.ndarray:
+    """Best single-swap descent that keeps feasibility."""
+    idx = np.arange(problem.L)
+    x = x.copy()
+    hi, lo = (problem.hi + problem.tol)[:, None, None], (problem.lo - problem.tol)[:, None, None]
+    for _ in range(problem.L * problem.C):
+        after = problem.usage(x)[:, None, None] + problem.A - problem.A[:, idx, x][:, :, None]
+        ok = np.all((after <= hi) & (after >= lo), axis=0)
+        gain = np.where(ok, problem.loss[idx, x][:, None] - problem.loss, -np.inf)
+        flat = int(np.argmax(gain))
+        if gain.flat[flat] <= 1e-15:
+            break
+        x[flat // problem.C] = flat % problem.C
+    return x
+
+
+def _lower_hull(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Vertices of the lower convex hull of the points ``(xs, ys)``, left to right."""
+    order = np.lexsort((ys, xs))
+    hull: list[tuple[float, float]] = []
+    for x, y in zip(xs[order].tolist(), ys[order].tolist()):
+        if hull and hull[-1][0] == x:
+            continue  # same x, higher y
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (y2 - y1) * (x - x1) >= (y - y1) * (x2 - x1):
+                hull.pop()
+            else:
+                break
+        hull.append((x, y))
+    points = np.array(hull)
+    return points[:, 0], points[:, 1]
+
+
+class _HullBound:
+    """Per row, the LP relaxation of the layers still to place, as a function of their usage.
+
+    For one row the LP relaxation of "complete layers ``j..L-1`` with usage ``r``" is the lower
+    convex hull of their summed (usage, loss) points: the Minkowski sum of each layer's hull,
+    whose edges are the layers' hull edges sorted by slope. A state whose remaining band is
+    ``[lo - u, hi - u]`` cannot finish below the hull's minimum over that band.
+    """
+
+    def __init__(self, row: np.ndarray, loss: np.ndarray, order: np.ndarray,
+                 allowed: list[np.ndarray]) -> None:
+        L = len(order)
+        starts = np.zeros((L, 2))
+        edges: list[np.ndarray] = []
+        for j in range(L):
+            if len(allowed[j]) == 1:
+                edges.append(np.zeros((3, 0)))  # placed before the DP starts: not "to come"
+                continue
+            hx, hy = _lower_hull(row[order[j], allowed[j]], loss[order[j], allowed[j]])
+            starts[j] = hx[0], hy[0]
+            dx, dy = np.diff(hx), np.diff(hy)
+            edges.append(np.stack([dx, dy, dy / dx]) if len(dx) else np.zeros((3, 0)))
+        self.xs: list[np.ndarray] = [np.zeros(1)] * (L + 1)
+        self.ys: list[np.ndarray] = [np.zeros(1)] * (L + 1)
+        self.best: list[float] = [0.0] * (L + 1)
+        merged = np.zeros((3, 0))
+        start = np.zeros(2)
+        for j in range(L - 1, -1, -1):
+            start = start + starts[j]
+            merged = np.concatenate([merged, edges[j]], axis=1)
+            merged = merged[:, np.argsort(merged[2], kind="stable")]
+            xs = start[0] + np.concatenate([[0.0], np.cumsum(merged[0])])
+            ys = start[1] + np.concatenate([[0.0], np.cumsum(merged[1])])
+            self.xs[j], self.ys[j] = xs, ys
+            self.best[j] = float(xs[int(np.argmin(ys))])
+
+    def __call__(self, j: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+        """The least LP loss of layers ``j..`` with usage in ``[low, high]`` (per state)."""
+        xs, ys = self.xs[j], self.ys[j]
+        at = np.clip(np.clip(self.best[j], low, high), xs[0], xs[-1])
+        return np.interp(at, xs, ys)
+
+
+def _hull_bounds(problem: _Problem, dual: _Dual, order: np.ndarray, allowed: list[np.ndarray],
+                 ) -> list[tuple[np.ndarray, _HullBound, float, float]]:
+    """LP-hull bounds of every row and, with several priced rows, of their surrogate.
+
+    The surrogate row ``sum_k w_k A_k`` (``w`` the dual's normalised prices) must land in the
+    interval the rows' bands imply; its hull sees the trade-off between two tight bands that
+    the rows' own hulls cannot.
+    """
+    K = problem.A.shape[0]
+    out = []
+    for k in range(K):
+        out.append((np.eye(K)[k], _HullBound(problem.A[k], problem.loss, order, allowed),
+                    float(problem.lo[k]), float(problem.hi[k])))
+    weights = dual.mu * _row_scale(problem)
+    if np.count_nonzero(weights) >= 2:
+        weights = weights / _row_scale(problem) / np.abs(weights).max()
+        ends = np.stack([weights * problem.lo, weights * problem.hi])
+        ends = np.where(np.isnan(ends), 0.0, ends)  # 0 * inf: the row is not priced
+        low, high = float(ends.min(axis=0).sum()), float(ends.max(axis=0).sum())
+        if math.isfinite(low) or math.isfinite(high):
+            row = np.tensordot(weights, problem.A, axes=1)
+            out.append((weights, _HullBound(row, problem.loss, order, allowed), low, high))
+    return out
+
+
+# -- the exact solver ----------------------------------------------------------------------------
+def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray],
+                 duals: list[_Dual], upper: float, max_states: int,
+                 hulls: list[tuple[np.ndarray, _HullBound, float, float]] | None = None,
+                 ) -> tuple[np.ndarray | None, bool, int]:
+    """Breadth-first DP over the layers in ``order``; returns (best feasible choice vector or
+    None, truncated, peak frontier size).
+
+    A partial state (its loss, its usage of every row, its reduced cost under every dual) is
+    dropped when no completion can meet a row's band (usage plus the smallest / largest
+    completion), when a bound (dual, or the row's LP hull) proves every completion costs more
+    than ``upper``, or when another state dominates it (no more loss, and every completion
+    feasible for it is feasible for the other). Every rule is safe; only keeping the
+    ``max_states`` lowest bounds when the frontier overflows is not, and sets ``truncated``.
+    Layers left with one allowed choice are placed up front, outside the loop.
+    """
+    K, L = problem.A.shape[0], problem.L
+    lo, hi, tol = problem.lo, problem.hi, problem.tol
+    values = np.array([d.value for d in duals])
+    reduced = np.stack([d.reduced for d in duals])  # (M, L, C)
+    ceiling = upper + 1e-9 * (1.0 + abs(upper)) if math.isfinite(upper) else math.inf
+    slack = ceiling - values
+    # the smallest and largest usage of the layers still to place, per row
+    min_rest = np.zeros((K, L + 1))
+    max_rest = np.zeros((K, L + 1))
+    for j in range(L - 1, -1, -1):
+        cols = problem.A[:, order[j]][:, allowed[j]]
+        min_rest[:, j] = min_rest[:, j + 1] + cols.min(axis=1)
+        max_rest[:, j] = max_rest[:, j + 1] + cols.max(axis=1)
+    low_ok = (lo - tol)[:, None]
+    high_ok = (hi + tol)[:, None]
+    # single-choice layers (reduced-cost fixing leaves many) are a constant start
+    fixed = [j for j in range(L) if len(allowed[j]) == 1]
+    f_layers = order[fixed]
+    f_choices = np.array([allowed[j][0] for j in fixed], dtype=np.int64)
+    state_loss = np.array([problem.loss[f_layers, f_choices].sum()])
+    state_cost = problem.A[:, f_layers, f_choices].sum(axis=1)[:, None]
+    state_red = reduced[:, f_layers, f_choices].sum(axis=1)[:, None]
+    steps = [j for j in range(L) if len(allowed[j]) > 1]
+    # rest tables counted over the free layers only: fixed ones are already in the state
+    for j in range(L - 1, -1, -1):
+        if len(allowed[j]) == 1:
+            col = problem.A[:, order[j], allowed[j][0]]
+            min_rest[:, : j + 1] -= col[:, None]
+            max_rest[:, : j + 1] -= col[:, None]
+    parents: list[np.ndarray] = []
+    picks: list[np.ndarray] = []
+    truncated, peak = False, 1
+    if not (np.all(state_cost + max_rest[:, 0, None] >= low_ok)
+            and np.all(state_cost + min_rest[:, 0, None] <= high_ok)
+            and np.all(state_red[:, 0] <= slack)):
+        return None, False, 1
+    for j in steps:
+        layer, choices = order[j], allowed[j]
+        n, c = len(state_loss), len(choices)
+        new_loss = (state_loss[:, None] + problem.loss[layer, choices][None, :]).ravel()
+        new_cost = (state_cost[:, :, None] + problem.A[:, layer, choices][:, None, :]
+                    ).reshape(K, n * c)
+        new_red = (state_red[:, :, None] + reduced[:, layer, choices][:, None, :]
+                   ).reshape(-1, n * c)
+        keep = np.all(new_cost + max_rest[:, j + 1, None] >= low_ok, axis=0)
+        keep &= np.all(new_cost + min_rest[:, j + 1, None] <= high_ok, axis=0)
+        keep &= np.all(new_red <= slack[:, None], axis=0)
+        kept = np.flatnonzero(keep)
+        if hulls and len(kept) and math.isfinite(ceiling):
+            finish = np.zeros(len(kept))
+            for weights, hull, low, high in hulls:
+                used = weights @ new_cost[:, kept]
+                finish = np.maximum(finish, hull(j + 1, low - used, high - used))
+            kept = kept[new_loss[kept] + finish <= ceiling]
+        if len(kept) > _DOMINANCE_FROM:
+            # what a completion must bring, per row: at least `need`, at most `room` (clipped
+            # to what the rest can bring); more room and less need is better
+            used = new_cost[:, kept]
+            need = np.maximum(lo[:, None] - used, min_rest[:, j + 1, None])
+            room = np.minimum(hi[:, None] - used, max_rest[:, j + 1, None])
+            keys = np.concatenate([need[np.isfinite(lo)], -room[np.isfinite(hi)]])
+            kept = kept[_undominated(new_loss[kept], keys)]
+        if len(kept) > max_states:
+            truncated = True
+            bound = (new_red[:, kept] + values[:, None]).max(axis=0)
+            kept = kept[np.lexsort((new_loss[kept], bound))[:max_states]]
+        state_loss, state_cost, state_red = new_loss[kept], new_cost[:, kept], new_red[:, kept]
+        parents.append(kept // c)
+        picks.append(choices[kept % c])
+        peak = max(peak, len(kept))
+        if len(kept) == 0:
+            return None, truncated, peak
+    best = int(np.argmin(state_loss))
+    choices_out = np.empty(L, dtype=np.int64)
+    choices_out[f_layers] = f_choices
+    node = best
+    for step in range(len(steps) - 1, -1, -1):
+        choices_out[order[steps[step]]] = picks[step][node]
+        node = parents[step][node]
+    return choices_out, truncated, peak
+
+
+def _undominated(loss: np.ndarray, keys: np.ndarray, probe: int = 16) -> np.ndarray:
+    """Sorted indices of the states that no other state dominates (less or equal loss and
+    keys, smaller is better): exact for one key, checked against the ``4 * probe`` lowest-loss
+    states for several (a partial check: whatever it drops is dominated, so safe)."""
+    n = len(loss)
+    if keys.shape[0] == 0:
+        return np.array([int(np.argmin(loss))])
+    if keys.shape[0] == 1:
+        order = np.lexsort((loss, keys[0]))
+        running = np.minimum.accumulate(loss[order])
+        keep = np.ones(n, dtype=bool)
+        keep[1:] = loss[order][1:] < running[:-1]
+        return np.sort(order[keep])
+    order = np.argsort(loss, kind="stable")
+    loss, keys = loss[order], keys[:, order]
+    keep = np.ones(n, dtype=bool)
+    positions = np.arange(n)
+    for start in range(0, min(n, probe * 4), probe):
+        refs = positions[start:start + probe]
+        refs = refs[keep[refs]]
+        if len(refs) == 0:
+            continue
+        # ref r dominates i when it is earlier in loss order and no worse on every key
+        beaten = np.all(keys[:, refs, None] <= keys[:, None, :], axis=0)
+        beaten &= refs[:, None] < positions[None, :]
+        keep &= ~beaten.any(axis=0)
+    return np.sort(order[keep])
 
 
 def _repair(problem: _Problem, x: np.ndarray) -> np.ndarray | None:
@@ -217,19 +499,17 @@ def _repair(problem: _Problem, x: np.ndarray) -> np.ndarray | None:
     idx = np.arange(problem.L)
     x = x.copy()
     for _ in range(problem.L * problem.C):
-        used = problem.usage(x)
-        over = np.maximum(used - problem.b, 0.0) / scale
-        if np.all(used <= problem.b + problem.tol):
+        if problem.is_feasible(x):
             return x
-        delta = problem.A - problem.A[:, idx, x][:, :, None]  # (K, L, C)
-        new_over = np.maximum(used[:, None, None] + delta - problem.b[:, None, None], 0.0)
-        new_total = (new_over / scale[:, None, None]).sum(axis=0)
-        gain = over.sum() - new_total
+        used = problem.usage(x)
+        now = float(_violation(problem, used, scale))
+        after = used[:, None, None] + problem.A - problem.A[:, idx, x][:, :, None]
+        new_total = _violation(problem, after, scale)
+        gain = now - new_total
         loss_up = problem.loss - problem.loss[idx, x][:, None]
         score = np.where(gain > 1e-15, loss_up / np.maximum(gain, 1e-300), np.inf)
-        # prefer swaps that clear the violation outright, then the cheapest per unit gained
         clears = new_total <= 0
-        if clears.any():
+        if clears.any():  # a swap that clears the violation outright, the cheapest one
             score = np.where(clears, loss_up, np.inf)
         flat = int(np.argmin(score))
         if not math.isfinite(score.flat[flat]):
@@ -238,207 +518,136 @@ def _repair(problem: _Problem, x: np.ndarray) -> np.ndarray | None:
     return x if problem.is_feasible(x) else None
 
 
-def _improve(problem: _Problem, x: np.ndarray) -> np.ndarray:
-    """Best single-swap descent that keeps feasibility."""
-    idx = np.arange(problem.L)
-    x = x.copy()
-    for _ in range(problem.L * problem.C):
-        used = problem.usage(x)
-        delta = problem.A - problem.A[:, idx, x][:, :, None]
-        ok = np.all(used[:, None, None] + delta <= (problem.b + problem.tol)[:, None, None], axis=0)
-        gain = problem.loss[idx, x][:, None] - problem.loss
-        gain = np.where(ok, gain, -np.inf)
-        flat = int(np.argmax(gain))
-        if gain.flat[flat] <= 1e-15:
-            break
-        x[flat // problem.C] = flat % problem.C
-    return x
+def _lp_dual(problem: _Problem) -> tuple[_Dual | None, bool]:
+    """The LP relaxation's optimal prices through HiGHS: (the strongest Lagrangian dual, or
+    None; True when the relaxation, hence the table, is infeasible)."""
+    from scipy.optimize import linprog
+
+    L, C, K = problem.L, problem.C, problem.A.shape[0]
+    scale = _row_scale(problem)
+    rows = problem.A.reshape(K, L * C) / scale[:, None]
+    up, down = np.isfinite(problem.hi), np.isfinite(problem.lo)
+    matrix = np.vstack([rows[up], -rows[down]])
+    bounds = np.concatenate([(problem.hi + problem.tol)[up] / scale[up],
+                             -(problem.lo - problem.tol)[down] / scale[down]])
+    out = linprog(problem.loss.ravel(), A_ub=matrix, b_ub=bounds,
+                  A_eq=np.kron(np.eye(L), np.ones((1, C))), b_eq=np.ones(L), bounds=(0, 1),
+                  method="highs")
+    if out.status == 2:
+        return None, True
+    if out.status != 0:
+        return None, False
+    prices = -np.asarray(out.ineqlin.marginals)
+    mu = np.zeros(K)
+    mu[up] += prices[: int(up.sum())]
+    mu[down] -= prices[int(up.sum()):]
+    return _Dual(problem, mu / scale), False
 
 
-# -- the exact solver ---------------------------------------------------------------------------
-def _skyline_1d(loss: np.ndarray, cost: np.ndarray) -> np.ndarray:
-    """Indices of the states not dominated in (loss, one cost): exact."""
-    order = np.lexsort((loss, cost[0]))
-    sorted_loss = loss[order]
-    running = np.minimum.accumulate(sorted_loss)
-    keep = np.ones(len(order), dtype=bool)
-    keep[1:] = sorted_loss[1:] < running[:-1]
-    return order[keep]
+def _solve_milp(problem: _Problem, time_limit: float) -> tuple[np.ndarray | None, bool]:
+    """HiGHS branch and cut through scipy: (choices or None, proven optimal or infeasible)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    L, C, K = problem.L, problem.C, problem.A.shape[0]
+    one_hot = np.kron(np.eye(L), np.ones((1, C)))
+    scale = _row_scale(problem)
+    rows = problem.A.reshape(K, L * C) / scale[:, None]
+    matrix = np.vstack([one_hot, rows])
+    lower = np.concatenate([np.ones(L), (problem.lo - problem.tol) / scale])
+    upper = np.concatenate([np.ones(L), (problem.hi + problem.tol) / scale])
+    out = milp(problem.loss.ravel(), integrality=np.ones(L * C), bounds=Bounds(0, 1),
+               constraints=LinearConstraint(matrix, lower, upper),
+               options={"mip_rel_gap": 0.0, "time_limit": time_limit, "presolve": True})
+    if out.x is None:
+        return None, out.status == 2  # 2: proven infeasible
+    choices = np.asarray(out.x).reshape(L, C).argmax(axis=1)
+    if not problem.is_feasible(choices):
+        return None, False
+    return choices, out.status == 0
 
 
-def _prune_dominated(loss: np.ndarray, cost: np.ndarray, probe: int = 16) -> np.ndarray:
-    """Indices of states not dominated by any of the ``probe`` lowest-loss states (K >= 2).
+def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
+                 milp_time_limit: float = 60.0) -> dict[str, Any]:
+    """Dual bounds and an incumbent, then exact DP passes under a rising loss ceiling; HiGHS
+    only when a pass overflows ``max_states``.
 
-    A partial check (full pairwise dominance costs O(N^2)); any state it drops is dominated,
-    so dropping it is safe.
+    A pass keeps every partial state whose bound is at most its ceiling, so when the best
+    complete state it finds is within the ceiling, that state is optimal. The ceiling starts an
+    eighth of the incumbent's gap above the dual bound and grows fourfold per pass; a ceiling
+    close to the optimum lets reduced-cost fixing and the bounds prune nearly everything,
+    which is what keeps tight bands (narrow two-sided bounds) instant.
     """
-    n = len(loss)
-    order = np.argsort(loss, kind="stable")
-    loss, cost = loss[order], cost[:, order]
-    keep = np.ones(n, dtype=bool)
-    for start in range(0, min(n, probe * 4), probe):
-        refs = np.arange(start, min(start + probe, n))
-        refs = refs[keep[refs]]
-        if len(refs) == 0:
-            continue
-        # ref r dominates i when loss_r <= loss_i, cost_r <= cost_i, and r != i (r earlier in
-        # the loss order, so identical states keep their first copy)
-        le = np.all(cost[:, refs, None] <= cost[:, None, :], axis=0)  # (R, N)
-        le &= loss[refs, None] <= loss[None, :]
-        le &= refs[:, None] < np.arange(n)[None, :]
-        keep &= ~le.any(axis=0)
-    return order[keep]
-
-
-class _GridBounds:
-    """Lower bounds on the loss of completing layers ``l..L-1`` within the budget of each of
-    ``G`` linear rows (the constraints themselves and a surrogate ``λ·A`` row).
-
-    Item costs are shifted to be >= 0 and rounded *down* to ``resolution`` grid units, so any
-    completion feasible in true costs is feasible in grid units: ``g_l[floor(rem / unit)]`` never
-    exceeds the true best completion (a relaxation, hence a safe pruning bound).
-    """
-
-    def __init__(self, loss: np.ndarray, weights: np.ndarray, A: np.ndarray, b: np.ndarray,
-                 resolution: int) -> None:
-        L, C = loss.shape
-        rows = np.tensordot(weights, A, axes=1)  # (G, L, C)
-        self.weights = weights
-        self.budget = weights @ b
-        floor = rows.min(axis=2)  # (G, L)
-        shifted = rows - floor[:, :, None]
-        self.rest_floor = np.zeros((len(rows), L + 1))
-        self.rest_floor[:, :L] = np.cumsum(floor[:, ::-1], axis=1)[:, ::-1]
-        total = shifted.max(axis=2).sum(axis=1)
-        self.unit = np.where(total > 0, total / resolution, 1.0)
-        units = np.floor(shifted / self.unit[:, None, None] + 1e-9).astype(np.int64)  # (G, L, C)
-        size = resolution + 1
-        G = len(rows)
-        table = np.full((G, L + 1, size), np.inf)
-        table[:, L] = 0.0
-        slots = np.arange(size)
-        g_index = np.arange(G)[:, None, None]
-        for layer in range(L - 1, -1, -1):
-            source = slots[None, None, :] - units[:, layer, :, None]  # (G, C, size)
-            gathered = table[g_index, layer + 1, np.maximum(source, 0)]
-            gathered = np.where(source >= 0, gathered + loss[layer][None, :, None], np.inf)
-            table[:, layer] = gathered.min(axis=1)
-        self.table = table
-        self.size = size
-
-    def __call__(self, layer: int, cost: np.ndarray) -> np.ndarray:
-        """The best bound for states with partial usage ``cost`` (K, N) before ``layer``."""
-        remaining = self.budget[:, None] - self.weights @ cost - self.rest_floor[:, layer, None]
-        slots = np.floor(remaining / self.unit[:, None] + 1e-9)
-        valid = slots >= 0
-        index = np.clip(slots, 0, self.size - 1).astype(np.int64)
-        values = self.table[np.arange(len(index))[:, None], layer, index]
-        values = np.where(valid, values, np.inf)
-        return values.max(axis=0)
-
-
-def _frontier_dp(problem: _Problem, upper: float, lams: list[np.ndarray],
-                 grids: _GridBounds | None, max_states: int,
-                 ) -> tuple[np.ndarray | None, bool, int]:
-    """Forward DP over the layers; returns (best choices found or None, truncated, peak)."""
-    K, L, C = problem.A.shape[0], problem.L, problem.C
-    T, A, b, tol = problem.loss, problem.A, problem.b, problem.tol
-    min_use = np.zeros((K, L + 1))
-    if K:
-        min_use[:, :L] = np.cumsum(A.min(axis=2)[:, ::-1], axis=1)[:, ::-1]
-    lag_suffix = []
-    for lam in lams:
-        row = (T + np.tensordot(lam, A, axes=1)).min(axis=1)
-        suffix = np.zeros(L + 1)
-        suffix[:L] = np.cumsum(row[::-1])[::-1]
-        lag_suffix.append(suffix)
-    lam_matrix = np.array(lams).reshape(len(lams), K)
-    loss_tol = 1e-9 * (1.0 + (abs(upper) if math.isfinite(upper) else 0.0))
-
-    state_loss = np.zeros(1)
-    state_cost = np.zeros((K, 1))
-    parents: list[np.ndarray] = []
-    picks: list[np.ndarray] = []
-    truncated = False
-    peak = 1
-    for layer in range(L):
-        n = len(state_loss)
-        new_loss = (state_loss[:, None] + T[layer][None, :]).ravel()
-        new_cost = (state_cost[:, :, None] + A[:, layer][:, None, :]).reshape(K, n * C)
-        parent = np.repeat(np.arange(n), C)
-        pick = np.tile(np.arange(C), n)
-        keep = np.flatnonzero(np.all(new_cost + min_use[:, layer + 1, None] <= (b + tol)[:, None],
-                                     axis=0))
-        new_loss, new_cost, parent, pick = new_loss[keep], new_cost[:, keep], parent[keep], pick[keep]
-        slack = b[:, None] - new_cost  # (K, N)
-        rest = np.array([s[layer + 1] for s in lag_suffix])[:, None] - lam_matrix @ slack
-        bound = new_loss + rest.max(axis=0)
-        if grids is not None:
-            bound = np.maximum(bound, new_loss + grids(layer + 1, new_cost))
-        if math.isfinite(upper):
-            keep = np.flatnonzero(bound <= upper + loss_tol)
-            new_loss, new_cost, parent, pick, bound = (
-                new_loss[keep], new_cost[:, keep], parent[keep], pick[keep], bound[keep])
-        if len(new_loss) > 1 and (K < 2 or len(new_loss) > _DOMINANCE_FROM):
-            if K == 0:
-                kept = np.array([int(np.argmin(new_loss))])
-            elif K == 1:
-                kept = _skyline_1d(new_loss, new_cost)
-            else:
-                kept = _prune_dominated(new_loss, new_cost)
-            new_loss, new_cost, parent, pick, bound = (
-                new_loss[kept], new_cost[:, kept], parent[kept], pick[kept], bound[kept])
-        if len(new_loss) > max_states:
-            truncated = True
-            kept = np.argsort(bound, kind="stable")[:max_states]
-            new_loss, new_cost, parent, pick = (new_loss[kept], new_cost[:, kept], parent[kept],
-                                                pick[kept])
-        state_loss, state_cost = new_loss, new_cost
-        peak = max(peak, len(state_loss))
-        parents.append(parent)
-        picks.append(pick)
-        if len(state_loss) == 0:
-            return None, truncated, peak
-    best = int(np.argmin(state_loss))
-    choices = np.empty(L, dtype=np.int64)
-    node = best
-    for layer in range(L - 1, -1, -1):
-        choices[layer] = picks[layer][node]
-        node = parents[layer][node]
-    return choices, truncated, peak
-
-
-def _solve_exact(problem: _Problem, max_states: int, beam: int = 64,
-                 resolution: int = 256) -> dict[str, Any]:
-    """Incumbent (Lagrangian heuristic, repair, swaps, then a beam pass), then the full DP."""
     K = problem.A.shape[0]
-    lams, incumbent = _lagrangian(problem)
-    if incumbent is None and K:
-        start = np.argmin(np.tensordot(lams[0], problem.A, axes=1) + 1e-9 * problem.loss, axis=1)
-        incumbent = _repair(problem, start)
-        if incumbent is None:
-            incumbent = _repair(problem, np.argmin(problem.A.sum(axis=0), axis=1))
+    if K == 0:
+        return {"choices": problem.loss.argmin(axis=1), "optimal": True, "states": 1,
+                "method": "argmin", "passes": 0}
+    lowest = problem.A.min(axis=2).sum(axis=1)
+    highest = problem.A.max(axis=2).sum(axis=1)
+    if np.any(lowest > problem.hi + problem.tol) or np.any(highest < problem.lo - problem.tol):
+        return {"choices": None, "optimal": True, "states": 0, "method": "bounds", "passes": 0}
+    duals, incumbent = _lagrangian(problem, iterations)
+    if incumbent is None:
+        incumbent = _repair(problem, duals[0].argmin)
     if incumbent is not None:
         incumbent = _improve(problem, incumbent)
     upper = problem.loss_of(incumbent) if incumbent is not None else math.inf
-    grids = None
-    if K:
-        weights = [np.eye(K)[k] for k in range(K)]
-        if K > 1 and np.any(lams[0] > 0):
-            weights.append(lams[0] / np.abs(lams[0]).max())
-        grids = _GridBounds(problem.loss, np.array(weights), problem.A, problem.b, resolution)
-    # a beam-limited pass first: when it never has to truncate it *is* the exact DP; when it
-    # does, its answer is a strong incumbent for the full pass
-    choices, truncated, peak = _frontier_dp(problem, upper, lams, grids, min(beam, max_states))
-    if truncated:
-        if choices is not None and problem.is_feasible(choices):
-            found = _improve(problem, choices)
-            if problem.loss_of(found) < upper:
-                incumbent, upper = found, problem.loss_of(found)
-        choices, truncated, peak = _frontier_dp(problem, upper, lams, grids, max_states)
-    if choices is None or (incumbent is not None and problem.loss_of(choices) >= upper):
-        choices = incumbent
-    return {"choices": choices, "optimal": not truncated, "states": peak}
+    dual = max(d.value for d in duals)
+    worst = float(problem.loss.max(axis=1).sum())
+    positive = duals[0].reduced[duals[0].reduced > 0]
+    gap = (upper - dual) / 8 if math.isfinite(upper) else \
+        (float(np.median(positive)) if positive.size else 1.0)
+    gap = max(gap, 1e-9 * (1.0 + abs(dual)))
+    passes, peak, use_hulls, exact_dual = 0, 0, False, False
+    while True:
+        ceiling = dual + gap
+        final = ceiling >= min(upper, worst)
+        if final:
+            ceiling = min(upper, worst)
+        slack = ceiling + 1e-9 * (1.0 + abs(ceiling))
+        # reduced-cost fixing: a choice whose reduced cost alone exceeds the gap under some
+        # dual is in no solution within the ceiling
+        ok = np.all([d.reduced <= slack - d.value for d in duals], axis=0)
+        allowed = [np.flatnonzero(row) for row in ok]
+        passes += 1
+        if any(len(a) == 0 for a in allowed):
+            choices, truncated = None, False
+        else:
+            order = np.argsort([len(a) for a in allowed], kind="stable")
+            allowed = [allowed[j] for j in order]
+            hulls = _hull_bounds(problem, duals[0], order, allowed) if use_hulls else None
+            choices, truncated, states = _frontier_dp(problem, order, allowed, duals, ceiling,
+                                                      max_states, hulls)
+            peak = max(peak, states)
+            use_hulls = use_hulls or states > _HULLS_FROM
+        if truncated and not exact_dual:
+            # a hard table: the LP's exact prices close most of the gap, or prove the
+            # relaxation (hence the table) infeasible; start the ceiling over with them
+            exact_dual = True
+            lp, infeasible = _lp_dual(problem)
+            if infeasible:
+                return {"choices": None, "optimal": True, "states": peak, "method": "lp",
+                        "passes": passes}
+            if lp is not None:
+                duals = [lp, *duals]
+                dual = max(dual, lp.value)
+                gap = max((upper - dual) / 8 if math.isfinite(upper) else gap / 4,
+                          1e-9 * (1.0 + abs(dual)))
+                use_hulls = True
+                continue
+        if truncated:
+            break
+        if choices is not None and problem.loss_of(choices) < upper:
+            incumbent, upper = choices, problem.loss_of(choices)
+        if final or upper <= slack:
+            return {"choices": incumbent, "optimal": True, "states": peak, "method": "dp",
+                    "passes": passes}
+        gap *= 4
+    found, proven = _solve_milp(problem, milp_time_limit)
+    if found is None or (incumbent is not None and problem.loss_of(found) > upper):
+        return {"choices": incumbent, "optimal": proven and incumbent is None, "states": peak,
+                "method": "milp", "passes": passes}
+    return {"choices": found, "optimal": proven, "states": peak, "method": "milp",
+            "passes": passes}
 
 
 # -- the genetic algorithm ---------------------------------------------------------------------
@@ -458,7 +667,8 @@ def _solve_ga(problem: _Problem, seed: int, settings: Mapping[str, Any]) -> dict
         if problem.A.shape[0] == 0:
             return np.ones(len(pop), dtype=bool)
         used = problem.A[:, idx[None, :], pop].sum(axis=2)  # (K, P)
-        return np.all(used <= (problem.b + problem.tol)[:, None], axis=0)
+        return np.all((used <= (problem.hi + problem.tol)[:, None])
+                      & (used >= (problem.lo - problem.tol)[:, None]), axis=0)
 
     def losses(pop: np.ndarray) -> np.ndarray:
         return problem.loss[idx[None, :], pop].sum(axis=1)
@@ -509,7 +719,7 @@ def _solve_ga(problem: _Problem, seed: int, settings: Mapping[str, Any]) -> dict
 # -- public API ---------------------------------------------------------------------------------
 def solve(loss_table: Any, cost_tables: Mapping[str, Any], constraints: Iterable[Any],
           base: Mapping[str, float] | None = None, solver: str = "exact", *, seed: int = 0,
-          max_states: int = 200_000, ga: Mapping[str, Any] | None = None) -> dict[str, Any]:
+          max_states: int = 5_000, ga: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Pick one candidate per layer minimising the summed table loss under the constraints.
 
     Returns ``feasible``, ``choices`` (``[int] * L``, None when infeasible), ``loss`` (summed
@@ -549,6 +759,8 @@ def solve(loss_table: Any, cost_tables: Mapping[str, Any], constraints: Iterable
     }
     if solver == "exact":
         result["states"] = int(out["states"])  # peak frontier size: how hard the table was
+        result["passes"] = int(out["passes"])
+        result["method"] = out["method"]
     result["solve_ms"] = (time.perf_counter() - started) * 1e3
     return result
 
