@@ -187,6 +187,7 @@ class CandidatesTab(RunComponent):
 
     def rebuild(self, keys: list[str], rows: list[dict[str, Any]]) -> None:
         table = self.table
+        first_fill = not table.row_count  # the table opens at its top row
         cursor_row = table.cursor_row
         table.clear()
         for key, row in zip(keys, rows, strict=True):
@@ -194,7 +195,8 @@ class CandidatesTab(RunComponent):
         if keys:
             self._programmatic.add(keys[0])  # adding the first row highlights it
         selected = str(self.selected_id) if self.selected_id is not None else None
-        target = keys.index(selected) if selected in keys else min(cursor_row, len(keys) - 1)
+        target = 0 if first_fill else keys.index(selected) if selected in keys else min(
+            cursor_row, len(keys) - 1)
         if target > 0:
             self._programmatic.add(keys[target])
             table.move_cursor(row=target)
