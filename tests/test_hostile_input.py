@@ -341,3 +341,24 @@ def test_read_only_database_reads_work_and_writes_exit_2(db_copy, tmp_path) -> N
         folder.chmod(0o755)
         db.chmod(0o644)
     assert _digest(db) == before
+
+
+def test_read_only_mode_reads_and_refuses_writes_even_as_root(db_copy, tmp_path,
+                                                             monkeypatch) -> None:
+    """The read-only path (a file or directory this user cannot write), forced even where the
+    tests run as root: reads work, writes exit 2, the file is byte-identical."""
+    from workbench.store import Store
+
+    monkeypatch.setattr(Store, "_writable", staticmethod(lambda path: False))
+    config = tmp_path / "good.yaml"
+    config.write_text(yaml.safe_dump(GOOD))
+    before = _digest(db_copy)
+    for args in (["ls"], ["ls", "--json"], ["show", "1"], ["show", "1", "--json"],
+                 ["compare", "1"], ["export", "1", "-o", str(tmp_path / "g.json")]):
+        result = _invoke([*args, "--db", str(db_copy)])
+        assert result.exit_code == 0, (args, result.output)
+    for args in (["run", str(config)], ["cancel", "1"], ["pause", "1"]):
+        result = _invoke([*args, "--db", str(db_copy)])
+        _assert_refused(result, f"read-only {args}")
+    assert "read-only" in _invoke(["run", str(config), "--db", str(db_copy)]).output
+    assert _digest(db_copy) == before

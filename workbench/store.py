@@ -380,8 +380,7 @@ class Store:
                 raise NaswError("db", str(self.path), "a path where a database can be created",
                                 hint=err.strerror or str(err)) from None
         self._check_header()
-        self.readonly = not (os.access(self.path, os.W_OK)
-                             and os.access(self.path.resolve().parent, os.W_OK))
+        self.readonly = not self._writable(self.path)
         conn = self._connect()
         self.db = sqlite_utils.Database(conn)
         self.conn = conn
@@ -403,6 +402,11 @@ class Store:
         except BaseException:
             conn.close()
             raise
+
+    @staticmethod
+    def _writable(path: Path) -> bool:
+        """Whether this user can write the file and its directory (WAL needs both)."""
+        return os.access(path, os.W_OK) and os.access(path.resolve().parent, os.W_OK)
 
     def _check_header(self) -> None:
         """What can be told without opening the file: readable, not truncated below one page.

@@ -20,6 +20,7 @@ from searchers.errors import NaswError
 from searchers.spaces import space_of
 from workbench.cli import db_option, echo_json, handles_errors, json_option, main
 from workbench.config import build_space, load_config
+from workbench.text import plain_text
 
 
 def _genotype_costs(genotype: Any) -> list[dict[str, Any]]:
@@ -84,4 +85,4 @@ def cost_command(source: Path, count: int, seed: int, as_json: bool) -> None:
     for row in rows:
         costs = ", ".join(f"{k} {v:.4g}" for k, v in sorted(row["costs"].items()))
         verdict = {None: "", True: "  feasible", False: "  infeasible"}[row["feasible"]]
-        click.echo(f"{row['space']}/{row['preset']} {row['hash']}: {costs}{verdict}")
+        click.echo(plain_text(f"{row['space']}/{row['preset']} {row['hash']}: {costs}{verdict}"))

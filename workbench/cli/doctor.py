@@ -20,6 +20,7 @@ import click
 from workbench.cli import db_option, db_path, echo_json, json_option, main
 from workbench.gpus import read_gpus
 from workbench.store import SCHEMA_VERSION, Store, world_writable
+from workbench.text import plain_text
 
 
 def _version(package: str) -> str | None:
@@ -104,9 +105,9 @@ def doctor_command(ctx: click.Context, as_json: bool) -> None:
             f"{database.get('journal_mode')}, schema {database.get('schema_version')}, "
             f"{database.get('runs')} runs, mode {database.get('mode')}"
             if database.get("exists") and "error" not in database else
-            database.get("error", "not created yet")))
+            plain_text(database.get("error", "not created yet"))))
         for problem in problems:
-            click.echo(f"PROBLEM    {problem}")
+            click.echo(f"PROBLEM    {plain_text(problem)}")
         if not problems:
             click.echo("ok")
     ctx.exit(1 if problems else 0)
