@@ -542,18 +542,26 @@ def test_real_training_with_parameter_sharing_on_digits(layerwise) -> None:
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_configs"
 
 
-@pytest.mark.parametrize("name", ["epnas-digits", "epnas-paper"])
+@pytest.mark.parametrize("name", ["epnas-digits", "epnas-paper",
+                                  "epnas-paper-layerwise"])
 def test_sample_configs_build_an_epnas_searcher(name: str) -> None:
     from workbench.config import load_config, make_searcher
 
     config = load_config(SAMPLES / f"{name}.yaml")
     space, searcher = make_searcher(config)
-    assert searcher.name == "epnas" and space.name == "layerwise"
-    assert len(searcher.constraints) == 2
-    if name == "epnas-paper":
-        assert (searcher.params["branches"], searcher.params["steps"]) == (8, 10)
+    assert searcher.name == "epnas"
+    if name == "epnas-paper":  # module search, Table 3: 15 episodes x 8 branches x 5 steps
+        assert space.name == "module" and searcher.budget == 600
+        assert (searcher.params["branches"], searcher.params["steps"]) == (8, 5)
+        assert searcher.budget == 15 * 8 * 5
+    else:
+        assert space.name == "layerwise" and len(searcher.constraints) == 2
+    if name.startswith("epnas-paper"):
         assert (searcher.job_train.lr, searcher.job_train.batch_size) == (0.5, 1024)
         assert searcher.job_train.dataset == "cifar10"
+    if name == "epnas-paper-layerwise":
+        assert (searcher.params["branches"], searcher.params["steps"]) == (8, 10)
+        assert searcher.budget == 15 * 8 * 10
 
 
 @pytest.mark.slow

@@ -90,9 +90,13 @@ def morpher_for(space: Any, cell_scale_filters: bool = False) -> Morpher:
 
     if space.name == "layerwise":
         return LayerwiseMorpher(space)
+    if space.name == "module":
+        from searchers.epnas.module_space import ModuleMorpher
+
+        return ModuleMorpher(space)
     if space.name == "cell":
         from searchers.epnas.cell_morph import CellMorpher
 
         return CellMorpher(space, scale_filters=cell_scale_filters)
-    raise UnknownName("space", space.name, ["layerwise", "cell"],
+    raise UnknownName("space", space.name, ["layerwise", "module", "cell"],
                       hint="EPNAS searches layer by layer or by module")

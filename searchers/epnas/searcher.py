@@ -61,7 +61,7 @@ DIGITS_PREDICTION_TRAIN: dict[str, Any] = {
     "epochs": 4, "batch_size": 256, "lr": 0.2, "lr_min": 0.001, "schedule": "cosine",
     "nesterov": True,
 }
-DEFAULT_STEPS = {"layerwise": 10, "cell": 5}  # paper: episode steps per search pattern
+DEFAULT_STEPS = {"layerwise": 10, "module": 5, "cell": 5}  # paper: episode steps per search pattern
 INITIAL_NETWORKS = ("random", "small")
 DUPLICATES = ("resample", "evaluate")
 MAX_EMPTY_EPISODES = 20  # episodes in a row with no new network before the search stops

@@ -26,6 +26,7 @@ from searchers.errors import GenotypeError, UnknownName
 _SPACES: dict[str, str] = {
     "layerwise": "searchers.spaces.layerwise:LayerwiseSpace",
     "cell": "searchers.spaces.cell:CellSpace",
+    "module": "searchers.epnas.module_space:ModuleSpace",
     "mbconv": "searchers.spaces.mbconv:MBConvSpace",
     "rcas": "searchers.spaces.rcas:RCASSpace",
 }

@@ -47,6 +47,13 @@ def pool(kind: str, c: int, kernel: int, stride: int, in_hw: tuple[int, int],
     return (kind, c, kernel, stride, in_hw[0], in_hw[1], out_hw[0], out_hw[1])
 
 
+def pool_unpadded(kind: str, c: int, kernel: int, stride: int, in_hw: tuple[int, int],
+                  out_hw: tuple[int, int]) -> OpRecord:
+    """A ``kernel x kernel`` max/avg pooling without padding, ``in_hw`` being the size it
+    sees (EPNAS module search pads 2-wide pooling by replication first, which is free)."""
+    return (f"{kind}0", c, kernel, stride, in_hw[0], in_hw[1], out_hw[0], out_hw[1])
+
+
 def add(c: int, hw: tuple[int, int], n_inputs: int = 2) -> OpRecord:
     return ("add", c, hw[0], hw[1], n_inputs)
 
@@ -81,6 +88,11 @@ def record_costs(record: OpRecord) -> tuple[int, int, int, int]:
     elif kind in ("maxpool", "avgpool"):
         _, c, k, stride, hi, wi, ho, wo = record
         cost, h_out, w_out = costs.pool2d(c, hi, wi, k, stride, k // 2)
+        if (h_out, w_out) != (ho, wo):
+            raise ValueError(f"pool record {record}: output is {h_out}x{w_out}")
+    elif kind in ("maxpool0", "avgpool0"):
+        _, c, k, stride, hi, wi, ho, wo = record
+        cost, h_out, w_out = costs.pool2d(c, hi, wi, k, stride, 0)
         if (h_out, w_out) != (ho, wo):
             raise ValueError(f"pool record {record}: output is {h_out}x{w_out}")
     elif kind == "add":
