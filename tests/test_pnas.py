@@ -439,3 +439,8 @@ def test_nasw_train_uses_the_final_recipe_and_its_options() -> None:
     train = config["train"]
     assert (train["epochs"], train["aux_weight"], train["drop_path"], train["train_on_val"]) == (
         600, 0.0, 0.4, False)
+    from workbench.config import parse_config
+
+    spec = parse_config(config).train_spec()  # the run config schema accepts the fields
+    assert (spec.epochs, spec.aux_weight, spec.drop_path, spec.train_on_val) == (600, 0.0, 0.4,
+                                                                                False)

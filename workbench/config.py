@@ -153,8 +153,11 @@ class TrainConfig(_Model):
     momentum: Number = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: Number = Field(5e-4, ge=0, le=1e3)
-    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    schedule: Literal["cosine", "cosine_restarts", "constant", "step"] = "cosine"
     warmup_epochs: Count = Field(0, ge=0, le=100_000)
+    # cosine_restarts (SGDR, EPNAS §4.1 without prediction): see searchers.base.TrainSpec
+    restart_t0: Count = Field(10, ge=1, le=100_000)
+    restart_mult: Count = Field(2, ge=1, le=1_000)
     label_smoothing: Number = Field(0.0, ge=0, lt=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -162,6 +165,10 @@ class TrainConfig(_Model):
     augment: bool = True
     max_batches: Count | None = Field(None, gt=0, le=MAX_INT)
     seed: Count | None = Field(None, ge=0, le=2**32 - 1)
+    # PNAS §5.4 final-training regularisers (cell space): see searchers.base.TrainSpec
+    aux_weight: Number = Field(0.0, ge=0, le=1e3)
+    drop_path: Number = Field(0.0, ge=0, lt=1)
+    train_on_val: bool = False
 
 
 class BackendConfig(_Model):
