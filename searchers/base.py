@@ -71,8 +71,10 @@ class TrainSpec:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 5e-4
-    schedule: str = "cosine"  # "cosine" | "constant" | "step"
+    schedule: str = "cosine"  # "cosine" | "cosine_restarts" | "constant" | "step"
     warmup_epochs: int = 0
+    restart_t0: int = 10  # cosine_restarts (SGDR): first period in epochs (EPNAS: T0 = 10)
+    restart_mult: int = 2  # each period this many times the previous (EPNAS: Tmult = 2)
     label_smoothing: float = 0.0
     precision: str = "auto"  # "auto" (bf16 on CUDA, fp32 on CPU) | "fp32" | "bf16"
     channels_last: str = "auto"

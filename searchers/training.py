@@ -46,7 +46,7 @@ from searchers.base import Job, Result, TrainSpec
 from searchers.errors import NaswError
 
 SPLIT_SEED = 0
-SCHEDULES = ("constant", "cosine", "step", "rcas-step")
+SCHEDULES = ("constant", "cosine", "cosine_restarts", "step", "rcas-step")
 PRECISIONS = ("auto", "bf16", "fp32")
 CHANNELS_LAST = ("auto", "on", "off")
 EVAL_BATCH = 1024
@@ -122,8 +122,15 @@ def _use_channels_last(spec: TrainSpec, device: Any) -> bool:
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str,
-              lr_min_ratio: float) -> float:
-    """Multiplier of the base learning rate at optimisation ``step`` (0-based)."""
+              lr_min_ratio: float, steps_per_epoch: int = 1, restart_t0: float = 10,
+              restart_mult: float = 2) -> float:
+    """Multiplier of the base learning rate at optimisation ``step`` (0-based).
+
+    ``cosine_restarts`` is SGDR (Loshchilov & Hutter; the EPNAS paper's schedule without
+    performance prediction): cosine from ``lr`` to ``lr_min`` over ``restart_t0`` epochs,
+    then again over ``restart_t0 * restart_mult`` epochs, and so on, the learning rate jumping
+    back to ``lr`` at each restart (per step, after the warm-up).
+    """
     if schedule not in SCHEDULES:
         raise NaswError("train.schedule", schedule, SCHEDULES)
     if warmup_steps > 0 and step < warmup_steps:
@@ -134,6 +141,14 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str,
     progress = min(max(step - warmup_steps, 0) / span, 1.0)
     if schedule == "step":
         return 1.0 if progress < 0.5 else 0.1 if progress < 0.75 else 0.01
+    if schedule == "cosine_restarts":
+        epoch = max(step - warmup_steps, 0) / max(steps_per_epoch, 1)
+        period = float(restart_t0)
+        while epoch >= period:
+            epoch -= period
+            period *= restart_mult
+        return lr_min_ratio + (1.0 - lr_min_ratio) * 0.5 * (1.0 + math.cos(math.pi * epoch
+                                                                            / period))
     if schedule == "rcas-step":  # RCAS §4.1: x0.1 at epochs 4, 7 and 9 of 10
         return 1.0 if progress < 0.4 else 0.1 if progress < 0.7 else 0.01 if progress < 0.9 \
             else 0.001
@@ -324,7 +339,8 @@ def train_one_epoch(model: Any, loader: Any, optimizer: Any, spec: TrainSpec, de
     running = torch.zeros((), dtype=torch.float32, device=device)
     batches = 0
     for xb, yb in loader:
-        lr = spec.lr * lr_factor(step, total_steps, warmup_steps, spec.schedule, lr_min_ratio)
+        lr = spec.lr * lr_factor(step, total_steps, warmup_steps, spec.schedule, lr_min_ratio,
+                                 steps_per_epoch, spec.restart_t0, spec.restart_mult)
         for group in optimizer.param_groups:
             group["lr"] = lr
         if set_drop_path is not None:

@@ -99,3 +99,28 @@ def test_unavoidable_repeats_reuse_the_earlier_result_and_say_so(cell) -> None:
     by_id = {h["id"]: h for h in s.history}
     for r in reused:  # each names the evaluation whose result it took
         assert r["job"] in by_id
+
+
+def test_sgdr_restarts_at_t0_then_every_period_times_tmult() -> None:
+    from searchers.training import lr_factor
+
+    def at(epoch: float) -> float:  # 100 steps per epoch, lr_min = lr / 50 (0.05 -> 0.001)
+        return lr_factor(int(epoch * 100), 2000, 0, "cosine_restarts", 0.02,
+                         steps_per_epoch=100, restart_t0=10, restart_mult=2)
+
+    assert at(0) == pytest.approx(1.0)
+    assert at(5) == pytest.approx(0.02 + 0.98 * 0.5)  # half way down the first period
+    assert at(9.99) < 0.03 and at(10) == pytest.approx(1.0)  # restart after T0 = 10 epochs
+    assert at(20) == pytest.approx(0.02 + 0.98 * 0.5)  # the second period lasts 20
+    assert at(29.99) < 0.03 and at(30) == pytest.approx(1.0)
+
+
+def test_without_prediction_candidates_train_with_the_papers_sgdr(layerwise) -> None:
+    s = get_searcher("epnas", space=layerwise, preset="epnas-paper", budget=10,
+                     performance_prediction=False)
+    t = s.job_train
+    assert (t.epochs, t.batch_size, t.lr, t.lr_min) == (20, 128, 0.05, 0.001)
+    assert (t.schedule, t.restart_t0, t.restart_mult, t.nesterov) == (
+        "cosine_restarts", 10, 2, True)
+    assert get_searcher("epnas", space=layerwise, preset="epnas-paper",
+                        budget=10).job_train.schedule == "cosine"  # with prediction

@@ -153,8 +153,11 @@ class TrainConfig(_Model):
     momentum: Number = Field(0.9, ge=0, lt=1)
     nesterov: bool = True
     weight_decay: Number = Field(5e-4, ge=0, le=1e3)
-    schedule: Literal["cosine", "constant", "step"] = "cosine"
+    schedule: Literal["cosine", "cosine_restarts", "constant", "step"] = "cosine"
     warmup_epochs: Count = Field(0, ge=0, le=100_000)
+    # cosine_restarts (SGDR, EPNAS §4.1 without prediction): see searchers.base.TrainSpec
+    restart_t0: Count = Field(10, ge=1, le=100_000)
+    restart_mult: Count = Field(2, ge=1, le=1_000)
     label_smoothing: Number = Field(0.0, ge=0, lt=1)
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
