@@ -142,6 +142,9 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str,
     if schedule == "step":
         return 1.0 if progress < 0.5 else 0.1 if progress < 0.75 else 0.01
     if schedule == "cosine_restarts":
+        if not (restart_t0 > 0 and restart_mult >= 1):
+            raise NaswError("train.restart_t0", (restart_t0, restart_mult),
+                            "restart_t0 > 0 epochs and restart_mult >= 1")
         epoch = max(step - warmup_steps, 0) / max(steps_per_epoch, 1)
         period = float(restart_t0)
         while epoch >= period:
