@@ -77,7 +77,7 @@ def _summary(table: dict[str, Any]) -> str:
             f"latency {low:.3f}..{high:.3f} ms")
     fit = table.get("calibration")
     if calibrated:
-        text += (f" (calibrated: {fit['slope']:.3f} x sum + {fit['intercept']:.3f} ms, MAPE raw "
+        text += (f" (calibrated: {fit['slope']:.3f} x sum {fit['intercept']:+.3f} ms, MAPE raw "
                  f"{fit['mape_raw']:.1f}% -> {fit['mape_loo']:.1f}% leave-one-out)")
     else:
         text += " (not calibrated: nasw lut calibrate)"
@@ -276,7 +276,7 @@ def lut_calibrate_command(ctx: click.Context, space_name: str, preset: str | Non
         echo_json(fit)
         return
     click.echo(f"calibrated {table['name']!r} on {fit['samples']} architectures: measured ~= "
-               f"{fit['slope']:.3f} x sum + {fit['intercept']:.3f} ms")
+               f"{fit['slope']:.3f} x sum {fit['intercept']:+.3f} ms")
     click.echo(f"  MAPE: raw sum {fit['mape_raw']:.1f}%, calibrated {fit['mape_calibrated']:.1f}%"
                f" in sample, {fit['mape_loo']:.1f}% leave-one-out")
 
