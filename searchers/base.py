@@ -161,6 +161,9 @@ class Result:
     error: str = ""
     epochs: int = 0
     weights: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    #: per-path results of a one-shot supernet job (PONAS: the layer's 12 paths under shared
+    #: weights, each ``{"choice", "accuracy", "val_loss"}``); empty for an ordinary candidate
+    paths: tuple[Mapping[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -176,12 +179,14 @@ class Result:
         data.pop("weights")
         data["loss_curve"] = list(self.loss_curve)
         data["costs"] = dict(self.costs)
+        data["paths"] = [dict(p) for p in self.paths]
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Result:
         data = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         data["loss_curve"] = tuple(data.get("loss_curve") or ())
+        data["paths"] = tuple(dict(p) for p in data.get("paths") or ())
         return cls(**data)
 
 

@@ -56,6 +56,10 @@ def evaluate(job: Job, evaluator: str = "train", device: Any = None) -> Result:
     check_evaluator(evaluator)
     started = time.perf_counter()
     try:
+        if job.meta.get("supernet_layer") is not None:  # PONAS: one layer's 12-path supernet
+            from searchers.ponas_supernet import evaluate_supernet
+
+            return evaluate_supernet(job, evaluator, device)
         return _EVALUATORS[evaluator](job, device)
     except Exception as exc:
         tail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-3:])

@@ -4,32 +4,38 @@ Two stages, as ask/tell:
 
 1. **Meta training** (§3.2): one job trains the *meta network*, the largest block ``B_G``
    (kernel 7, expansion 6, squeeze-excite) in every layer, with the ``meta_train`` spec
-   (paper: 50 epochs, batch 256, SGD momentum 0.9, wd 4e-5, lr 0.1 decayed 10x twice). The job
-   asks for its weights back.
-2. **Progressive fine-tuning** (§3.2, Fig. 1(b)): for layer ``l = 0..L-1`` the 12 candidates
-   ``[B*_0 .. B*_{l-1}, B_i, B_G .. B_G]`` are asked together (one job each, so the workers run
-   them in parallel). Each inherits the current supernet weights; the trainer crops the largest
-   block's tensors to the candidate by name (leading channels, centre of the kernel). Each is
-   fine-tuned with the ``finetune`` spec (paper: 3 epochs, lr 0.001, no decay), its validation
-   accuracy is the table entry ``T[l, i]`` (Eq. 3), and a ``table_row`` event carries it to the
-   store's ``accuracy_table`` as soon as it is measured.
+   (paper §4.1: 50 epochs, batch 256, SGD momentum 0.9, wd 4e-5, lr 0.1 decayed 10x at epochs
+   20 and 40: the ``ponas-step`` schedule). The job asks for its weights back.
+2. **Progressive fine-tuning** (§3.2, Fig. 1(b)), for layer ``l = 0..L-1``, in one of two
+   modes (``stage2``):
+
+   * ``"supernet"`` (the paper, the default of every preset): **one job per layer** trains the
+     supernet ``Â(l)`` -- the 12 candidate blocks at layer ``l``, each cropped from ``B_G``,
+     every other layer shared -- with FairNAS strict fairness (each step every path does a
+     forward and a backward pass on the same batch, the gradients accumulate, one update; see
+     :mod:`searchers.ponas_supernet`). Its result carries the 12 path accuracies under the
+     shared weights: row ``T[l, :]`` (Eq. 3), the table of a *one-shot* model. Same compute
+     as the variant below (12 forward/backward passes per batch); memory: one network plus
+     the layer's 11 extra blocks, on one worker.
+   * ``"per-candidate"`` (a variant, not the paper): the 12 networks
+     ``[B*_0 .. B*_{l-1}, B_i, B_G .. B_G]`` are asked as 12 jobs (they run on 12 workers at
+     once), each fine-tuned whole from the same inherited weights with the same seed (same
+     data order). No weight is shared between the 12, so the table measures 12 separately
+     fine-tuned networks rather than one supernet; the best one's weights carry on.
+
+   Either way a ``table_row`` event carries each entry to the store's ``accuracy_table`` as
+   soon as it is measured, and the weights of the best path become the next layer's supernet.
 
 Choices where the paper is ambiguous (tested in ``tests/test_ponas.py``):
 
-* *What is fine-tuned.* The paper fine-tunes the supernet ``Â(l)`` (12 paths at layer ``l``)
-  with FairNAS strict fairness: every step updates every candidate once on the same batch. Here
-  each candidate is fine-tuned as its own network, whole (every layer, not only ``l``), from the
-  same inherited weights, for the same steps on the same data order (all 12 jobs of a layer
-  share one training seed). That gives every candidate the same updates budget the strict
-  fairness rule guarantees, the same compute (12 forward/backward passes per batch), and runs on
-  12 workers at once; the shared layers are not averaged across candidates.
-* *How the supernet evolves.* After layer ``l`` the weights of its best candidate (its whole
-  fine-tuned network) become the supernet for layer ``l + 1``: the paper's
-  ``[B*_1 -> ... -> B*_l -> B_G ...]`` "with the parameters discovered" so far. Only the best
-  candidate's weights are kept (memory: one extra network).
+* *How the supernet evolves.* After layer ``l`` the best path's weights (shared layers as
+  fine-tuned, layer ``l`` = its block) seed layer ``l + 1``: the paper's
+  ``[B*_1 -> ... -> B*_l -> B_G ...]`` "with the parameters discovered" so far.
 * *Ties* in a layer go to the lower choice index, so the result does not depend on the order
   in which workers finish.
-* *A failed candidate* (OOM, diverged, failed) scores accuracy 0: the largest possible loss.
+* *A failed candidate* (per-candidate mode: OOM, diverged, failed) scores accuracy 0: the
+  largest possible loss. A failed supernet job (a whole row) stops the run, as a failed meta
+  network does: a table row without measurements would be meaningless.
 * *Loss table.* ``T_d[l, i] = max_j T[l, j] - T[l, i]`` (>= 0; the paper writes the negative
   and minimises its magnitude); importance of a layer = ``max_i T_d[l, i]`` (Fig. 2). While a
   layer is being measured its rows carry the loss against the best so far and are re-emitted
@@ -41,14 +47,16 @@ Choices where the paper is ambiguous (tested in ``tests/test_ponas.py``):
 
 No randomness is drawn: every seed derives from ``seed`` (meta job: ``seed``; layer ``l``:
 ``seed + 1 + l``), so the state holds no RNG and a resumed search makes the same decisions.
-``state_dict`` keeps the stage, the layer, every measured row, the best blocks, the supernet
-weights, the per-layer source weights and the pending jobs: a run killed mid-layer resumes at
-that layer with the rows already measured kept (the coordinator reissues only the pending jobs).
+``state_dict`` (plain data, no history) keeps the stage, the layer, the table as fixed-size
+``(L, C)`` arrays (accuracy, validation loss, status, job id: the checkpoint does not grow as
+the table fills), the best blocks, the supernet weights, the per-layer source weights and the
+pending jobs: a run killed mid-layer resumes at that layer with the rows already measured kept
+(the coordinator reissues only the pending jobs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -58,12 +66,16 @@ from searchers.errors import NaswError
 from searchers.specialize import layer_importance, loss_table_from_accuracy
 
 STAGES = ("meta", "finetune", "done")
-_SPEC_PARAMS = ("meta_train", "finetune")
+STAGE2_MODES = ("supernet", "per-candidate")
+#: row status codes in the checkpoint's ``table_status`` array (0: not measured)
+_STATUS_CODES = {"ok": 1, "failed": 2, "oom": 3, "diverged": 4, "cancelled": 5}
+_STATUS_NAMES = {code: name for name, code in _STATUS_CODES.items()}
 
-#: §4.1 training details. "decay 10x at 20 and 40 epochs" is the trainer's ``step`` schedule
-#: (10x at 50% and 75% of training: epochs 25 and 37.5 of 50) -- the closest it offers.
+#: §4.1 training details: meta network 50 epochs, batch 256, SGD momentum 0.9, wd 4e-5, lr 0.1
+#: "decay 10x at 20 and 40 epochs" (the trainer's ``ponas-step`` schedule: 40% and 80%).
 PAPER_META_TRAIN = {"epochs": 50, "batch_size": 256, "lr": 0.1, "momentum": 0.9,
-                    "nesterov": False, "weight_decay": 4e-5, "schedule": "step"}
+                    "nesterov": False, "weight_decay": 4e-5, "schedule": "ponas-step"}
+#: §4.1: "the same strategy as that for meta training", 3 epochs per layer, lr 0.001, no decay
 PAPER_FINETUNE = {"epochs": 3, "batch_size": 256, "lr": 0.001, "momentum": 0.9,
                   "nesterov": False, "weight_decay": 4e-5, "schedule": "constant",
                   "warmup_epochs": 0}
@@ -74,35 +86,40 @@ class PONASSearcher(Searcher):
 
     name: ClassVar[str] = "ponas"
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # the paper (ImageNet, 19 layers x 12 candidates): 1 + 19 * 12 = 229 jobs
-        "ponas-paper": {"meta_train": PAPER_META_TRAIN, "finetune": PAPER_FINETUNE},
-        # CIFAR-10 on one GPU: a shorter meta stage, one fine-tuning epoch per candidate
+        # the paper (ImageNet, 19 layers x 12 candidates): 1 meta job + 19 supernet jobs
+        "ponas-paper": {"meta_train": PAPER_META_TRAIN, "finetune": PAPER_FINETUNE,
+                        "stage2": "supernet"},
+        # CIFAR-10 on one GPU: a shorter meta stage (same step points), one epoch per layer
         "ponas-cifar": {
             "meta_train": {"epochs": 30, "batch_size": 128, "lr": 0.1, "momentum": 0.9,
-                           "nesterov": False, "weight_decay": 4e-5, "schedule": "step"},
+                           "nesterov": False, "weight_decay": 4e-5, "schedule": "ponas-step"},
             "finetune": {"epochs": 1, "batch_size": 128, "lr": 0.001, "momentum": 0.9,
                          "nesterov": False, "weight_decay": 4e-5, "schedule": "constant",
                          "warmup_epochs": 0},
+            "stage2": "supernet",
         },
-        # 8x8 digits on a CPU: 1 + 6 * 12 = 73 jobs of a few seconds each
+        # 8x8 digits on a CPU: 1 meta job + 6 supernet jobs of a few seconds each
         "ponas-digits": {
             "meta_train": {"epochs": 8, "batch_size": 64, "lr": 0.1, "momentum": 0.9,
                            "nesterov": False, "weight_decay": 4e-5, "schedule": "cosine"},
             "finetune": {"epochs": 1, "batch_size": 64, "lr": 0.01, "momentum": 0.9,
                          "nesterov": False, "weight_decay": 4e-5, "schedule": "constant",
                          "warmup_epochs": 0},
+            "stage2": "supernet",
         },
     }
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        """``meta_train`` / ``finetune``: TrainSpec fields laid over the run's ``train`` spec.
+        """``meta_train`` / ``finetune``: TrainSpec fields laid over the run's ``train`` spec;
+        ``stage2``: ``"supernet"`` (the paper) or ``"per-candidate"`` (a variant).
 
-        Without a preset the meta network trains with the run's spec as written and each
-        candidate is fine-tuned one epoch at the paper's lr 0.001 without decay.
+        Without a preset the meta network trains with the run's spec as written and each layer
+        is fine-tuned one epoch at the paper's lr 0.001 without decay.
         """
         return {"meta_train": {}, "finetune": {"epochs": 1, "lr": 0.001, "schedule": "constant",
-                                               "warmup_epochs": 0}}
+                                               "warmup_epochs": 0},
+                "stage2": "supernet"}
 
     def __init__(self, space: Any, constraints: Iterable[Any] = (), budget: int | None = None,
                  seed: int = 0, **kwargs: Any) -> None:
@@ -112,14 +129,19 @@ class PONASSearcher(Searcher):
                                 hint="PONAS picks one of C blocks in each of L layers")
         self.num_layers = int(space.num_positions)
         self.num_choices = int(space.num_options)
-        self.jobs_needed = 1 + self.num_layers * self.num_choices
+        mode = kwargs.get("stage2", self.default_params()["stage2"])
+        if mode not in STAGE2_MODES:
+            raise NaswError("searcher.params.stage2", mode, STAGE2_MODES)
+        self.stage2 = str(mode)
+        per_layer = 1 if self.stage2 == "supernet" else self.num_choices
+        self.jobs_needed = 1 + self.num_layers * per_layer
         if budget is None:
             budget = self.jobs_needed
         super().__init__(space, constraints, budget=budget, seed=seed, **kwargs)
         if self.budget < self.jobs_needed:
             raise NaswError("budget", self.budget, f"at least {self.jobs_needed}",
-                            hint=f"1 meta network + {self.num_layers} layers x "
-                                 f"{self.num_choices} candidates fill the table")
+                            hint=f"1 meta network + {self.num_layers} layers x {per_layer} "
+                                 f"job(s) ({self.stage2}) fill the table")
         self.meta_spec = self._spec("meta_train")
         self.finetune_spec = self._spec("finetune")
         self.largest = int(space.largest_choice())
@@ -175,10 +197,19 @@ class PONASSearcher(Searcher):
                                  train=self.meta_spec.with_(seed=self.seed), tag="meta network",
                                  return_weights=True, meta={"stage": "meta"})]
         layer = self.layer
+        spec = self.finetune_spec.with_(seed=self.seed + 1 + layer)
+        if self.stage2 == "supernet":
+            if self._asked_choices or layer in self.rows or n < 1:
+                return []
+            self._asked_choices = set(range(self.num_choices))
+            return [self.new_job(
+                self.genotype(self.candidate_choices(layer, self.largest)), train=spec,
+                tag=f"layer {layer} / {self.num_choices}-path supernet", inherit=self.supernet,
+                return_weights=True,
+                meta={"stage": "supernet", "layer": layer, "supernet_layer": layer})]
         todo = [c for c in range(self.num_choices)
                 if c not in self._asked_choices and c not in self.rows.get(layer, {})]
         jobs = []
-        spec = self.finetune_spec.with_(seed=self.seed + 1 + layer)
         for choice in todo[:n]:
             self._asked_choices.add(choice)
             label = _choice_label(self.space, choice)
@@ -202,22 +233,50 @@ class PONASSearcher(Searcher):
                       accuracy=self.meta_accuracy)
             self._start_layer()
             return
-        layer, choice = int(job.meta["layer"]), int(job.meta["choice"])
+        layer = int(job.meta["layer"])
         if layer != self.layer:
             raise NaswError("job.meta.layer", layer, [self.layer], hint="a stale PONAS job")
+        if stage == "supernet":
+            self._tell_supernet(job, result)
+            return
+        choice = int(job.meta["choice"])
         self._asked_choices.discard(choice)
         accuracy = float(result.accuracy) if result.ok else 0.0
-        row = {"layer": layer, "choice": choice, "accuracy": accuracy,
-               "val_loss": result.val_loss if result.ok else None, "status": result.status,
-               "costs": self.block_costs(layer, choice), "job": job.id}
+        self._record(layer, choice, accuracy, result.val_loss if result.ok else None,
+                     result.status, job.id, result.weights)
+        if len(self.rows[layer]) == self.num_choices:
+            self._finish_layer()
+
+    def _tell_supernet(self, job: Job, result: Result) -> None:
+        layer = self.layer
+        self._asked_choices = set()
+        paths = {int(p["choice"]): p for p in result.paths}
+        if not result.ok or sorted(paths) != list(range(self.num_choices)):
+            raise RuntimeError(
+                f"PONAS supernet training of layer {layer} {result.status}: "
+                f"{result.error or f'{len(paths)} of {self.num_choices} paths measured'}")
+        best = max(paths.values(), key=lambda p: (float(p["accuracy"]), -int(p["choice"])))
+        # the best first, so every row is emitted once, with its final loss
+        self._layer_best = (float(best["accuracy"]), int(best["choice"]))
+        self._layer_best_weights = _cpu_weights(result.weights)
+        for choice in range(self.num_choices):
+            path = paths[choice]
+            self._record(layer, choice, float(path["accuracy"]), path.get("val_loss"), "ok",
+                         job.id, None)
+        self._finish_layer()
+
+    def _record(self, layer: int, choice: int, accuracy: float, val_loss: float | None,
+                status: str, job_id: int, weights: Mapping[str, Any] | None) -> None:
+        """Store ``T[layer, choice]`` and emit it (and the layer's rows again if the best moved)."""
+        row = {"layer": layer, "choice": choice, "accuracy": accuracy, "val_loss": val_loss,
+               "status": status, "costs": self.block_costs(layer, choice), "job": job_id}
         self.rows.setdefault(layer, {})[choice] = row
         key = (accuracy, -choice)
         previous_best = self._layer_best
         if previous_best is None or key > (previous_best[0], -previous_best[1]):
             self._layer_best = (accuracy, choice)
-            self._layer_best_weights = _cpu_weights(result.weights)
+            self._layer_best_weights = _cpu_weights(weights)
         best_accuracy = self._layer_best[0]
-        # the new row, and every earlier row of the layer when the best moved (upserts)
         changed = (list(self.rows[layer].values())
                    if previous_best is not None and self._layer_best != previous_best
                    else [row])
@@ -226,8 +285,6 @@ class PONASSearcher(Searcher):
                 "layer": layer, "choice": item["choice"], "accuracy": item["accuracy"],
                 "loss": best_accuracy - item["accuracy"], "costs": item["costs"],
                 "status": item["status"]})
-        if len(self.rows[layer]) == self.num_choices:
-            self._finish_layer()
 
     def _start_layer(self) -> None:
         """Remember what layer ``self.layer``'s candidates are cropped from (its ``B_G``)."""
@@ -290,13 +347,24 @@ class PONASSearcher(Searcher):
         return out
 
     def best(self) -> dict[str, Any] | None:
-        """The supernet's architecture ``[B*_1 .. B*_L]`` once the table is complete (it is the
-        last layer's best candidate), else the base rule over what was measured so far."""
+        """The supernet's architecture ``[B*_1 .. B*_L]`` once the table is complete, else the
+        base rule over what was measured so far.
+
+        Per-candidate mode: that network is the last layer's best candidate, a told job.
+        Supernet mode: it is the last supernet's best path; the entry is the last supernet
+        job's, with that path's genotype, accuracy and costs.
+        """
         if self.stage == "done":
             last = self.rows[self.num_layers - 1][self.best_choices[-1]]
             for entry in reversed(self.history):
                 if entry["id"] == last["job"]:
-                    return entry
+                    if self.stage2 == "per-candidate":
+                        return entry
+                    costs = self.space.costs(self.genotype(self.best_choices),
+                                             self.input_shape, self.num_classes)
+                    return {**entry, "genotype": self.genotype(self.best_choices),
+                            "accuracy": float(last["accuracy"]), "costs": costs,
+                            "feasible": self.is_feasible(costs)}
         return super().best()
 
     def specialization_weights(self) -> dict[str, Any] | None:
@@ -319,40 +387,75 @@ class PONASSearcher(Searcher):
 
     # -- checkpoint ---------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Plain data of a fixed size: the table as (L, C) arrays, the weights, the stage."""
+        shape = (self.num_layers, self.num_choices)
+        accuracy = np.full(shape, np.nan)
+        val_loss = np.full(shape, np.nan)
+        status = np.zeros(shape, dtype=np.int8)
+        job_ids = np.full(shape, -1, dtype=np.int64)
+        for layer, rows in self.rows.items():
+            for choice, row in rows.items():
+                accuracy[layer, choice] = row["accuracy"]
+                if row["val_loss"] is not None:
+                    val_loss[layer, choice] = row["val_loss"]
+                status[layer, choice] = _STATUS_CODES[row["status"]]
+                job_ids[layer, choice] = row["job"]
         state = super().state_dict()
         state.update({
             "stage": self.stage, "layer": self.layer, "meta_asked": self._meta_asked,
             "meta_accuracy": self.meta_accuracy, "best_choices": list(self.best_choices),
-            "rows": {layer: dict(rows) for layer, rows in self.rows.items()},
-            "supernet": self.supernet, "layer_sources": dict(self.layer_sources),
-            "layer_best": self._layer_best, "layer_best_weights": self._layer_best_weights,
-            "shape": [self.num_layers, self.num_choices],
+            "table_accuracy": accuracy, "table_val_loss": val_loss, "table_status": status,
+            "table_job": job_ids, "supernet": self.supernet,
+            "layer_sources": {str(k): v for k, v in self.layer_sources.items()},
+            "layer_best": None if self._layer_best is None else list(self._layer_best),
+            "layer_best_weights": self._layer_best_weights,
+            "shape": [self.num_layers, self.num_choices], "stage2": self.stage2,
         })
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
+    def load_state_dict(self, state: Mapping[str, Any],
+                        history: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().load_state_dict(state, history)
         if list(state.get("shape", [])) != [self.num_layers, self.num_choices]:
             raise NaswError("searcher_state.shape", state.get("shape"),
                             [[self.num_layers, self.num_choices]])
         if state["stage"] not in STAGES:
             raise NaswError("searcher_state.stage", state["stage"], STAGES)
+        if state.get("stage2", self.stage2) != self.stage2:
+            raise NaswError("searcher_state.stage2", state.get("stage2"), [self.stage2],
+                            hint="the run was started in the other stage-2 mode")
         self.stage = state["stage"]
         self.layer = int(state["layer"])
         self._meta_asked = bool(state["meta_asked"])
         self.meta_accuracy = state["meta_accuracy"]
         self.best_choices = [int(c) for c in state["best_choices"]]
-        self.rows = {int(layer): {int(c): dict(r) for c, r in rows.items()}
-                     for layer, rows in state["rows"].items()}
+        accuracy = np.asarray(state["table_accuracy"], dtype=np.float64)
+        val_loss = np.asarray(state["table_val_loss"], dtype=np.float64)
+        status = np.asarray(state["table_status"])
+        job_ids = np.asarray(state["table_job"])
+        self.rows = {}
+        for layer, choice in zip(*np.nonzero(status)):
+            layer, choice = int(layer), int(choice)
+            loss = float(val_loss[layer, choice])
+            self.rows.setdefault(layer, {})[choice] = {
+                "layer": layer, "choice": choice, "accuracy": float(accuracy[layer, choice]),
+                "val_loss": loss if np.isfinite(loss) else None,
+                "status": _STATUS_NAMES[int(status[layer, choice])],
+                "costs": self.block_costs(layer, choice), "job": int(job_ids[layer, choice])}
         self.supernet = state["supernet"]
         self.layer_sources = {int(k): v for k, v in state["layer_sources"].items()}
         best = state["layer_best"]
         self._layer_best = None if best is None else (float(best[0]), int(best[1]))
         self._layer_best_weights = state["layer_best_weights"]
         # in-flight jobs of the current layer are the checkpoint's pending ones (re-issued)
-        self._asked_choices = {int(job.meta["choice"]) for job in self._pending.values()
-                               if job.meta.get("stage") == "finetune"
-                               and int(job.meta["layer"]) == self.layer}
+        self._asked_choices = set()
+        for job in self._pending.values():
+            if int(job.meta.get("layer", -1)) != self.layer:
+                continue
+            if job.meta.get("stage") == "finetune":
+                self._asked_choices.add(int(job.meta["choice"]))
+            elif job.meta.get("stage") == "supernet":
+                self._asked_choices = set(range(self.num_choices))
 
 
 def _cpu_weights(weights: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -371,4 +474,4 @@ def _choice_label(space: Any, choice: int) -> str:
     return label(choice) if callable(label) else str(choice)
 
 
-__all__ = ["PAPER_FINETUNE", "PAPER_META_TRAIN", "PONASSearcher", "STAGES"]
+__all__ = ["PAPER_FINETUNE", "PAPER_META_TRAIN", "PONASSearcher", "STAGE2_MODES", "STAGES"]

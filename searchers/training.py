@@ -14,6 +14,7 @@ Choices the papers leave open, made here and tested:
   proxy training down.
 * ``schedule="step"`` divides the learning rate by 10 at 50% and 75% of the steps;
   ``"rcas-step"`` at 40%, 70% and 90% (RCAS §4.1's epochs 4, 7 and 9 of 10);
+  ``"ponas-step"`` at 40% and 80% (PONAS §4.1's meta training: epochs 20 and 40 of 50);
   ``cosine`` anneals from ``lr`` to ``lr_min`` per step after a linear warm-up of
   ``warmup_epochs``.
 * The train/validation split always uses split seed 0, independent of ``train.seed``, so
@@ -46,7 +47,7 @@ from searchers.base import Job, Result, TrainSpec
 from searchers.errors import NaswError
 
 SPLIT_SEED = 0
-SCHEDULES = ("constant", "cosine", "cosine_restarts", "step", "rcas-step")
+SCHEDULES = ("constant", "cosine", "cosine_restarts", "step", "rcas-step", "ponas-step")
 PRECISIONS = ("auto", "bf16", "fp32")
 CHANNELS_LAST = ("auto", "on", "off")
 EVAL_BATCH = 1024
@@ -152,6 +153,8 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str,
             period *= restart_mult
         return lr_min_ratio + (1.0 - lr_min_ratio) * 0.5 * (1.0 + math.cos(math.pi * epoch
                                                                             / period))
+    if schedule == "ponas-step":  # PONAS §4.1: x0.1 at epochs 20 and 40 of 50
+        return 1.0 if progress < 0.4 else 0.1 if progress < 0.8 else 0.01
     if schedule == "rcas-step":  # RCAS §4.1: x0.1 at epochs 4, 7 and 9 of 10
         return 1.0 if progress < 0.4 else 0.1 if progress < 0.7 else 0.01 if progress < 0.9 \
             else 0.001
