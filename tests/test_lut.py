@@ -136,6 +136,14 @@ def test_a_table_from_another_machine_is_refused_unless_forced(ponas_db, field, 
     out = CliRunner().invoke(main, ["lut", "calibrate", "--preset", PRESET, "--lut",
                                     "torch:other", "--db", str(db)])
     assert out.exit_code == 2 and "fingerprint" in out.output
+    mine = stored(db)  # a shared database: this machine's build does not clobber another's
+    store_table(db, {**foreign, "name": "torch:cpu"})
+    try:
+        out = CliRunner().invoke(main, ["lut", "build", "--preset", PRESET, *QUICK, "--db",
+                                        str(db)])
+        assert out.exit_code == 2 and "replace it only with --force" in out.output
+    finally:
+        store_table(db, mine)
 
 
 def _specializations(db) -> int:

@@ -105,14 +105,19 @@ def lut_group() -> None:
 @click.option("--timer", default="wall", show_default=True,
               help="wall (the latency users see) or cpu (this process's CPU time: one thread "
                    "on the CPU only; for a machine shared with other work).")
+@click.option("--force", is_flag=True,
+              help="Replace a table of the same name that another machine measured.")
 @db_option
 @json_option
 @click.pass_context
 @handles_errors
 def lut_build_command(ctx: click.Context, space_name: str, preset: str | None, runtime: str,
                       device: str, batch_size: int, threads: int, warmup: int, repeats: int,
-                      rounds: int, onnx_exporter: str, timer: str, as_json: bool) -> None:
-    """Measure every candidate block's latency here and store the table(s)."""
+                      rounds: int, onnx_exporter: str, timer: str, force: bool,
+                      as_json: bool) -> None:
+    """Measure every candidate block's latency here and store the table(s) as
+    <runtime>:<device>; a table of that name measured on another machine (a shared database)
+    is not replaced without --force."""
     from workbench import latency
     from workbench.export import ONNX_EXPORTERS
 
@@ -123,6 +128,12 @@ def lut_build_command(ctx: click.Context, space_name: str, preset: str | None, r
     tables = []
     with Store(db_path(ctx)) as store:
         for size in sorted({1, int(batch_size)}):
+            existing = store.latency_lut(space.name, space.preset,
+                                         latency.table_name(runtime, device), size)
+            if existing is not None and isinstance(existing.get("fingerprint"), dict):
+                latency.check_fingerprint({**existing, "name": latency.table_name(runtime,
+                                                                                  device)},
+                                          force=force, action="replace it")
             table = latency.build_table(space, runtime, device, size, threads=threads,
                                         warmup=warmup, repeats=repeats, rounds=rounds,
                                         exporter=onnx_exporter, timer=timer,
