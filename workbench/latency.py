@@ -35,6 +35,7 @@ imported one ``--name`` or ``<runtime>:<device>@<fingerprint id>``.
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import hashlib
 import io
@@ -44,7 +45,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,6 @@ from workbench.lut_kit import (
 )
 
 RUNTIMES = ("torch", "onnxruntime")
-ORIGINS = ("measured", "kit", "imported")
 TABLE_VERSION = 2
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:@+-]{1,80}")
 #: longest string accepted in an imported table (CPU names are ~60 characters)
@@ -408,22 +408,17 @@ def _torch_call(module: Any, shape: Sequence[int], target: Any, batch_size: int,
     return lambda: runner(x)
 
 
-class _torch_threads:
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
     """Fix torch's intra-op threads for a measurement, restore them after."""
+    import torch
 
-    def __init__(self, threads: int) -> None:
-        self.threads = int(threads)
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-
-    def __exit__(self, *exc: Any) -> None:
-        import torch
-
-        torch.set_num_threads(self.previous)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # -- the kit: block ONNX files cut out of whole exported networks ------------------------------
