@@ -685,6 +685,8 @@ def _solve_ga(problem: _Problem, seed: int, settings: Mapping[str, Any]) -> dict
                 population.append(repaired)
     if not population:
         return {"choices": None, "optimal": False}
+    # a tight band may leave fewer feasible seeds than parents: repeat them to fill the pairs
+    population = [population[i % len(population)] for i in range(max(pop_size, n_parents))]
     pop = np.array(population)
     pop_loss = losses(pop)
     best = pop[int(np.argmin(pop_loss))].copy()

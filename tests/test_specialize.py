@@ -264,3 +264,121 @@ def test_exact_on_tiny_float_tables_with_ties_and_degenerate_shapes() -> None:
         assert result["feasible"] == bool(np.isfinite(best))
         if result["feasible"]:
             assert result["loss"] == pytest.approx(best, abs=1e-9)
+
+
+# -- bands, opposing bounds, full-size tables: brute force and a MILP as oracles -------------------
+def _milp_loss(loss, tables, base, constraints):
+    """The optimum by HiGHS (0-1 program, optimality gap 0), or None when infeasible."""
+    from searchers.constraints import parse_constraints
+    from searchers.specialize import _Problem, _solve_milp
+
+    problem = _Problem(loss, tables, parse_constraints(constraints), base)
+    choices, proven = _solve_milp(problem, 120.0)
+    assert proven, "the oracle must prove its answer"
+    return None if choices is None else problem.loss_of(choices)
+
+
+def _kinds(rng, base, tables):
+    """Every constraint type: upper, lower, opposing bounds, bands (relative, absolute)."""
+    p = _fraction(base, tables, "params", rng.uniform(.15, .8))
+    m = _fraction(base, tables, "madds", rng.uniform(.15, .8))
+    return {
+        "upper-1": [("madds", "<=", m)],
+        "upper-2": [("params", "<=", p), ("madds", "<=", m)],
+        "upper-3": [("params", "<=", p), ("madds", "<=", m), ("intensity", ">=", 4.0)],
+        "lower-1": [("params", ">=", p)],
+        "opposing": [("params", ">=", p), ("madds", "<=", _fraction(base, tables, "madds", .7))],
+        "band-1": [("params", ">=", p * .995), ("params", "<=", p * 1.005)],
+        "bands-2": [("params", ">=", p * .995), ("params", "<=", p * 1.005),
+                    ("madds", ">=", m * .997), ("madds", "<=", m * 1.003)],
+        "bands-abs": [("params", ">=", p - .05e6), ("params", "<=", p + .05e6),
+                      ("madds", ">=", m - .5e6), ("madds", "<=", m + .5e6)],
+    }
+
+
+def _check_against(result, expected, tables, base, constraints):
+    assert result["optimal"] is True
+    if expected is None:
+        assert result["feasible"] is False  # proven infeasible, and truly so
+        return
+    assert result["feasible"], "a false 'infeasible'"
+    assert result["loss"] == pytest.approx(expected, abs=1e-9)
+    for metric, op, value in constraints:
+        used = result["costs"][metric]
+        assert used <= value * (1 + 1e-12) if op == "<=" else used >= value * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("preset", ["ponas-cifar", "ponas-imagenet"])
+def test_exact_equals_the_milp_on_preset_tables_for_every_constraint_type(preset) -> None:
+    from searchers.spaces import get_space
+
+    base, tables = get_space("mbconv", preset=preset).cost_tables()
+    rng = np.random.default_rng(19)
+    for _ in range(2):
+        loss = _structured_loss(rng, tables)
+        for constraints in _kinds(rng, base, tables).values():
+            result = solve(loss, tables, constraints, base=base)
+            expected = _milp_loss(loss, tables, base, constraints)
+            _check_against(result, expected, tables, base, constraints)
+
+
+def test_exact_equals_the_milp_on_random_full_size_and_60_layer_tables() -> None:
+    rng = np.random.default_rng(23)
+    for trial in range(8):
+        L = 60 if trial % 4 == 3 else 19
+        loss = loss_table_from_accuracy(rng.random((L, 12)) * rng.gamma(2, .01, (L, 1)))
+        tables = {m: rng.integers(1_000, 400_000, size=(L, 12)).astype(float) for m in METRICS}
+        base = {m: float(rng.integers(0, 100_000)) for m in METRICS}
+        p = _fraction(base, tables, "params", rng.uniform(.2, .8))
+        m = _fraction(base, tables, "madds", rng.uniform(.2, .8))
+        constraints = [
+            [("params", "<=", p), ("madds", "<=", m)],
+            [("params", ">=", p * .99), ("params", "<=", p * 1.01), ("madds", "<=", m)],
+            [("params", ">=", p), ("madds", "<=", m * 1.2), ("flops", "<=",
+                                                             _fraction(base, tables, "flops", .7))],
+            [("params", ">=", p * .995), ("params", "<=", p * 1.005), ("madds", ">=", m * .99),
+             ("madds", "<=", m * 1.01)],
+        ][trial % 4]
+        result = solve(loss, tables, constraints, base=base)
+        _check_against(result, _milp_loss(loss, tables, base, constraints), tables, base,
+                       constraints)
+
+
+def test_bands_and_opposing_bounds_equal_brute_force_on_small_tables() -> None:
+    rng = np.random.default_rng(29)
+    seen_infeasible = seen_feasible = 0
+    for _ in range(40):
+        loss = loss_table_from_accuracy(rng.random((5, 12)))
+        tables = {m: rng.integers(1, 1000, size=(5, 12)).astype(float) for m in METRICS}
+        base = {m: float(rng.integers(0, 100)) for m in METRICS}
+        p = _fraction(base, tables, "params", rng.uniform(.1, .9))
+        m = _fraction(base, tables, "madds", rng.uniform(.1, .9))
+        width = rng.choice([2.0, 20.0, 200.0])
+        constraints = [("params", ">=", p - width), ("params", "<=", p + width)]
+        if rng.random() < 0.5:
+            constraints += [("madds", ">=", m - width), ("madds", "<=", m + width)]
+        else:
+            constraints += [("madds", "<=" if rng.random() < .5 else ">=", m)]
+        expected = brute_force(loss, tables, base, constraints)
+        result = solve(loss, tables, constraints, base=base)
+        assert result["optimal"] is True
+        assert result["feasible"] == bool(np.isfinite(expected))
+        if result["feasible"]:
+            seen_feasible += 1
+            assert result["loss"] == pytest.approx(expected, abs=1e-9)
+        else:
+            seen_infeasible += 1
+    assert seen_feasible > 15 and seen_infeasible > 3
+
+
+def test_an_overflowing_frontier_falls_back_to_highs_and_stays_proven() -> None:
+    base, tables = _preset_tables()
+    rng = np.random.default_rng(31)
+    loss = _structured_loss(rng, tables)
+    constraints = _kinds(rng, base, tables)["bands-2"]
+    capped = solve(loss, tables, constraints, base=base, max_states=2)
+    full = solve(loss, tables, constraints, base=base)
+    assert capped["method"] == "milp" and capped["optimal"] is True
+    assert capped["feasible"] == full["feasible"]
+    if full["feasible"]:
+        assert capped["loss"] == pytest.approx(full["loss"], abs=1e-9)
