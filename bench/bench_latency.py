@@ -67,7 +67,7 @@ def main() -> None:
     table = latency.calibrate(space, table, samples=args.calibration, seed=args.seed + 1)
     fit = table["calibration"]
     log(f"calibration on {fit['samples']} architectures ({time.perf_counter() - started:.0f} s):"
-        f" measured ~= {fit['slope']:.3f} x sum + {fit['intercept']:.3f} ms; in-sample MAPE "
+        f" measured ~= {fit['slope']:.3f} x sum {fit['intercept']:+.3f} ms; in-sample MAPE "
         f"raw {fit['mape_raw']:.1f}% -> calibrated {fit['mape_calibrated']:.1f}% "
         f"(leave-one-out {fit['mape_loo']:.1f}%)")
 
