@@ -78,7 +78,7 @@ def test_overview_alone(db: Path) -> None:
     best = best_of(db, 1)
 
     async def test(pilot, tab: OverviewTab) -> None:
-        await wait_for(pilot, lambda: tab.data.get("in_flight") is not None)
+        await wait_for(pilot, lambda: bool(tab.data) and tab.counts is not None)
         body = text_of(tab.query_one("#overview-body"))
         assert "40/40 (100%)" in body and "params<=60k" in body
         assert f"#{best['id']} accuracy {best['accuracy']:.4f}" in body

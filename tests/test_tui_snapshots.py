@@ -35,7 +35,7 @@ def make_app(db: Path, monkeypatch: pytest.MonkeyPatch, run_id: int | None = Non
 
 #: per tab key: when its component has drawn what it read
 TAB_READY = {
-    "1": lambda c: c.data.get("in_flight") is not None,  # counted, not the first paint
+    "1": lambda c: bool(c.data) and c.counts is not None,  # counted, not the first paint
     "2": lambda c: c.table.row_count > 0,
     "3": lambda c: c.query_one("#curves-plot").points > 0,
     "4": lambda c: c.graph_for is not None,

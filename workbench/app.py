@@ -1,6 +1,7 @@
 """The Textual workbench: ``nasw`` opens it on a database, ``run_app(db, run_id)`` on a run.
 
-Start-up is kept light: this module imports Textual and the runs screen only. The store
+Start-up is kept light: this module imports Textual only; the first screen (the runs list,
+or the run detail when opened on a run) is imported when it is made. The store
 (sqlite-utils), the run-detail screen (plots: plotext), networkx and the spaces are imported
 when first needed, in thread workers where they would block the UI, and torch never is (a
 subprocess test checks ``sys.modules``).
@@ -16,8 +17,6 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
-
-from workbench.screens.runs import RunsScreen
 
 STYLES = Path(__file__).with_name("workbench.tcss")
 
@@ -53,6 +52,8 @@ class NaswApp(App[None]):
             from workbench.screens.detail import RunDetailScreen
 
             return RunDetailScreen(self.initial_run_id)
+        from workbench.screens.runs import RunsScreen
+
         return RunsScreen()
 
     # -- navigation ----------------------------------------------------------------------
@@ -80,6 +81,8 @@ class NaswApp(App[None]):
         yield from getattr(screen, "palette_commands", lambda: [])()
 
     def action_show_runs(self) -> None:
+        from workbench.screens.runs import RunsScreen
+
         while len(self.screen_stack) > 1 and not isinstance(self.screen, RunsScreen):
             self.pop_screen()
         if not isinstance(self.screen, RunsScreen):
@@ -89,6 +92,8 @@ class NaswApp(App[None]):
         """Back from a screen: pop it, or, from the run detail the app was opened on (the
         bottom screen, which cannot be popped), show the runs list over it (the detail stops
         polling while it is covered)."""
+        from workbench.screens.runs import RunsScreen
+
         if len(self.screen_stack) > 1:
             self.pop_screen()
         else:

@@ -190,12 +190,18 @@ def decode_run(db_path: str | Path, row: Mapping[str, Any]) -> dict[str, Any] | 
     damaged column is handed to the store (:meth:`Store.run`), which imports sqlite-utils
     (~0.2-0.3 s, once). So the runs list and a finished run's detail open without it.
     """
+    settled = _decode_settled(row)
+    return settled if settled is not None else reader(db_path).run(int(row["id"]))
+
+
+def _decode_settled(row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The fast path of :func:`decode_run`: None for a live or damaged row."""
     run = dict(row)
     for column in RUN_JSON_COLUMNS:
         run[column] = _json_or_text(run.get(column))
     if (run.get("status") in LIVE_STATUSES or run.get("status") not in RUN_STATUSES
             or not isinstance(run["config"], dict)):
-        return reader(db_path).run(int(run["id"]))
+        return None
     run["damaged"] = []
     run["stored_status"] = run["status"]
     budget = run.get("budget")
@@ -209,6 +215,14 @@ def run_summary(db_path: str | Path, run_id: int) -> dict[str, Any] | None:
     """The run (as :meth:`Store.run` decodes it), or None when it does not exist."""
     rows = _rows(db_path, "SELECT * FROM runs WHERE id = ?", (run_id,))
     return decode_run(db_path, rows[0]) if rows else None
+
+
+def settled_run(db_path: str | Path, run_id: int) -> dict[str, Any] | None:
+    """The run when it can be read without the store (finished, failed, cancelled and
+    well-formed), else None (absent, live or damaged: read it with :func:`run_summary` in a
+    worker). Index look-ups only, so the run detail draws its first frame with it."""
+    rows = _rows(db_path, "SELECT * FROM runs WHERE id = ?", (run_id,))
+    return _decode_settled(rows[0]) if rows else None
 
 
 def runs(db_path: str | Path) -> list[dict[str, Any]]:

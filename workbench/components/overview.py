@@ -49,6 +49,12 @@ class OverviewLoaded(Message):
         self.data = data
 
 
+class ActivityCounted(Message):
+    def __init__(self, counts: dict[str, Any]) -> None:
+        super().__init__()
+        self.counts = counts
+
+
 class GpusUpdated(Message):
     def __init__(self, gpus: list[dict[str, Any]]) -> None:
         super().__init__()
@@ -130,6 +136,7 @@ class OverviewTab(RunComponent):
         super().__init__(db_path, run_id, **kwargs)
         self.activity = Activity()
         self.counted = False
+        self.counts: dict[str, Any] | None = None
         self.lock = threading.Lock()
         self.data: dict[str, Any] = {}
         self.gpus: list[dict[str, Any]] = []
@@ -154,6 +161,9 @@ class OverviewTab(RunComponent):
 
     # -- data ------------------------------------------------------------------------------
     def load(self) -> None:
+        if not self.data and self.screen.is_current:  # the first frame: read it right here
+            self.show_data(self.read(self.run or {}, self.selected_id))
+            return
         self.fetch(self.run or {}, self.selected_id)
 
     def selection_changed(self) -> None:
@@ -164,11 +174,18 @@ class OverviewTab(RunComponent):
 
     @work(thread=True, group="overview")
     def fetch(self, run: dict[str, Any], selected: int | None) -> None:
-        """The best and selected candidates, the newest events, then the run's activity
-        folded in from the candidates written since the last fetch (one at a time: the lock).
-        The first fetch posts before folding, so a 100,000-candidate run's Overview paints
-        while its in-flight and per-device counts are still being counted."""
-        import searchers.constraints  # noqa: F401  (formatting needs it: import it here, not in render)
+        """:meth:`read`, then the run's activity folded in from the candidates written since
+        the last count (one at a time: the lock). The first count waits for the first paint
+        (:meth:`first_count`), so a 100,000-candidate run's Overview paints while its
+        in-flight and per-device counts are still being counted."""
+        self.post_message(OverviewLoaded(self.read(run, selected)))
+        if self.counted:
+            self.post_message(ActivityCounted(self.count_activity()))
+
+    def read(self, run: dict[str, Any], selected: int | None) -> dict[str, Any]:
+        """The best and the selected candidate (by id), the newest events and finish times
+        (``LIMIT`` along indexes): a few milliseconds whatever the run's size."""
+        import searchers.constraints  # noqa: F401  (formatting needs it)
 
         best_id = run.get("best_candidate")
         data: dict[str, Any] = {
@@ -186,20 +203,38 @@ class OverviewTab(RunComponent):
                     latest[row["key"]] = float(row["value"])
                     latest["epoch"] = max(latest.get("epoch", 0.0), float(row["step"]))
             data["train_latest"] = latest
+        return data
+
+    def count_activity(self) -> dict[str, Any]:
+        """Fold in the candidate states written since the last count (one fold at a time)."""
         with self.lock:
-            if not self.counted:
-                self.post_message(OverviewLoaded({**data, "in_flight": None, "devices": {}}))
             self.activity.add(tui_data.candidate_states_since(self.db_path, self.run_id,
                                                               self.activity.cursor))
             self.counted = True
-            data["in_flight"] = len(self.activity.in_flight)
-            data["devices"] = dict(self.activity.devices)
-        self.post_message(OverviewLoaded(data))
+            return {"in_flight": len(self.activity.in_flight),
+                    "devices": dict(self.activity.devices)}
+
+    @work(thread=True, group="overview-activity")
+    def first_count(self) -> None:
+        """After the first paint: count a run's activity (100,000 candidates: a few hundred
+        ms), then show it."""
+        self.post_message(ActivityCounted(self.count_activity()))
 
     def on_overview_loaded(self, message: OverviewLoaded) -> None:
         message.stop()
+        self.show_data(message.data)
+
+    def show_data(self, data: dict[str, Any]) -> None:
         first = not self.data
-        self.data = message.data
+        self.data = data
+        self.render_body()
+        if first:
+            self.call_after_refresh(self.first_count)
+
+    def on_activity_counted(self, message: ActivityCounted) -> None:
+        message.stop()
+        first = self.counts is None
+        self.counts = message.counts
         self.render_body()
         if first:
             self.call_after_refresh(self.maybe_poll_gpus)
@@ -258,9 +293,10 @@ class OverviewTab(RunComponent):
             text.append(plain_text(", ".join(f"{k} {v}" for k, v in sorted(workers.items()))))
         else:
             text.append("-", style="dim")
-        in_flight = data.get("in_flight")
+        counts = self.counts or {}
+        in_flight = counts.get("in_flight")
         text.append(f" · in flight {'…' if in_flight is None else in_flight}")
-        devices = data.get("devices") or {}
+        devices = counts.get("devices") or {}
         if devices:
             text.append(" · results by device: " + ", ".join(
                 f"{plain_text(d, max_len=24)} {n}" for d, n in sorted(devices.items())))

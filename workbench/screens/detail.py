@@ -107,7 +107,15 @@ class RunDetailScreen(Screen[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
-        self.poll()
+        """A finished run is read right here (index look-ups, a few milliseconds at any size),
+        so the first frame already shows it; a live one is polled from a worker at once
+        (asking whether its coordinator lives imports the store)."""
+        run = tui_data.settled_run(self.app.db_path, self.run_id)
+        if run is not None:
+            self.on_run_polled(RunPolled(run, tui_data.run_stamp(self.app.db_path, self.run_id),
+                                         0.0))
+        else:
+            self.poll()
         self.poll_timer = self.set_interval(self.app.poll_interval, self.poll)
         await self.show_component(self.initial_tab)
         self.focus_tab_content(self.initial_tab)
