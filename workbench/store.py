@@ -1040,6 +1040,17 @@ class Store:
             " AND batch_size = ?", (space, preset, device, int(batch_size))).fetchone()
         return None if row is None else _loads(row[0])
 
+    # -- events written after a run (PONAS table validation) ---------------------------------
+    def add_event(self, run_id: int, kind: str, data: Mapping[str, Any], step: int = 0) -> int:
+        """Append one event to a run from outside its coordinator (e.g. ``nasw ponas
+        validate``); ``data`` must be JSON. Read back with :meth:`events`."""
+        self.run(run_id)  # NaswError for an unknown run
+        with self.write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO events (run_id, step, kind, data, time) VALUES (?,?,?,?,?)",
+                (int(run_id), int(step), str(kind), _json(dict(data)), time.time()))
+            return int(cursor.lastrowid)
+
 
 def open_store(path: str | os.PathLike[str], *, create: bool = True) -> Store:
     """``Store(path)``: the spelling the TUI and CLI use."""

@@ -30,7 +30,7 @@ DEFAULT_DB = "nasw.db"
 COMMANDS: dict[str, str] = {
     "run": "run", "resume": "run", "ls": "runs", "show": "runs", "pause": "runs",
     "cancel": "runs", "cost": "cost", "doctor": "doctor", "train": "train", "export": "export",
-    "compare": "compare", "specialize": "specialize", "lut": "lut",
+    "compare": "compare", "specialize": "specialize", "lut": "lut", "ponas": "ponas",
 }
 
 
