@@ -23,9 +23,12 @@ PRESETS = ("epnas-digits", "epnas-cifar")
 
 
 def layer(op: str = "conv", kernel: int = 3, filters: int | None = 8, stride: int = 1,
-          src2: int = -1, merge: str = "add") -> dict:
-    return {"op": op, "kernel": kernel, "filters": filters, "stride": stride, "src2": src2,
-            "merge": merge}
+          src2: int = -1, merge: str = "add", activation: str | None = None) -> dict:
+    out = {"op": op, "kernel": kernel, "filters": filters, "stride": stride, "src2": src2,
+           "merge": merge}
+    if activation is not None:
+        out["activation"] = activation
+    return out
 
 
 def genotype(*layers: dict, preset: str = "epnas-digits") -> dict:
@@ -336,3 +339,47 @@ def test_numpy_integers_are_accepted_and_normalised(digits: LayerwiseSpace) -> N
     out = digits.validate(g)
     assert out == digits.validate(genotype(layer(kernel=5), layer(src2=0)))
     assert json.loads(json.dumps(out)) == out
+
+
+# -- the activation choice (EPNAS Table 2) ---------------------------------------------------
+def test_table_2_activations_are_searched_in_the_cifar_preset() -> None:
+    cifar = get_space("layerwise", "epnas-cifar")
+    assert cifar.settings["activations"] == ["relu", "crelu", "elu", "selu", "swish"]
+    for act in cifar.settings["activations"]:
+        g = genotype(layer(filters=32, activation=act), layer("sepconv", filters=16,
+                                                                activation=act),
+                     preset="epnas-cifar")
+        model = cifar.build(g)
+        expected = measure(model, cifar.input_shape)
+        assert {k: cifar.costs(g)[k] for k in ("params", "madds", "flops", "bytes")} == {
+            k: expected[k] for k in ("params", "madds", "flops", "bytes")}
+        assert model(torch.zeros(1, *cifar.input_shape)).shape == (1, 10)
+
+
+def test_crelu_doubles_the_channels_the_convolution_reads() -> None:
+    cifar = get_space("layerwise", "epnas-cifar")
+    model = cifar.build(genotype(layer(filters=32), layer(filters=16, activation="crelu"),
+                                 preset="epnas-cifar"))
+    assert model.layers[1].op[1].in_channels == 64
+
+
+def test_relu_is_left_out_so_older_genotypes_keep_their_hash(digits: LayerwiseSpace) -> None:
+    cifar = get_space("layerwise", "epnas-cifar")
+    plain = genotype(layer(filters=32), preset="epnas-cifar")
+    assert cifar.validate(plain) == cifar.validate(
+        genotype(layer(filters=32, activation="relu"), preset="epnas-cifar"))
+    assert "activation" not in cifar.validate(plain)["layers"][0]
+    pooled = cifar.validate(genotype(layer("maxpool", filters=None, activation="elu"),
+                                     preset="epnas-cifar"))
+    assert "activation" not in pooled["layers"][0]  # pooling has no activation
+    with pytest.raises(GenotypeError, match=r"layers\[0\].activation"):
+        cifar.validate(genotype(layer(filters=32, activation="tanh"), preset="epnas-cifar"))
+    with pytest.raises(GenotypeError, match=r"layers\[0\].activation"):
+        digits.validate(genotype(layer(activation="elu")))  # digits: relu only
+
+
+def test_the_insert_head_chooses_the_activation() -> None:
+    cifar = get_space("layerwise", "epnas-cifar")
+    g = genotype(layer(filters=32), preset="epnas-cifar")
+    action = cifar.decode_insert(g, 0, 1, 1, 0, 0, 1, 0, 0, activation=4)
+    assert cifar.apply_action(g, action)["layers"][1]["activation"] == "swish"

@@ -26,9 +26,9 @@ class LayerwiseMorpher:
     """Layer-by-layer search over the ``layerwise`` space (paper §3.3 (i)).
 
     A layer token is the mixed-radix index of (op, kernel, filters or none, stride, skip kind
-    none/add/concat): every distinct layer configuration has its own embedding row. The insert
-    heads are, in order, op, filters, kernel, stride and merge (the space's ``decode_insert``
-    arguments), the paper's insert table for images.
+    none/add/concat, activation): every distinct layer configuration has its own embedding row.
+    The insert heads are, in order, op, filters, kernel, stride, merge and activation (the
+    space's ``decode_insert`` arguments), the paper's insert table for images (Table 2).
     """
 
     def __init__(self, space: Any) -> None:
@@ -39,15 +39,18 @@ class LayerwiseMorpher:
         self.filters = list(s["filters"])
         self.strides = list(s["strides"])
         self.merges = list(s["merges"])
+        self.activations = list(s.get("activations", ["relu"]))
         self._radix = (len(self.ops), len(self.kernels), len(self.filters) + 1,
-                       len(self.strides), 1 + len(self.merges))
+                       len(self.strides), 1 + len(self.merges), len(self.activations))
         n_tokens = 1
         for size in self._radix:
             n_tokens *= size
         self.shape = PolicyShape(
             n_tokens=n_tokens, n_groups=int(s["scale_groups"]), max_layers=space.max_layers,
             attr_sizes=(len(self.ops), len(self.filters), len(self.kernels), len(self.strides),
-                        len(self.merges)))
+                        len(self.merges))
+            # a head for the activation only where there is a choice (Table 2's preset)
+            + ((len(self.activations),) if len(self.activations) > 1 else ()))
 
     def initial(self) -> dict[str, Any]:
         """The space's own small start: one 3x3 conv."""
@@ -58,9 +61,11 @@ class LayerwiseMorpher:
         for layer in genotype["layers"]:
             filters = 0 if layer["filters"] is None else 1 + self.filters.index(layer["filters"])
             skip = 0 if layer["src2"] < 0 else 1 + self.merges.index(layer["merge"])
+            act = self.activations.index(layer.get("activation", "relu"))
             out.append(mixed_radix((self.ops.index(layer["op"]),
-                                     self.kernels.index(layer["kernel"]), filters,
-                                     self.strides.index(layer["stride"]), skip), self._radix))
+                                    self.kernels.index(layer["kernel"]), filters,
+                                    self.strides.index(layer["stride"]), skip, act),
+                                   self._radix))
         return out
 
     def group_mask(self, genotype: Mapping[str, Any]) -> list[bool]:

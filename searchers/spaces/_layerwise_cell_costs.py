@@ -41,6 +41,12 @@ def relu(c: int, hw: tuple[int, int]) -> OpRecord:
     return ("relu", c, hw[0], hw[1])
 
 
+def activation(kind: str, c: int, hw: tuple[int, int]) -> OpRecord:
+    """The nonlinearity before a layer's convolution (EPNAS Table 2); ``relu`` keeps the
+    plain relu record. ``crelu`` outputs ``[relu(x), relu(-x)]``: twice the channels."""
+    return relu(c, hw) if kind == "relu" else ("act", kind, c, hw[0], hw[1])
+
+
 def pool(kind: str, c: int, kernel: int, stride: int, in_hw: tuple[int, int],
          out_hw: tuple[int, int]) -> OpRecord:
     """A ``kernel x kernel`` max/avg pooling with ``kernel // 2`` padding."""
@@ -90,6 +96,10 @@ def record_costs(record: OpRecord) -> tuple[int, int, int, int]:
         cost, h_out, w_out = costs.pool2d(c, hi, wi, k, stride, k // 2)
         if (h_out, w_out) != (ho, wo):
             raise ValueError(f"pool record {record}: output is {h_out}x{w_out}")
+    elif kind == "act":
+        _, name, c, h, w = record
+        cost = (costs.pointwise(2 * c * h * w, 0, c * h * w) if name == "crelu"
+                else costs.activation(c * h * w))
     elif kind in ("maxpool0", "avgpool0"):
         _, c, k, stride, hi, wi, ho, wo = record
         cost, h_out, w_out = costs.pool2d(c, hi, wi, k, stride, 0)

@@ -14,12 +14,27 @@ import torch
 from torch import nn
 
 
+class CReLU(nn.Module):
+    """``[relu(x), relu(-x)]`` on the channel axis (Shang et al.; EPNAS Table 2)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.relu(x), torch.relu(-x)], dim=1)
+
+
+def activation(name: str) -> nn.Module:
+    """The nonlinearity of EPNAS Table 2 by name (``swish`` is SiLU)."""
+    modules = {"relu": nn.ReLU, "crelu": CReLU, "elu": nn.ELU, "selu": nn.SELU,
+               "swish": nn.SiLU}
+    return modules[name]()
+
+
 class LayerwiseLayer(nn.Module):
     """One searched layer: its op, plus the skip projection and merge when it has a skip."""
 
     def __init__(self, layer: Mapping[str, Any], shape: Mapping[str, Any]) -> None:
         super().__init__()
-        c_in = shape["in"][0]
+        act = str(layer.get("activation", "relu"))
+        c_in = shape["in"][0] * (2 if act == "crelu" else 1)  # what the convolution reads
         c_main = shape["main"][0]
         k, s = layer["kernel"], layer["stride"]
         self.op_name = layer["op"]
@@ -27,11 +42,11 @@ class LayerwiseLayer(nn.Module):
         self.merge = layer["merge"]
         if self.op_name == "conv":
             self.op = nn.Sequential(
-                nn.ReLU(), nn.Conv2d(c_in, c_main, k, s, k // 2, bias=False),
+                activation(act), nn.Conv2d(c_in, c_main, k, s, k // 2, bias=False),
                 nn.BatchNorm2d(c_main))
         elif self.op_name == "sepconv":
             self.op = nn.Sequential(
-                nn.ReLU(), nn.Conv2d(c_in, c_in, k, s, k // 2, groups=c_in, bias=False),
+                activation(act), nn.Conv2d(c_in, c_in, k, s, k // 2, groups=c_in, bias=False),
                 nn.Conv2d(c_in, c_main, 1, bias=False), nn.BatchNorm2d(c_main))
         elif self.op_name == "maxpool":
             self.op = nn.MaxPool2d(k, s, k // 2)

@@ -4,7 +4,9 @@ Grammar (decoded into modules like timm's ``_efficientnet_builder`` decodes its 
 
     genotype := {"space": "layerwise", "preset": P, "layers": [layer, ...]}   1..max_layers
     layer    := {"op": OP, "kernel": K, "filters": F | null, "stride": S,
-                 "src2": J, "merge": "add" | "concat"}
+                 "src2": J, "merge": "add" | "concat", "activation": A}
+    A        := preset ``activations`` (relu, crelu, elu, selu, swish; EPNAS Table 2), conv
+                and sepconv layers only; the key is left out for relu, the default
     OP       := "conv" | "sepconv" | "maxpool" | "avgpool"        (preset ``ops``)
     K        := preset ``kernels`` ([1, 3, 5, 7])                   (filter / pooling width)
     F        := preset ``filters`` ([16, 32, 64, 96, 128, 256])     (null for pooling layers)
@@ -29,7 +31,10 @@ Choices where the paper is silent or ambiguous (all tested):
 
 - Pooling widths share the odd kernel list instead of the paper's ``[2, 3]``: odd windows with
   ``K // 2`` padding keep every layer at ``ceil(H / S)``, which keeps skips well defined.
-- The activation is fixed to ReLU (the paper also searches crelu/elu/selu/swish).
+- The activation (Table 2) is searched for conv and sepconv layers, whose order is
+  activation, convolution, batch-norm; ``crelu`` (``[relu(x), relu(-x)]``) doubles the
+  channels the convolution reads. Pooling layers have none. ``relu`` is the default and is
+  left out of the genotype, so networks written before the choice existed keep their hash.
 - A fixed stem lets the first searched layer start with its activation like every other.
 
 Morph actions (:class:`Action`, :func:`apply_action`, pure functions, always valid output):
@@ -67,7 +72,8 @@ OPS_WITH_FILTERS = ("conv", "sepconv")
 POOL_OPS = ("maxpool", "avgpool")
 ALL_OPS = OPS_WITH_FILTERS + POOL_OPS
 MERGES = ("add", "concat")
-LAYER_KEYS = ("op", "kernel", "filters", "stride", "src2", "merge")
+LAYER_KEYS = ("op", "kernel", "filters", "stride", "src2", "merge", "activation")
+ACTIVATIONS = ("relu", "crelu", "elu", "selu", "swish")  # EPNAS Table 2
 SCALE_STEPS = ("up", "keep", "down")  # the paper's logit order
 INSERT_KINDS = ("insert", "keep", "remove")  # the paper's logit order
 
@@ -90,11 +96,12 @@ class Action:
 
     @classmethod
     def insert(cls, place: int, op: str = "conv", kernel: int = 3, filters: int | None = None,
-               stride: int = 1, src2: int = -1, merge: str = "add") -> Action:
+               stride: int = 1, src2: int = -1, merge: str = "add",
+               activation: str = "relu") -> Action:
         """Insert a layer at ``place``; values off the preset's lists snap to the nearest
         entry (``filters=None`` on a conv: the smallest filter count)."""
         layer = {"op": op, "kernel": kernel, "filters": filters, "stride": stride,
-                 "src2": src2, "merge": merge}
+                 "src2": src2, "merge": merge, "activation": activation}
         return cls("insert", place=place, layer=layer)
 
     @classmethod
@@ -128,7 +135,7 @@ class ActionSpace:
     ``SCALE_STEPS`` order. Insert head: 3 kind logits (``INSERT_KINDS``), ``num_places``
     (= L + 5) place logits, ``place + 1`` src2 logits for a chosen place (index ``place`` means
     no skip), then one logit per entry of ``ops``, ``filters``, ``kernels``, ``strides``,
-    ``merges``.
+    ``merges``, ``activations``.
     """
 
     num_layers: int
@@ -140,6 +147,7 @@ class ActionSpace:
     filters: tuple[int, ...]
     strides: tuple[int, ...]
     merges: tuple[str, ...]
+    activations: tuple[str, ...] = ("relu",)
     scale_steps: tuple[str, ...] = SCALE_STEPS
     insert_kinds: tuple[str, ...] = INSERT_KINDS
 
@@ -159,7 +167,8 @@ class LayerwiseSpace(Space):
             "input_shape": (3, 32, 32), "num_classes": 10,
             "ops": list(ALL_OPS), "kernels": [1, 3, 5, 7],
             "filters": [16, 32, 64, 96, 128, 256], "strides": [1, 2],
-            "merges": list(MERGES), "max_layers": 24, "sample_layers": (4, 16),
+            "merges": list(MERGES), "activations": list(ACTIVATIONS), "max_layers": 24,
+            "sample_layers": (4, 16),
             "stem_filters": 32, "scale_groups": 4, "skip_prob": 0.3, "downsample_prob": 0.15,
         },
         # Same grammar scaled down to 1x8x8 digits (CPU tests, tiny proxies).
@@ -167,7 +176,10 @@ class LayerwiseSpace(Space):
             "input_shape": (1, 8, 8), "num_classes": 10,
             "ops": list(ALL_OPS), "kernels": [1, 3, 5, 7],
             "filters": [4, 8, 12, 16, 24, 32], "strides": [1, 2],
-            "merges": list(MERGES), "max_layers": 8, "sample_layers": (1, 6),
+            # relu only: with Table 2's five activations the digits policy, ten updates long,
+            # found the first feasible network later than random search (docs/epnas.md)
+            "merges": list(MERGES), "activations": ["relu"], "max_layers": 8,
+            "sample_layers": (1, 6),
             "stem_filters": 8, "scale_groups": 4, "skip_prob": 0.3, "downsample_prob": 0.2,
         },
     }
@@ -206,6 +218,9 @@ class LayerwiseSpace(Space):
                          else -1),
                 "merge": str(s["merges"][int(rng.integers(len(s["merges"])))]),
             })
+            activations = s.get("activations", ["relu"])
+            if op in OPS_WITH_FILTERS and len(activations) > 1:
+                layers[-1]["activation"] = str(activations[int(rng.integers(len(activations)))])
         return self.validate({"space": self.name, "preset": self.preset, "layers": layers})
 
     def validate(self, genotype: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,10 +253,17 @@ class LayerwiseSpace(Space):
             merge = layer.get("merge", "add")
             if merge not in s["merges"]:
                 raise GenotypeError(f"{where}.merge", merge, s["merges"])
-            out.append({"op": op, "kernel": int(kernel),
-                        "filters": None if filters is None else int(filters),
-                        "stride": int(stride), "src2": int(src2),
-                        "merge": merge if src2 >= 0 else "add"})
+            activation = layer.get("activation", "relu")
+            allowed = s.get("activations", ["relu"])
+            if op in OPS_WITH_FILTERS and activation not in allowed:
+                raise GenotypeError(f"{where}.activation", activation, allowed)
+            entry = {"op": op, "kernel": int(kernel),
+                     "filters": None if filters is None else int(filters),
+                     "stride": int(stride), "src2": int(src2),
+                     "merge": merge if src2 >= 0 else "add"}
+            if op in OPS_WITH_FILTERS and activation != "relu":
+                entry["activation"] = activation
+            out.append(entry)
         return {"space": self.name, "preset": self.preset, "layers": out}
 
     def features(self, genotype: Mapping[str, Any]) -> list[str]:
@@ -251,7 +273,10 @@ class LayerwiseSpace(Space):
         tokens = [f"depth={len(g['layers'])}"]
         for i, layer in enumerate(g["layers"]):
             filters = layer["filters"] if layer["filters"] is not None else "-"
-            tokens.append(f"L{i}:{layer['op']}:k{layer['kernel']}:f{filters}:s{layer['stride']}")
+            token = f"L{i}:{layer['op']}:k{layer['kernel']}:f{filters}:s{layer['stride']}"
+            if "activation" in layer:  # relu layers keep the token they always had
+                token += f":{layer['activation']}"
+            tokens.append(token)
             if layer["src2"] >= 0:
                 tokens.append(f"L{i}:skip-{i - layer['src2']}:{layer['merge']}")
         return tokens
@@ -304,21 +329,23 @@ class LayerwiseSpace(Space):
             ("stem", [C.conv(c_in, stem, (3, 3), (1, 1), 1, (h, w), (h, w)),
                       C.batchnorm(stem, (h, w))])]
         for i, (layer, sh) in enumerate(zip(g["layers"], self.shapes(g, input_shape))):
-            c, hi, wi = sh["in"]
+            c_layer, hi, wi = sh["in"]
             c_main, ho, wo = sh["main"]
             k, s = layer["kernel"], layer["stride"]
+            act = layer.get("activation", "relu")
+            c = c_layer * (2 if act == "crelu" else 1)  # what the convolution reads
             records: list[C.OpRecord] = []
             if layer["op"] == "conv":
-                records += [C.relu(c, (hi, wi)),
+                records += [C.activation(act, c_layer, (hi, wi)),
                             C.conv(c, c_main, (k, k), (s, s), 1, (hi, wi), (ho, wo)),
                             C.batchnorm(c_main, (ho, wo))]
             elif layer["op"] == "sepconv":
-                records += [C.relu(c, (hi, wi)),
+                records += [C.activation(act, c_layer, (hi, wi)),
                             C.conv(c, c, (k, k), (s, s), c, (hi, wi), (ho, wo)),
                             C.conv(c, c_main, (1, 1), (1, 1), 1, (ho, wo), (ho, wo)),
                             C.batchnorm(c_main, (ho, wo))]
             else:
-                records.append(C.pool(layer["op"], c, k, s, (hi, wi), (ho, wo)))
+                records.append(C.pool(layer["op"], c_layer, k, s, (hi, wi), (ho, wo)))
             if layer["src2"] >= 0:
                 if sh["proj"] is not None:
                     cj, c_skip, stride, hwj = sh["proj"]
@@ -401,7 +428,8 @@ class LayerwiseSpace(Space):
                            num_groups=int(s["scale_groups"]),
                            num_places=len(g["layers"]) + 5, ops=tuple(s["ops"]),
                            kernels=tuple(s["kernels"]), filters=tuple(s["filters"]),
-                           strides=tuple(s["strides"]), merges=tuple(s["merges"]))
+                           strides=tuple(s["strides"]), merges=tuple(s["merges"]),
+                           activations=tuple(s.get("activations", ["relu"])))
 
     def decode_scale(self, group: int, filter_choice: int, kernel_choice: int) -> Action:
         """Scale action from the two 3-way choices of one group (index into SCALE_STEPS)."""
@@ -410,7 +438,7 @@ class LayerwiseSpace(Space):
 
     def decode_insert(self, genotype: Mapping[str, Any], kind: int, place: int, src2: int,
                       op: int, filters: int, kernel: int, stride: int = 0,
-                      merge: int = 0) -> Action:
+                      merge: int = 0, activation: int = 0) -> Action:
         """Insert/keep/remove action from the insert head's choices (indices). ``src2``
         equal to the (clamped) place means no skip, as in the supplement."""
         space = self.action_space(genotype)
@@ -423,7 +451,8 @@ class LayerwiseSpace(Space):
         return Action.insert(int(place), op=space.ops[int(op)], kernel=space.kernels[int(kernel)],
                              filters=space.filters[int(filters)], stride=space.strides[int(stride)],
                              src2=-1 if int(src2) >= where else int(src2),
-                             merge=space.merges[int(merge)])
+                             merge=space.merges[int(merge)],
+                             activation=space.activations[int(activation)])
 
     def apply_action(self, genotype: Mapping[str, Any], action: Action) -> dict[str, Any]:
         """The genotype after ``action``: always valid; invalid actions are no-ops."""
@@ -456,10 +485,12 @@ class LayerwiseSpace(Space):
             src2 = new.get("src2", -1)
             new["src2"] = src2 if _is_int(src2) and 0 <= src2 < place else -1
             new["merge"] = new.get("merge", "add") if new.get("merge") in s["merges"] else "add"
+            if new.get("activation") not in s.get("activations", ["relu"]):
+                new["activation"] = "relu"
             for layer in layers[place:]:
                 if layer["src2"] >= place:
                     layer["src2"] += 1
-            layers.insert(place, {k: new[k] for k in LAYER_KEYS})
+            layers.insert(place, {k: new[k] for k in LAYER_KEYS if k in new})
         elif action.kind == "remove":
             place = int(action.place)
             if len(layers) <= 1 or not 0 <= place < len(layers):
