@@ -59,6 +59,8 @@ _REL_TOL = 1e-12
 _DOMINANCE_FROM = 64
 #: a pass whose frontier grew past this builds the (costlier) LP-hull bounds for the next
 _HULLS_FROM = 1000
+#: the frontier cap of the first pass (at the incumbent's loss) before rising ceilings take over
+_FIRST_PASS_STATES = 64
 
 
 # -- problem set-up ---------------------------------------------------------------------------
@@ -598,6 +600,22 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
         (float(np.median(positive)) if positive.size else 1.0)
     gap = max(gap, 1e-9 * (1.0 + abs(dual)))
     passes, peak, use_hulls, exact_dual = 0, 0, False, False
+    if math.isfinite(upper):
+        # one pass at the incumbent's loss settles most tables (a good incumbent leaves a
+        # small gap); a frontier that outgrows a small cap means a hard table instead
+        slack = upper + 1e-9 * (1.0 + abs(upper))
+        ok = np.all([d.reduced <= slack - d.value for d in duals], axis=0)
+        allowed = [np.flatnonzero(row) for row in ok]
+        order = np.argsort([len(a) for a in allowed], kind="stable")
+        allowed = [allowed[j] for j in order]
+        choices, truncated, peak = _frontier_dp(problem, order, allowed, duals, upper,
+                                                min(max_states, _FIRST_PASS_STATES))
+        passes = 1
+        if not truncated:
+            if choices is not None and problem.loss_of(choices) < upper:
+                incumbent = choices
+            return {"choices": incumbent, "optimal": True, "states": peak, "method": "dp",
+                    "passes": passes}
     while True:
         ceiling = dual + gap
         final = ceiling >= min(upper, worst)
