@@ -201,6 +201,9 @@ class CurvesPlot(LazyPlot):
         plt.ylim(0, 1, yside="right")
         plt.ylabel("accuracy / reward", yside="left")
         plt.ylabel("feasible", yside="right")
+        if not by_time:  # whole candidates on the step axis, not bucket centres
+            ticks = sorted({max(1, round(v["n"] * i / 4)) for i in range(5)})
+            plt.xticks(ticks, [str(t) for t in ticks])
 
 
 class MetricsPlot(LazyPlot):
