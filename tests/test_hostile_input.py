@@ -280,7 +280,7 @@ DB_KINDS = {
     "future-schema": _future,
 }
 DB_COMMANDS = {"ls": ["ls"], "show": ["show", "1"], "resume": ["resume", "1"],
-               "run": ["run", "CONFIG"], "cancel": ["cancel", "1"]}
+               "run": ["run", "CONFIG"], "cancel": ["cancel", "1"], "tui": []}
 
 
 @pytest.mark.parametrize("command", sorted(DB_COMMANDS))

@@ -122,6 +122,13 @@ def handles_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def Store(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 -- the store class, imported late
+    """:class:`workbench.store.Store`, imported only when used (keeps ``nasw --help`` light)."""
+    from workbench.store import Store as _Store
+
+    return _Store(*args, **kwargs)
+
+
 @click.group(cls=LazyGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", type=click.Path(dir_okay=False), default=None,
@@ -136,5 +143,9 @@ def main(ctx: click.Context, db: str | None) -> None:
     if ctx.invoked_subcommand is None:
         from workbench.app import run_app
 
-        run_app(db_path(ctx))
+        path = db_path(ctx)
+        if path.exists():  # a foreign, damaged or future file: a message, not a broken screen
+            check_database = handles_errors(lambda: Store(path, create=False).close())
+            check_database()
+        run_app(path)
 
