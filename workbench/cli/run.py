@@ -27,6 +27,7 @@ from workbench.cli import (
 from workbench.config import load_config
 from workbench.runner import Coordinator, launch_detached, start_run
 from workbench.store import Store
+from workbench.text import plain_text
 
 EXIT_CODES = {"finished": 0, "cancelled": 0, "paused": 0, "interrupted": 130, "failed": 1,
               "lost": 1}
@@ -44,6 +45,7 @@ def _open_tui(db: Path, run_id: int) -> None:
 
 def _run_attached(db: Path, run_id: int, as_json: bool) -> str:
     """Run the coordinator here, with a progress bar; Ctrl-C = clean, resumable stop."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Store(db) as store:
@@ -56,7 +58,8 @@ def _run_attached(db: Path, run_id: int, as_json: bool) -> str:
 
     def on_progress(summary: dict[str, Any]) -> None:
         best = summary.get("best_accuracy")
-        text = f"{summary['status']}" + (f"  best {best:.4f}" if best is not None else "")
+        best_text = f"  best {best:.4f}" if isinstance(best, float) else ""
+        text = escape(plain_text(summary["status"])) + best_text
         bar.update(task, completed=summary.get("n_done") or 0, description=text)
 
     coordinator = Coordinator(db, run_id, on_progress=on_progress)
@@ -83,7 +86,8 @@ def _report(db: Path, run_id: int, status: str, as_json: bool, pid: int | None =
                    "log": run.get("log_path")})
         return
     if pid is not None:
-        click.echo(f"run {run_id} started in the background (pid {pid}); log: {run['log_path']}")
+        click.echo(f"run {run_id} started in the background (pid {pid}); "
+                   f"log: {plain_text(run['log_path'])}")
         click.echo(f"  follow it: nasw show {run_id}   stop it: nasw cancel {run_id}")
         return
     best = run["best_accuracy"]
