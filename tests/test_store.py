@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -373,3 +374,63 @@ def test_checkpoints_write_only_changed_arrays_and_drop_unreferenced_ones(tmp_pa
         store.update_run(run_id, status="finished")
         store.delete_run(run_id)
         assert store.conn.execute("SELECT count(*) FROM state_blobs").fetchone()[0] == 0
+
+
+def _plain_values():
+    from hypothesis import strategies as st
+
+    leaves = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**80, max_value=2**80),
+                       st.floats(allow_nan=False), st.text(max_size=20))
+    return st.recursive(leaves, lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.tuples(inner, inner),
+        st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        st.dictionaries(st.integers(-5, 5), inner, max_size=3)), max_leaves=20)
+
+
+def test_state_codec_round_trips_any_plain_structure() -> None:
+    """Property: every structure the contract allows comes back equal, types included."""
+    from hypothesis import given, settings
+
+    @settings(max_examples=300, deadline=None)
+    @given(_plain_values())
+    def round_trip(value: Any) -> None:
+        data, blobs, _ = encode_state({"v": value})
+        back = decode_state(data, blobs.__getitem__)["v"]
+        assert back == value and type(back) is type(value)
+
+    round_trip()
+
+
+def test_state_codec_decoding_hostile_bytes_only_ever_refuses() -> None:
+    """Fuzz: mutated, truncated or crafted documents raise StateFormatError (a NaswError),
+    never anything else and never run code."""
+    import numpy as np
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from workbench.state_codec import StateFormatError
+
+    data, blobs, _ = encode_state({"a": np.arange(400.0), "b": (1, {2: "x"}), "c": [1.5]})
+    crafted = [b'{"format":"nasw-state/1","state":{"a":{"$array":{"lib":"numpy","dtype":"|O",'
+               b'"shape":[1],"b64":"AA=="}}}}',
+               b'{"format":"nasw-state/1","state":{"a":{"$array":{"lib":"torch","dtype":'
+               b'"float32","shape":[99999999999],"b64":""}}}}',
+               b'{"format":"nasw-state/1","state":{"a":{"$dict":[[[1],2]]}}}',
+               b'{"format":"nasw-state/1","state":{"a":{"$f":"1e999"}}}',
+               b'{"format":"nasw-state/1","state":' + b"[" * 5000 + b"]" * 5000 + b"}",
+               b'{"format":"nasw-state/1","state":{"$evil":1}}', b"\x80\x05K\x01.", b""]
+    for document in crafted:
+        with pytest.raises(StateFormatError):
+            decode_state(document, blobs.__getitem__)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.data())
+    def mutated(draw) -> None:
+        raw = bytearray(data)
+        for _ in range(draw.draw(st.integers(1, 4))):
+            raw[draw.draw(st.integers(0, len(raw) - 1))] = draw.draw(st.integers(0, 255))
+        cut = draw.draw(st.integers(0, len(raw)))
+        with contextlib.suppress(StateFormatError):
+            decode_state(bytes(raw[:cut]), lambda d: blobs.get(d, b"\x80"))
+
+    mutated()
