@@ -21,7 +21,9 @@ One epoch keeps the spread between architectures wide (validation accuracy 0.1-0
 what a search proxy has to rank; it is not a final accuracy.
 
 Rows are appended to an uncompressed work file as they finish, so an interrupted run continues
-where it stopped (rows already present are skipped); the gzip file is written at the end.
+where it stopped (rows already present are skipped); the gzip file is written at the end (or
+by ``--finalize`` from the rows so far). ``--shard I/N`` splits the missing rows over N
+processes.
 Columns: ``space, preset, seed, hash, genotype`` (JSON), ``status, accuracy, val_loss,
 params, madds, flops, intensity, wall_time``.
 """
@@ -31,9 +33,9 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import io
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -93,14 +95,19 @@ def main(argv: list[str] | None = None) -> None:
                         help="train only every N-th missing row starting at I (N processes "
                              "append to one work file); a final run without --shard writes "
                              "the gzip file")
+    parser.add_argument("--finalize", action="store_true",
+                        help="write the gzip file from the rows trained so far, train nothing")
     args = parser.parse_args(argv)
+    work = args.out.with_suffix("")  # .csv while in progress
+    if args.finalize:
+        _write_gzip(work, args.out)
+        return
 
     import torch
 
     from searchers.training import train
 
     torch.set_num_threads(1)
-    work = args.out.with_suffix("")  # .csv while in progress
     work.parent.mkdir(parents=True, exist_ok=True)
     done: set[tuple[str, str, str]] = set()
     if work.exists():
@@ -138,13 +145,23 @@ def main(argv: list[str] | None = None) -> None:
             if index % 50 == 0:
                 print(f"{index + 1}/{len(todo)} trainings, "
                       f"{time.perf_counter() - started:.0f} s", flush=True)
-    if args.shard:
-        return
-    with work.open("rb") as source, gzip.GzipFile(args.out, "wb", mtime=0) as target:
-        shutil.copyfileobj(source, target)
+    if not args.shard:
+        _write_gzip(work, args.out)
+    print(f"{time.perf_counter() - started:.0f} s")
+
+
+def _write_gzip(work: Path, out: Path) -> None:
+    """The shipped file: complete rows of the work file (a row cut by a kill is dropped)."""
+    with work.open(newline="") as handle:
+        rows = [r for r in csv.DictReader(handle)
+                if all(r.get(c) is not None for c in COLUMNS) and r["wall_time"]]
+    with gzip.GzipFile(out, "wb", mtime=0) as raw, \
+            io.TextIOWrapper(raw, encoding="utf-8", newline="") as target:
+        writer = csv.DictWriter(target, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
     os.remove(work)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB) in "
-          f"{time.perf_counter() - started:.0f} s")
+    print(f"wrote {out}: {len(rows)} trainings, {out.stat().st_size / 1024:.0f} KiB")
 
 
 if __name__ == "__main__":
