@@ -841,7 +841,7 @@ class Store:
         """Why the run's checkpoint cannot be resumed (old pickle, damaged), or None. The TUI
         and ``nasw show`` ask this before offering to resume."""
         try:
-            self.load_state(run_id)
+            self.check_restorable(run_id)
         except LegacyStateError:
             return LEGACY_MESSAGE
         except StateFormatError as err:
@@ -872,14 +872,23 @@ class Store:
         state = self.load_state(run_id)
         if state is None:
             return False
+        searcher.load_state_dict(state, history=self._checked_history(run_id))
+        return True
+
+    def _checked_history(self, run_id: int) -> list[dict[str, Any]]:
         history = self.history(run_id)
         for entry in history:
             if not isinstance(entry["genotype"], dict) or not isinstance(entry["costs"], dict):
                 raise StateFormatError("candidates", entry["id"], "a candidate row nasw wrote",
                                        hint="the run's candidates table is damaged; the run "
                                             "stays viewable but cannot be resumed")
-        searcher.load_state_dict(state, history=history)
-        return True
+        return history
+
+    def check_restorable(self, run_id: int) -> None:
+        """Raise :class:`StateFormatError` (a :class:`NaswError`) if the run's checkpoint or
+        history cannot be restored safely -- before anything claims or writes the run."""
+        if self.load_state(run_id) is not None:
+            self._checked_history(run_id)
 
     def _blob_digests(self, run_id: int) -> set[str]:
         return {r[0] for r in self.conn.execute(

@@ -153,7 +153,7 @@ def resume_command(ctx: click.Context, run_id: int, detach: bool, as_json: bool)
                 click.echo(f"run {run_id}: resume sent to its coordinator (pid {run['pid']})")
             return
         store.check_resumable(run_id)
-        store.load_state(run_id)  # an unsafe or damaged checkpoint: exit 2, nothing written
+        store.check_restorable(run_id)  # unsafe or damaged: exit 2, nothing written
     if detach:
         pid = launch_detached(db, run_id)
         _report(db, run_id, "started", as_json, pid=pid)

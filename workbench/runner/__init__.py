@@ -47,7 +47,7 @@ def launch_detached(db_path: str | os.PathLike[str], run_id: int,
     """
     with Store(db_path, create=False) as store:
         store.check_resumable(run_id)
-        store.load_state(run_id)  # LegacyStateError / StateFormatError: never unpickled
+        store.check_restorable(run_id)  # LegacyStateError / StateFormatError: never unpickled
     argv = coordinator_argv(db_path, run_id)
     if evaluator is not None:
         argv += ["--evaluator", evaluator]

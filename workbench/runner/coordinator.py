@@ -128,7 +128,7 @@ class Coordinator:
                      retry_busy_s=RETRY_BUSY_S)
 
     def _run(self, store: Store) -> str:
-        store.load_state(self.run_id)  # an old pickled or damaged checkpoint: refused, unclaimed
+        store.check_restorable(self.run_id)  # old pickle or damaged rows: refused, unclaimed
         previous = store.claim_run(self.run_id, os.getpid(), this_host())
         self.lease_token = previous["lease_token"]
         self.stats = {"n_done": 0}

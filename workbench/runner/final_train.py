@@ -92,7 +92,7 @@ class FinalTrainer:
                       retry_busy_s=RETRY_BUSY_S)
         heartbeat: Heartbeat | None = None
         try:
-            store.load_state(self.run_id)  # an unsafe or damaged checkpoint: refused, unclaimed
+            store.check_restorable(self.run_id)  # unsafe or damaged: refused, unclaimed
             previous = store.claim_run(self.run_id, os.getpid(), this_host())
             heartbeat = Heartbeat(self.db_path, self.run_id, previous["lease_token"],
                                   busy_timeout_ms=self.busy_timeout_ms)
