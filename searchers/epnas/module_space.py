@@ -24,7 +24,7 @@ one operation. Each operation outputs ``C`` channels times the stage's width mul
   ``C`` when the input has another channel count.
 
 The cell's output concatenates the branches whose ``propagate`` is set (the last branch when
-none is). Cells are stacked as PNAS's released code does: a 3x3 stem conv and BN, then three
+none is, which the canonical form writes as the last branch propagating). Cells are stacked as PNAS's released code does: a 3x3 stem conv and BN, then three
 stages of ``N`` cells, the first cell of stages 2 and 3 a reduction cell (operations reading a
 cell input use stride 2), widths doubling per stage; ReLU, global average pooling and a linear
 classifier close the network. ``H^{c-2}`` is brought to ``H^{c-1}``'s size by a stride-2 1x1
@@ -183,6 +183,8 @@ class ModuleSpace(Space):
                         "kernel": int(kernel) if _has(kind, "conv") else None,
                         "pool": int(pool) if _has(kind, "pool") else None,
                         "propagate": bool(propagate)})
+        if not any(br["propagate"] for br in out):  # the last branch feeds the output anyway
+            out[-1]["propagate"] = True
         return {"space": self.name, "preset": self.preset, "branches": out}
 
     def features(self, genotype: Mapping[str, Any]) -> list[str]:
