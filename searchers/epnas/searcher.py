@@ -14,9 +14,10 @@ previous network, not its reward, the whole episode is sampled up front and aske
   branches. The first episode starts from random networks (paper: "a randomly generated
   architecture"), or from the space's small initial network with ``initial="small"``.
 
-Search patterns (§3.3): layer by layer over the ``layerwise`` space (insert adds a layer) and
-module search over the ``cell`` space (insert adds a branch to the cell; the cell's filter count
-stays at the preset's unless ``cell_scale_filters``, see :mod:`searchers.epnas.cell_morph`).
+Search patterns (§3.3): layer by layer over the ``layerwise`` space (Table 2; insert adds a
+layer), module search over the ``module`` space (Table 3, :mod:`searchers.epnas.module_space`;
+insert adds a branch), and, as a named option, module search over PNAS cells (``cell``, see
+:mod:`searchers.epnas.cell_morph`).
 
 Performance prediction (§3.4): with ``performance_prediction`` the jobs train with the short,
 large-batch, high-learning-rate ``prediction_train`` overrides of the run's training spec
@@ -25,18 +26,28 @@ global dictionary keyed by (layer number, op type): each result sends its traine
 a key keeps the weights of the most accurate model per parameter-shape signature (up to
 ``shared_variants`` signatures), and a job inherits, per key, the stored signature closest to
 its own shapes; :func:`searchers.training.inherit_weights` crops or pads the remaining
-differences. An evaluator that never returns weights (``synthetic``) turns sharing off at its
-first successful result.
+differences. The dictionary is bounded (``sharing_mb``; the least accurate variants go
+first), its tensors go into ``state_dict()`` as they are (never copied: an entry is replaced,
+never changed in place) so the store writes only the entries that changed. An evaluator that
+never returns weights (``synthetic``) turns sharing off at its first successful result.
+Without performance prediction the jobs train with ``full_train`` (paper: 20 epochs of SGDR,
+T0 = 10, Tmult = 2).
 
-Choices the paper leaves open (each tested in ``tests/test_epnas.py``):
+Not in the paper, each an option: ``adaptive_p`` (dual ascent on each metric's ``p`` toward a
+feasible fraction, :meth:`EPNASSearcher._adapt_p`) and ``baseline="parent"``.
+
+Choices the paper leaves open (each tested in ``tests/test_epnas*.py``):
 
 * The baseline ``b(X_t)`` is an exponential moving average (``baseline_decay``) of the mean
   return at step ``t``, initialised with the first episode's means.
 * The next episode's branches are the top ``N`` *distinct* architectures of the episode (by
   canonical hash, ties broken by the earlier job), repeated cyclically if fewer exist. Without
   the dedup, repeated "keep" morphs fill the branches with copies.
-* Every candidate is evaluated, duplicates included: a repeated architecture is a fresh noisy
-  estimate, as in the paper.
+* No network is trained twice (``duplicates="resample"``): a morph that repeats a network the
+  run evaluated, or will evaluate this episode, is re-sampled from the policy up to
+  ``resample_tries`` times; if every try repeats, the candidate reuses the earlier result (its
+  reward under the current ``p``) without a job, and the episode event lists it under
+  ``reused``. ``duplicates="evaluate"`` trains repeats again (noisy evaluators).
 * A budget that ends mid-episode truncates the episode in (step, branch) order; the policy still
   learns from the candidates that were evaluated.
 """
