@@ -739,7 +739,7 @@ def _solve_ga(problem: _Problem, seed: int, settings: Mapping[str, Any]) -> dict
 # -- public API ---------------------------------------------------------------------------------
 def solve(loss_table: Any, cost_tables: Mapping[str, Any], constraints: Iterable[Any],
           base: Mapping[str, float] | None = None, solver: str = "exact", *, seed: int = 0,
-          max_states: int = 5_000, ga: Mapping[str, Any] | None = None) -> dict[str, Any]:
+          max_states: int = 2_000, ga: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Pick one candidate per layer minimising the summed table loss under the constraints.
 
     Returns ``feasible``, ``choices`` (``[int] * L``, None when infeasible), ``loss`` (summed
