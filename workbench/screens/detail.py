@@ -103,8 +103,17 @@ class RunDetailScreen(Screen[None]):
         yield Static(f"Run {self.run_id}: loading…", id="run-summary")
         with TabbedContent(initial=self.initial_tab, id="run-tabs"):
             for tab, label in zip(TABS, TAB_LABELS, strict=True):
-                yield TabPane(label, id=tab)
+                with TabPane(label, id=tab):
+                    if tab == self.initial_tab:  # in the first layout: one paint, not two
+                        yield self.make_component(tab)
         yield Footer()
+
+    def make_component(self, tab: str) -> Any:
+        module, name = COMPONENTS[tab]
+        cls = getattr(importlib.import_module(module), name)
+        component = cls(self.app.db_path, self.run_id, id=f"{tab}-tab")
+        self.components[tab] = component
+        return component
 
     async def on_mount(self) -> None:
         """A finished run is read right here (index look-ups, a few milliseconds at any size),
@@ -140,10 +149,7 @@ class RunDetailScreen(Screen[None]):
         hand it the run, the stamp and the selection, and make it the one that loads."""
         component = self.components.get(tab)
         if component is None:
-            module, name = COMPONENTS[tab]
-            cls = getattr(importlib.import_module(module), name)
-            component = cls(self.app.db_path, self.run_id, id=f"{tab}-tab")
-            self.components[tab] = component
+            component = self.make_component(tab)
             await self.query_one(f"TabPane#{tab}", TabPane).mount(component)
             component.select(self.selected_id)
             if self.run is not None:
@@ -194,6 +200,7 @@ class RunDetailScreen(Screen[None]):
         elif self.selected_id is None and self.is_final:
             self.selected_id = 0  # the architecture being trained
         for component in self.components.values():
+            component.select(self.selected_id)  # (the watcher does not run before mount)
             component.update_run(self.run, self.stamp)
         self.update_summary()
 
