@@ -124,3 +124,22 @@ def test_without_prediction_candidates_train_with_the_papers_sgdr(layerwise) -> 
         "cosine_restarts", 10, 2, True)
     assert get_searcher("epnas", space=layerwise, preset="epnas-paper",
                         budget=10).job_train.schedule == "cosine"  # with prediction
+
+
+def test_adaptive_p_steepens_while_too_few_are_feasible_never_softer_than_configured(
+        layerwise) -> None:
+    s = get_searcher("epnas", space=layerwise, preset="epnas-digits", budget=80, seed=0,
+                     constraints=["params<=3000", "intensity>=10"], adaptive_p=True,
+                     reward_p={"params": 0.8})
+    events = _drive(s, layerwise)
+    ps = [(e.metrics["p_params"], e.metrics["p_intensity"], e.metrics["feasible_fraction"])
+          for e in events]
+    assert ps[0][2] < 0.5 and ps[0][0] < 0.8 and ps[0][1] < 0.9  # steeper after episode 0
+    assert all(0.1 <= p <= 0.8 and 0.1 <= q <= 0.9 for p, q, _ in ps)  # p_min .. configured
+    assert all(b[0] <= a[0] for a, b in zip(ps, ps[1:]) if a[2] < 0.5)  # ascent while short
+    # the current p is part of the state: a resumed searcher rewards as the original does
+    fresh = get_searcher("epnas", space=layerwise, preset="epnas-digits", budget=80, seed=0,
+                         constraints=["params<=3000", "intensity>=10"], adaptive_p=True,
+                         reward_p={"params": 0.8})
+    fresh.load_state_dict(s.state_dict(), history=s.history)
+    assert fresh.reward_p == s.reward_p and fresh.reward_p["params"] == ps[-1][0]

@@ -179,6 +179,7 @@ class EPNASSearcher(Searcher):
         self.sharing: dict[str, list[dict[str, Any]]] = {}
         self._sharing_bytes = 0  # tensor bytes held by the dictionary
         self.sharing_active = bool(p["share_weights"])
+        self._configured_p = self.reward_p  # adaptive_p never goes softer than this
         self._evaluated: dict[str, int] = {}  # architecture hash -> first job id (history)
         self.exhausted = False
 
@@ -379,28 +380,24 @@ class EPNASSearcher(Searcher):
     def _adapt_p(self, entries: list[dict[str, Any]]) -> dict[str, float]:
         """Dual ascent on each metric's base penalty toward ``feasible_target``.
 
-        With ``lambda_i = -ln p_i`` (the penalty rate of Eq. 2) and ``f_i`` the fraction of
-        the episode's successful candidates that satisfy every constraint on metric ``i``:
-        ``lambda_i <- max(0, lambda_i + p_step * (feasible_target - f_i))``. A constraint the
-        policy keeps violating gets a steeper penalty; one it satisfies more often than the
-        target relaxes toward ``p = 1``, where accuracy alone decides. Returns the new
-        ``p`` per metric (they apply from the next episode on).
+        With ``lambda_i = -ln p_i`` (the penalty rate of Eq. 2) and ``f`` the fraction of the
+        episode's successful candidates that satisfy every constraint:
+        ``lambda_i <- clip(lambda_i + p_step * (feasible_target - f), lambda_i0, -ln p_min)``,
+        ``lambda_i0`` the configured ``reward_p``. While too few candidates are feasible every
+        penalty steepens (a constraint the candidates satisfy has no violation, so its ``p``
+        does not matter); once enough are, the penalties relax back to the configured ones,
+        never softer. Returns the new ``p`` per metric (they apply from the next episode on).
         """
-        from searchers.constraints import DEFAULT_REWARD_P
-
         ok = [e for e in entries if e.get("costs") is not None]
-        current = self.reward_p
+        if not ok:
+            return {}
+        fraction = float(np.mean([all(c.satisfied(e["costs"]) for c in self.constraints)
+                                  for e in ok]))
+        step = float(self.params["p_step"]) * (float(self.params["feasible_target"]) - fraction)
         new: dict[str, float] = {}
         for metric in sorted({c.metric for c in self.constraints}):
-            p = current.get(metric, DEFAULT_REWARD_P) if isinstance(current, Mapping) \
-                else float(current)
-            if not ok:
-                new[metric] = p
-                continue
-            mine = [c for c in self.constraints if c.metric == metric]
-            fraction = float(np.mean([all(c.satisfied(e["costs"]) for c in mine) for e in ok]))
-            rate = max(0.0, -math.log(p) + float(self.params["p_step"])
-                       * (float(self.params["feasible_target"]) - fraction))
+            floor = -math.log(_p_of(self._configured_p, metric))
+            rate = max(floor, -math.log(_p_of(self.reward_p, metric)) + step)
             new[metric] = max(math.exp(-rate), float(self.params["p_min"]))
         self.reward_p = new
         return new
@@ -576,6 +573,15 @@ class EPNASSearcher(Searcher):
         if "reward_p" in state:
             self.reward_p = (dict(state["reward_p"]) if isinstance(state["reward_p"], Mapping)
                              else float(state["reward_p"]))
+
+
+def _p_of(reward_p: float | Mapping[str, float], metric: str) -> float:
+    """The base penalty of ``metric`` under a ``reward_p`` (one value or per metric)."""
+    from searchers.constraints import DEFAULT_REWARD_P
+
+    if isinstance(reward_p, Mapping):
+        return float(reward_p.get(metric, DEFAULT_REWARD_P))
+    return float(reward_p)
 
 
 def _job_of(entry: Mapping[str, Any]) -> int:
