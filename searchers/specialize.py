@@ -8,21 +8,21 @@ multiple-choice knapsack with several (possibly lower-bounded) resources.
 
 Two solvers:
 
-* ``solver="exact"`` (default): Pareto-frontier dynamic programming over the layers. A partial
-  choice (layers ``0..l``) is a state ``(loss, cost vector)``; a state is dropped when
-
-  - it can no longer be completed feasibly (its cost plus the cheapest completion exceeds a
-    bound: the per-metric suffix minima),
-  - its Lagrangian lower bound (the partial loss plus ``min_c T + λ·A`` summed over the
-    remaining layers, minus ``λ·(remaining budget)``, for multipliers ``λ >= 0`` found by a
-    subgradient ascent on the dual) exceeds the loss of the best feasible solution known
-    (an incumbent from the Lagrangian heuristic, greedy repair and single-swap improvement),
-  - another state dominates it (no more loss and no more of every resource: exact skyline for
-    one constraint, a partial check against the lowest-loss states for several).
-
-  Every pruning rule is safe, so when the frontier never had to be truncated the answer is
-  optimal on the table and ``optimal`` is True. ``max_states`` caps the frontier; when it
-  is hit, the states with the smallest bounds are kept and ``optimal`` is False.
+* ``solver="exact"`` (default): constraints on one quantity merge into a band
+  ``lo <= sum A[l, x_l] <= hi`` (upper, lower, opposing and two-sided bounds are one kind of
+  row). Lagrangian prices (signed, one per row) bound every completion from below; an
+  incumbent comes from their argmins, greedy repair and single-swap descent. Then
+  breadth-first DP passes over the layers keep every partial choice whose bound is within a
+  loss *ceiling* -- dropping those that can no longer meet a band, those the bound prices out,
+  and dominated ones -- after reduced-cost fixing has removed the blocks no solution within
+  the ceiling can use. The first pass runs at the incumbent's loss with a small frontier cap;
+  then the ceiling rises from just above the dual bound, fourfold per pass, and from the
+  second overflowing pass each row's LP-hull bound (the lower convex hull of the remaining
+  layers' (usage, loss) points) joins in. A pass whose best complete state is within its
+  ceiling has proven it optimal. A pass that overflows ``max_states`` brings in the LP
+  relaxation's exact prices (HiGHS, or a proof of infeasibility) and, if that overflows
+  again, HiGHS branch and cut (``scipy.optimize.milp``, gap 0). ``optimal`` is True whenever
+  the answer (or infeasibility) is proven -- always, short of HiGHS's time limit.
 
 * ``solver="ga"``: the paper's genetic algorithm (20 chromosomes, the 10 best form 5 pairs,
   single-point crossover, per-gene mutation probability 0.1, infeasible children regenerated,
