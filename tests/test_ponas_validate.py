@@ -119,3 +119,17 @@ def test_validate_trains_real_networks(ponas_run) -> None:
     assert result["trained"] == 3
     assert all(0.0 <= n["accuracy"] <= 1.0 for n in result["networks"])
     assert -1.0 <= result["tau"] <= 1.0
+
+
+def test_latest_validation_and_its_summary_line(ponas_run, tmp_path) -> None:
+    from workbench.ponas_validate import latest_validation, summary
+
+    db, run_id = ponas_run
+    with Store(db) as store:
+        validate_run(store, run_id, 3, epochs=2, train=_fake_train(+1.0))
+    latest = latest_validation(db, run_id)
+    assert latest is not None and latest["spec"]["epochs"] == 2
+    line = summary(latest)
+    assert "Kendall tau" in line and "3 networks" in line and "0.733" in line
+    assert latest_validation(db, 999) is None and summary(None) == ""
+    assert latest_validation(tmp_path / "missing.db", run_id) is None

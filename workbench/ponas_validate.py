@@ -154,6 +154,44 @@ def validations(store: Any, run_id: int) -> list[dict[str, Any]]:
             for row in store.events(run_id, kind=EVENT_KIND)]
 
 
+def latest_validation(db_path: Any, run_id: int) -> dict[str, Any] | None:
+    """The newest stored validation of a run, read-only (for the TUI's Accuracy table tab:
+    stdlib sqlite3, no store writer, no torch), or None."""
+    import json
+    import sqlite3
+
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0)
+    except sqlite3.Error:
+        return None
+    try:
+        row = conn.execute("SELECT data, time FROM events WHERE run_id = ? AND kind = ?"
+                           " ORDER BY rowid DESC LIMIT 1", (int(run_id), EVENT_KIND)).fetchone()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    if row is None:
+        return None
+    try:
+        data = json.loads(row[0])
+    except (TypeError, ValueError):
+        return None
+    return {**data, "time": row[1]} if isinstance(data, dict) else None
+
+
+def summary(validation: Mapping[str, Any] | None) -> str:
+    """One line for a validation: tau, how many networks, how trained, against the paper."""
+    if not validation:
+        return ""
+    tau = validation.get("tau")
+    spec = validation.get("spec") or {}
+    trained = validation.get("trained", len(validation.get("networks") or []))
+    tau_text = f"{float(tau):.3f}" if isinstance(tau, (int, float)) else "n/a"
+    return (f"Table validation: Kendall tau {tau_text} over {trained} networks trained from "
+            f"scratch ({spec.get('epochs', '?')} epochs); the paper: {PAPER_TAU}")
+
+
 def _json_safe(value: Any) -> Any:
     """NaN (no tau yet) as None: the events table holds strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -165,5 +203,5 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-__all__ = ["EVENT_KIND", "PAPER_TAU", "kendall_tau", "loss_accuracy_plot", "validate_run",
-           "validation_networks", "validations"]
+__all__ = ["EVENT_KIND", "PAPER_TAU", "kendall_tau", "latest_validation", "loss_accuracy_plot",
+           "summary", "validate_run", "validation_networks", "validations"]
