@@ -28,8 +28,9 @@ ages out like any other.
 * ``layerwise``: one field of one layer (op, kernel, filters, stride, skip source, merge) is
   resampled from the preset's lists, or a random layer is inserted / one removed (through the
   space's own morph actions, which keep skip indices valid);
-* any other space: one leaf of the genotype JSON takes its value from a fresh
-  ``space.sample`` (kept only if the space validates the result).
+* any other space (``module``, a user's own): one leaf of the genotype JSON, or one whole item
+  of a list in it (a branch, a layer), takes its value from a fresh ``space.sample`` (kept only
+  if the space validates the result and it is a different architecture).
 
 **Constraints.** ``hard_constraints=True``: children (and initial samples) the cost LUT shows
 infeasible are rejected before evaluation and the parent is mutated again (a new tournament
@@ -323,45 +324,54 @@ def _mutate_layerwise(space: Any, genotype: Mapping[str, Any], rng: np.random.Ge
     return space.validate({**g, "layers": layers}), f"layer {i} {field} -> {layer[field]}"
 
 
-def _leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+_MISSING = object()
+
+
+def _genes(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Paths to every leaf and to every dict inside a list (a layer, a branch, a block)."""
     if isinstance(value, Mapping):
-        return [p for k, v in value.items() if k not in ("space", "preset")
-                for p in _leaves(v, (*path, k))]
+        inner = [p for k, v in value.items() if k not in ("space", "preset")
+                 for p in _genes(v, (*path, k))]
+        return ([path] if path and isinstance(path[-1], int) else []) + inner
     if isinstance(value, list):
-        return [p for k, v in enumerate(value) for p in _leaves(v, (*path, k))]
+        return [p for k, v in enumerate(value) for p in _genes(v, (*path, k))]
     return [path]
+
+
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return value
 
 
 def _mutate_generic(space: Any, genotype: Mapping[str, Any], rng: np.random.Generator,
                     tries: int = 50) -> tuple[dict[str, Any], str]:
-    """One leaf of the genotype JSON copied from a fresh sample (kept if it validates)."""
+    """One gene -- a leaf, or a whole item of a list -- copied from a fresh sample; kept if the
+    space validates the result and it is a different architecture."""
     parent = space.validate(genotype)
+    parent_hash = space.hash(parent)
+    paths = _genes(parent)
     for _ in range(tries):
-        fresh = space.sample(rng)
-        paths = _leaves(parent)
         if not paths:
             break
         path = paths[int(rng.integers(len(paths)))]
-        donor: Any = fresh
-        for key in path:
-            try:
-                donor = donor[key]
-            except (KeyError, IndexError, TypeError):
-                donor = None
-                break
-        if donor is None:
+        donor = _at(space.sample(rng), path)
+        if donor is _MISSING or donor == _at(parent, path):
             continue
         child = copy.deepcopy(parent)
         target: Any = child
         for key in path[:-1]:
             target = target[key]
-        if target[path[-1]] == donor:
-            continue
-        target[path[-1]] = donor
+        target[path[-1]] = copy.deepcopy(donor)
         try:
-            return space.validate(child), f"{'/'.join(map(str, path))} -> {donor}"
+            child = space.validate(child)
         except Exception:  # the donor value does not fit here: try another gene
             continue
+        if space.hash(child) != parent_hash:
+            return child, f"{'/'.join(map(str, path))} resampled"
     return space.sample(rng), "resampled"
 
 
