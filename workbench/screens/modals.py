@@ -46,14 +46,15 @@ class ConfirmScreen(ModalScreen[bool]):
 #: each with its key in the chooser and what it is for
 EXPORT_FORMATS = (
     ("json", "j", "genotype, costs, provenance"),
-    ("onnx", "o", "checked in onnxruntime"),
-    ("torchscript", "t", "reloaded and checked"),
+    ("onnx", "o", "deploy: checked in onnxruntime"),
+    ("pt2", "p", "deploy: torch.export, reloaded and checked"),
+    ("torchscript", "t", "legacy: reloaded and checked"),
     ("dot", "d", "Graphviz drawing"),
 )
 
 
 class ExportFormatScreen(ModalScreen[str | None]):
-    """Pick an export format: arrows + enter, or its key (``j``/``o``/``t``/``d``);
+    """Pick an export format: arrows + enter, or its key (``j``/``o``/``p``/``t``/``d``);
     ``escape`` cancels. Shows the file each format would write."""
 
     BINDINGS = [Binding("escape", "choose(None)", "Cancel")] + [
@@ -98,7 +99,7 @@ HELP_TEXT = """\
   tab        next widget               p / r / c  pause / resume / cancel the run
   Candidates: enter selects a candidate everywhere and shows its architecture;
               / filters (text, 'feasible', 'acc>0.9'), s sorts by the next column
-  Candidates, Architecture: e exports the selected candidate (json / onnx /
+  Candidates, Architecture: e exports the selected candidate (json / onnx / pt2 /
               torchscript / dot, to run<R>-c<ID>.<ext> here), t trains it from
               scratch as a new run (asks first, then opens it)
   Curves:     a final-training run shows loss and validation accuracy per epoch
