@@ -133,3 +133,34 @@ def test_latest_validation_and_its_summary_line(ponas_run, tmp_path) -> None:
     assert "Kendall tau" in line and "3 networks" in line and "0.733" in line
     assert latest_validation(db, 999) is None and summary(None) == ""
     assert latest_validation(tmp_path / "missing.db", run_id) is None
+
+
+def test_the_accuracy_table_tab_shows_the_latest_validation(ponas_run) -> None:
+    import asyncio
+
+    from textual.app import App, ComposeResult
+    from textual.widgets import Static
+    from tui_support import text_of, wait_for
+
+    from workbench import tui_data
+    from workbench.components.accuracy_table import AccuracyTableTab
+
+    db, run_id = ponas_run
+    with Store(db) as store:
+        result = validate_run(store, run_id, 4, epochs=2, train=_fake_train(+1.0))
+    tab = AccuracyTableTab(db, run_id)
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield tab
+
+    async def go() -> None:
+        async with Host().run_test(size=(120, 40)) as pilot:
+            tab.update_run(tui_data.run_summary(db, run_id), tui_data.run_stamp(db, run_id))
+            tab.activate()
+            line = tab.query_one("#table-validation", Static)
+            await wait_for(pilot, lambda: bool(line.display))
+            text = text_of(line)
+            assert f"Kendall tau {result['tau']:.3f} over 4 networks" in text
+
+    asyncio.run(go())

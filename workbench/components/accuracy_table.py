@@ -13,6 +13,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import ScrollableContainer
 from textual.message import Message
+from textual.widgets import Static
 
 from workbench import tui_data
 from workbench.components.base import RunComponent
@@ -33,11 +34,12 @@ def block_labels(space: str | None, preset: str | None) -> list[str] | None:
 
 class TableLoaded(Message):
     def __init__(self, rows: list[dict[str, Any]], labels: list[str] | None,
-                 shape: tuple[int | None, int | None]) -> None:
+                 shape: tuple[int | None, int | None], validation: str = "") -> None:
         super().__init__()
         self.rows = rows
         self.labels = labels
         self.shape = shape
+        self.validation = validation
 
 
 class AccuracyTableTab(RunComponent):
@@ -49,6 +51,10 @@ class AccuracyTableTab(RunComponent):
     def compose(self) -> ComposeResult:
         with ScrollableContainer(id="heatmap-scroll"):
             yield AccuracyHeatmap(id="heatmap")
+        # `nasw ponas validate` result (Kendall tau); shown only once a validation is stored
+        validation = Static("", id="table-validation", markup=False)
+        validation.display = False
+        yield validation
 
     def focus_target(self) -> Any:
         return self.query_one("#heatmap-scroll")
@@ -74,7 +80,11 @@ class AccuracyTableTab(RunComponent):
 
             built = get_space(str(space), preset)
             shape = (getattr(built, "num_positions", None), len(labels))
-        self.post_message(TableLoaded(rows, labels, shape))
+        from workbench.ponas_validate import latest_validation, summary
+        from workbench.text import plain_text
+
+        validation = plain_text(summary(latest_validation(self.db_path, self.run_id)))
+        self.post_message(TableLoaded(rows, labels, shape, validation))
 
     def on_table_loaded(self, message: TableLoaded) -> None:
         message.stop()
@@ -85,6 +95,9 @@ class AccuracyTableTab(RunComponent):
         if message.rows:
             heatmap.shape = message.shape
         heatmap.add_rows(message.rows)
+        line = self.query_one("#table-validation", Static)
+        line.update(message.validation)
+        line.display = bool(message.validation)
 
 
 __all__ = ["AccuracyTableTab", "block_labels"]
