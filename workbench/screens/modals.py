@@ -105,7 +105,7 @@ HELP_TEXT = """\
   Curves:     a final-training run shows loss and validation accuracy per epoch
   Curves:     x switches step / time, v cycles the searcher metric
   Pareto:     m switches params / MAdds
-  Specialize: type constraints ('params<=3M, madds<=300M'), enter solves;
+  Specialize: type constraints ('params<=4M, madds<=150M'), enter solves;
               ctrl+s saves, ctrl+o exports JSON, ctrl+t trains it (new run);
               escape leaves a text box (then 1..7 switch tabs)
 
