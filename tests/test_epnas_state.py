@@ -47,7 +47,7 @@ def test_the_sharing_dictionary_stays_under_its_size_bound_keeping_the_best() ->
     space, s = _searcher(sharing_mb=bound)
     jobs = s.ask(100)
     for k, job in enumerate(jobs):
-        _tell_with_weights(s, space, [job], lambda _: 0.5 + k / 100)
+        _tell_with_weights(s, space, [job], lambda _, k=k: 0.5 + k / 100)
         held = sum(t.numel() * t.element_size() for vs in s.sharing.values() for v in vs
                    for t in v["tensors"].values())
         assert held == s._sharing_bytes <= bound * 2**20
