@@ -487,6 +487,30 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def matrix_table(rows: list[dict[str, Any]]) -> str:
+    """The compact view: one line per searcher x space, one column per family; a cell is
+    ``mean (difference vs random / vs evolution)``, * p < 0.05, ** p < 0.01 (paired Wilcoxon)."""
+    families = list(dict.fromkeys(r["family"] for r in sorted(rows, key=lambda r: r["family"])))
+    keys = sorted({(r["searcher"], r["space"]) for r in rows})
+    by_key = {(r["searcher"], r["space"], r["family"]): r for r in rows}
+    lines = ["| searcher | space | " + " | ".join(families) + " |",
+             "|---|---|" + "---|" * len(families)]
+    for name, space in keys:
+        cells = []
+        for family in families:
+            r = by_key.get((name, space, family))
+            if r is None:
+                cells.append("")
+                continue
+            diffs = [f"{r['vs_' + k]:+.3f}{_star(r['p_' + k])}"
+                     for k in ("random", "evolution") if not math.isnan(r["vs_" + k])]
+            seeds = "" if r["seeds"] >= 20 else f" [{r['seeds']} seeds]"
+            cells.append(f"{r['mean']:.3f} ({' / '.join(diffs)}){seeds}" if diffs
+                         else f"{r['mean']:.3f}{seeds}")
+        lines.append(f"| {name} | {space} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
     from bench.search_families import FAMILIES
 
@@ -532,7 +556,8 @@ def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = summarise(runs, args.seeds)
     print_report(runs, rows)
     write_csvs(args.out, runs, rows)
-    (args.out / "table.md").write_text(markdown_table(rows) + "\n")
+    (args.out / "table.md").write_text(matrix_table(rows) + "\n\n" + markdown_table(rows)
+                                       + "\n")
     print(f"\nwrote {args.out}/summary.csv, curves.csv, table.md; wall time "
           f"{time.perf_counter() - started:.0f} s")
     return rows
