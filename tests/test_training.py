@@ -15,7 +15,7 @@ from searchers.data import load_dataset
 from searchers.errors import GenotypeError, NaswError
 from searchers.evaluators import evaluate
 from searchers.spaces import Space
-from searchers.training import fit_model, inherit_weights, lr_factor, train
+from searchers.training import SCHEDULES, fit_model, inherit_weights, lr_factor, train
 
 
 def small_cnn(width: int = 24, in_channels: int = 1, num_classes: int = 10) -> nn.Module:
@@ -173,8 +173,9 @@ def test_learning_rate_schedules() -> None:
     assert lr_factor(6, 10, 2, "cosine", 0.0) == pytest.approx(0.5)
     assert [lr_factor(s, 8, 0, "step", 0.0) for s in (0, 3, 4, 6, 7)] == [1, 1, 0.1, 0.01, 0.01]
     assert lr_factor(7, 8, 0, "constant", 0.0) == 1.0
-    with pytest.raises(NaswError, match="train.schedule.*constant, cosine, step"):
+    with pytest.raises(NaswError, match="train.schedule") as err:
         lr_factor(0, 8, 0, "linear", 0.0)
+    assert all(name in str(err.value) for name in SCHEDULES)  # the message lists every one
 
 
 def test_inherit_copies_crops_pads_and_reports() -> None:
