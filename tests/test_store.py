@@ -434,3 +434,27 @@ def test_state_codec_decoding_hostile_bytes_only_ever_refuses() -> None:
             decode_state(bytes(raw[:cut]), lambda d: blobs.get(d, b"\x80"))
 
     mutated()
+
+
+def test_unchanged_tensors_are_not_copied_again_but_in_place_changes_are_seen() -> None:
+    """The codec remembers a tensor's digest against its version counter: an unchanged stored
+    tensor costs nothing on the next checkpoint, and any in-place change (an optimizer step,
+    ``copy_`` under ``no_grad``) is stored again, so a resume never sees stale weights."""
+    import torch
+
+    shared = {"a": torch.randn(64, 64), "b": torch.randn(64, 64)}
+    state = {"shared": shared, "policy": torch.randn(32, 32)}
+    _, first, _ = encode_state(state)
+    known = set(first)
+    document, again, referenced = encode_state(state, known)
+    assert again == {} and referenced == known
+    state["policy"].add_(1.0)
+    with torch.no_grad():
+        shared["a"].copy_(torch.zeros(64, 64))
+    document, changed, _ = encode_state(state, known)
+    assert len(changed) == 2
+    back = decode_state(document, {**first, **changed}.__getitem__)
+    assert torch.equal(back["policy"], state["policy"]) and torch.equal(back["shared"]["a"],
+                                                                        shared["a"])
+    _, fresh, _ = encode_state(state, set())  # a new store still receives every array
+    assert len(fresh) == 3

@@ -26,6 +26,14 @@ with ``$`` stays a plain JSON object):
 
 Arrays come back as independent copies: two equal (or aliased) arrays come back as two, which
 is what an optimizer that updates its buffers in place needs.
+
+Writing is incremental in time as well as in bytes: the digest of a large torch tensor is
+remembered against the tensor object and its version counter (``Tensor._version``, which every
+in-place operation, optimizer steps and ``copy_`` included, increments), so a tensor that has
+not changed since the last checkpoint is neither copied out nor hashed again when its blob is
+already stored. EPNAS keeps hundreds of MB of shared weights in its state; rehashing them at
+every result cost about a second. A write made behind autograd's back (through ``.data`` or a
+numpy view) does not move the counter: searchers replace such tensors instead.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import hashlib
 import json
 import math
 import sys
+import weakref
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -102,6 +111,36 @@ def _array_parts(value: Any) -> tuple[str, str, tuple[int, ...], bytes, bool] | 
     return None
 
 
+#: id(tensor) -> (weak reference, version counter, data pointer, digest) of its last encoding.
+#: Keyed by id, not by the tensor: tensors compare element-wise, so they cannot be dict keys.
+_TENSOR_DIGESTS: dict[int, tuple[weakref.ref[Any], int, int, str]] = {}
+
+
+def _remembered_digest(value: Any) -> str | None:
+    """The digest of ``value`` from an earlier encoding if it is a torch tensor unchanged since."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return None
+    seen = _TENSOR_DIGESTS.get(id(value))
+    if seen is None or seen[0]() is not value:
+        return None
+    if seen[1] != value._version or seen[2] != value.data_ptr():
+        return None
+    return seen[3]
+
+
+def _remember_digest(value: Any, digest: str) -> None:
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.Tensor):
+        return
+    key = id(value)
+    try:  # the entry goes when the tensor does, before its id can be reused
+        ref = weakref.ref(value, lambda _ref, key=key: _TENSOR_DIGESTS.pop(key, None))
+    except TypeError:  # a tensor subclass without weak references: not remembered
+        return
+    _TENSOR_DIGESTS[key] = (ref, value._version, value.data_ptr(), digest)
+
+
 def _digest(lib: str, dtype: str, shape: tuple[int, ...], raw: bytes) -> str:
     digest = hashlib.blake2b(f"{lib}:{dtype}:{list(shape)}:".encode(), digest_size=20)
     digest.update(raw)
@@ -142,6 +181,13 @@ def encode_state(state: Mapping[str, Any], known: Collection[str] = frozenset()
             return {"$tuple": [enc(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]}
         if isinstance(value, list):
             return [enc(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+        digest = _remembered_digest(value)
+        if digest is not None and digest in known:  # unchanged and stored: nothing to copy
+            referenced.add(digest)
+            dtype = str(value.dtype).removeprefix("torch.")
+            return {"$array": {"lib": "torch", "dtype": dtype,
+                               "shape": [int(n) for n in value.shape], "scalar": False,
+                               "blob": digest}}
         try:
             parts = _array_parts(value)
         except TypeError as err:
@@ -155,6 +201,7 @@ def encode_state(state: Mapping[str, Any], known: Collection[str] = frozenset()
                                 "scalar": scalar}
         if len(raw) >= BLOB_MIN_BYTES:
             digest = _digest(lib, dtype, shape, raw)
+            _remember_digest(value, digest)
             referenced.add(digest)
             if digest not in known:
                 new.setdefault(digest, raw)
