@@ -269,15 +269,17 @@ def run_task(task: tuple[str, str | None, str, str, int, int]) -> dict[str, Any]
     name, preset, family_name, space_name, seed, budget = task
     family = get_family(family_name)
     space = get_space(space_name, BENCH_PRESETS[space_name])
-    hard = True if name in ("random", "evolution") else None
+    # "epnas+hard" runs a searcher with hard constraints, as the baselines always run
+    searcher, _, option = name.partition("+")
+    hard = True if searcher in ("random", "evolution") or option == "hard" else None
     try:
-        trace = drive(name, family, space, budget=budget, seed=seed, preset=preset,
+        trace = drive(searcher, family, space, budget=budget, seed=seed, preset=preset,
                       hard_constraints=hard)
     except Exception as exc:  # one broken searcher must not sink the whole suite
         return {"searcher": name, "preset": preset, "family": family_name,
                 "space": space_name, "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
     curve = trace.curve[:trace.evaluations].tolist() if trace.evaluations else [math.nan]
-    if name == "ponas" and trace.instance is not None:
+    if searcher == "ponas" and trace.instance is not None:
         curve.append(_ponas_pick(trace.instance, family, space, seed, curve))
     return {"searcher": name, "preset": preset, "family": family_name, "space": space_name,
             "seed": seed, "curve": curve, "evaluations": len(curve),
@@ -581,7 +583,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              help="3 seeds, without the slow EPNAS default preset")
     suite_group.add_argument("--families", nargs="*", default=None)
     suite_group.add_argument("--searchers", nargs="*", default=None,
-                             help="e.g. evolution epnas:epnas-digits (baselines always run)")
+                             help="e.g. evolution epnas:epnas-digits epnas+hard:epnas-digits (+hard: with hard "
+                                   "constraints, as the baselines; they always run)")
     suite_group.add_argument("--spaces", nargs="*", default=None)
     suite_group.add_argument("--workers", type=int, choices=(1, 2), default=2)
     suite_group.add_argument("--out", type=Path, default=Path("runs/search-suite"))

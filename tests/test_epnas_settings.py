@@ -143,3 +143,33 @@ def test_adaptive_p_steepens_while_too_few_are_feasible_never_softer_than_config
                          reward_p={"params": 0.8})
     fresh.load_state_dict(s.state_dict(), history=s.history)
     assert fresh.reward_p == s.reward_p and fresh.reward_p["params"] == ps[-1][0]
+
+
+def test_hard_constraints_never_train_a_morph_the_cost_lut_shows_infeasible(layerwise) -> None:
+    """With hard constraints the Eq. (1) reward of an infeasible network is 0 whatever its
+    accuracy, so EPNAS tells the policy 0 without spending an evaluation on it."""
+    from searchers.constraints import feasible, parse_constraints
+
+    constraints = ["params<=6k", "intensity>=1.5"]
+    hard = get_searcher("epnas", space=layerwise, constraints=constraints, budget=60, seed=0,
+                        hard_constraints=True)
+    asked = []
+    while not hard.done():
+        jobs = hard.ask(8)
+        if not jobs:
+            break
+        for job in jobs:
+            asked.append(job.genotype)
+            hard.tell(job, synthetic_result(job, layerwise))
+    checks = parse_constraints(constraints)
+    assert asked and all(feasible(layerwise.costs(g), checks) for g in asked)
+    soft = get_searcher("epnas", space=layerwise, constraints=constraints, budget=60, seed=0)
+    soft_asked = []
+    while not soft.done():
+        jobs = soft.ask(8)
+        if not jobs:
+            break
+        for job in jobs:
+            soft_asked.append(job.genotype)
+            soft.tell(job, synthetic_result(job, layerwise))
+    assert not all(feasible(layerwise.costs(g), checks) for g in soft_asked)  # a real screen

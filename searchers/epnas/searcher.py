@@ -62,6 +62,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from searchers.base import Job, Result, Searcher
+from searchers.constraints import feasible
 from searchers.errors import NaswError
 
 PAPER_PREDICTION_TRAIN: dict[str, Any] = {
@@ -278,7 +279,9 @@ class EPNASSearcher(Searcher):
                     key = self.space.hash(new)
                     tries += 1
                 reuse = None
-                if resample and key in self._evaluated:
+                if self._screened_infeasible(new):
+                    reuse = {"screened": True}
+                elif resample and key in self._evaluated:
                     reuse = {"job": self._evaluated[key]}
                 elif resample and key in planned:
                     reuse = {"entry": planned[key]}
@@ -365,6 +368,9 @@ class EPNASSearcher(Searcher):
             source = e.get("reuse")
             if source is None:
                 continue
+            if source.get("screened"):  # Eq. (1): infeasible on the cost LUT, reward 0
+                e.update(reward=0.0, accuracy=None, feasible=False)
+                continue
             job_id = (source["job"] if "job" in source
                       else entries[source["entry"]]["job_id"])
             told = by_id.get(job_id)
@@ -377,6 +383,17 @@ class EPNASSearcher(Searcher):
                      source_job=int(job_id))
             reused.append({"step": e["step"], "branch": e["branch"], "job": int(job_id)})
         return reused
+
+    def _screened_infeasible(self, genotype: dict[str, Any]) -> bool:
+        """With ``hard_constraints``, a morph the cost LUT shows infeasible is not trained: its
+        Eq. (1) reward is 0 whatever its accuracy, so the policy is told 0 at no evaluation's
+        cost (as random search and evolution reject such samples). ``latency_ms`` is measured,
+        not in the LUT, so it is never screened."""
+        checkable = [c for c in self.constraints if c.metric != "latency_ms"]
+        if not (self.hard_constraints and checkable):
+            return False
+        costs = self.space.costs(genotype, self.input_shape, self.num_classes)
+        return not feasible(costs, checkable)
 
     def _adapt_p(self, entries: list[dict[str, Any]]) -> dict[str, float]:
         """Dual ascent on each metric's base penalty toward ``feasible_target``.
