@@ -91,7 +91,8 @@ def bench_policy(args: argparse.Namespace) -> None:
     params = {} if args.lr is None else {"lr": args.lr}
     print(f"{'family':12} {'space':10} | {'reward L / F / X':24} {'L-F wins':>9} | "
           f"{'best feasible L / F / X':26} | feasible fraction L / F / X")
-    for family in FAMILIES.values():
+    chosen = args.policy_families or list(FAMILIES)
+    for family in (FAMILIES[name] for name in chosen):
         for space in _spaces(family, args.spaces):
             space_name = space.name
             try:
@@ -207,7 +208,10 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--spaces", nargs="+", default=list(SPACES), choices=SPACES)
-    parser.add_argument("--families", nargs="+", default=["synthetic", "capacity", "two-sided"])
+    parser.add_argument("--families", nargs="+", default=["synthetic", "capacity", "two-sided"],
+                        help="feasibility: the constrained families compared")
+    parser.add_argument("--policy-families", nargs="+", default=None, choices=list(FAMILIES),
+                        help="policy: the families (default: every family)")
     parser.add_argument("--sharing-mb", type=float, nargs="+", default=[0, 1024, 64, 16],
                         help="0: sharing off, the baseline")
     parser.add_argument("--results", type=int, default=20)
