@@ -130,7 +130,12 @@ def fair_epoch(model: Any, switch: Any, loader: Any, optimizer: Any, spec: Any, 
     import torch
     import torch.nn.functional as F
 
-    from searchers.training import NAN_CHECK_EVERY, Diverged, _use_bf16, lr_factor
+    from searchers.training import (
+        _use_bf16,
+        check_running_loss,
+        epoch_mean_loss,
+        lr_factor,
+    )
 
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * spec.epochs
@@ -157,12 +162,8 @@ def fair_epoch(model: Any, switch: Any, loader: Any, optimizer: Any, spec: Any, 
         optimizer.step()
         batches += 1
         step += 1
-        if batches % NAN_CHECK_EVERY == 0 and not torch.isfinite(running):
-            raise Diverged(f"training loss is {float(running)} at step {step}")
-    mean = float(running) / max(batches, 1)
-    if not math.isfinite(mean):
-        raise Diverged(f"training loss is {mean} in epoch {epoch + 1}")
-    return mean
+        check_running_loss(running, batches, step)
+    return epoch_mean_loss(running, batches, epoch)
 
 
 def train_supernet(job: Job, device: Any = None) -> Result:

@@ -58,6 +58,23 @@ class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+def check_running_loss(running: Any, batches: int, step: int) -> None:
+    """Every :data:`NAN_CHECK_EVERY` batches, raise :class:`Diverged` if the summed loss (a
+    device tensor) is not finite; checking less often keeps the GPU from syncing per step."""
+    import torch
+
+    if batches % NAN_CHECK_EVERY == 0 and not torch.isfinite(running):
+        raise Diverged(f"training loss is {float(running)} at step {step}")
+
+
+def epoch_mean_loss(running: Any, batches: int, epoch: int) -> float:
+    """The epoch's mean training loss; :class:`Diverged` if it is not finite."""
+    mean = float(running) / max(batches, 1)
+    if not math.isfinite(mean):
+        raise Diverged(f"training loss is {mean} in epoch {epoch + 1}")
+    return mean
+
+
 @dataclass
 class InheritReport:
     """What :func:`inherit_weights` did with each tensor of the model, by name."""
@@ -365,12 +382,8 @@ def train_one_epoch(model: Any, loader: Any, optimizer: Any, spec: TrainSpec, de
         running += loss.detach()
         batches += 1
         step += 1
-        if batches % NAN_CHECK_EVERY == 0 and not torch.isfinite(running):
-            raise Diverged(f"training loss is {float(running)} at step {step}")
-    mean_loss = float(running) / max(batches, 1)
-    if not math.isfinite(mean_loss):
-        raise Diverged(f"training loss is {mean_loss} in epoch {epoch + 1}")
-    return mean_loss, lr
+        check_running_loss(running, batches, step)
+    return epoch_mean_loss(running, batches, epoch), lr
 
 
 def fit_model(model: Any, bundle: Any, spec: TrainSpec, device: Any = None) -> FitOutcome:
