@@ -25,7 +25,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -277,12 +277,13 @@ def run_task(task: tuple[str, str | None, str, str, int, int]) -> dict[str, Any]
                       hard_constraints=hard)
     except Exception as exc:  # one broken searcher must not sink the whole suite
         return {"searcher": name, "preset": preset, "family": family_name,
-                "space": space_name, "seed": seed, "error": f"{type(exc).__name__}: {exc}"}
+                "space": space_name, "seed": seed, "budget": budget,
+                "error": f"{type(exc).__name__}: {exc}"}
     curve = trace.curve[:trace.evaluations].tolist() if trace.evaluations else [math.nan]
     if searcher == "ponas" and trace.instance is not None:
         curve.append(_ponas_pick(trace.instance, family, space, seed, curve))
     return {"searcher": name, "preset": preset, "family": family_name, "space": space_name,
-            "seed": seed, "curve": curve, "evaluations": len(curve),
+            "seed": seed, "budget": budget, "curve": curve, "evaluations": len(curve),
             "feasible_fraction": trace.feasible_fraction, "duplicates": trace.duplicates,
             "seconds": trace.seconds}
 
@@ -309,16 +310,24 @@ def _ponas_pick(searcher: Any, family: Any, space: Any, seed: int, curve: list[f
 
 
 def _task_key(task: Sequence[Any]) -> str:
+    """(name, preset, family, space, seed[, budget]): the budget defaults to the space's."""
     name, preset, family, space, seed = task[:5]
-    return f"{label(name, preset)}|{family}|{space}|{seed}"
+    budget = task[5] if len(task) > 5 else SPACE_BUDGETS[space]
+    return f"{label(name, preset)}|{family}|{space}|{seed}|{budget}"
+
+
+def _run_key(run: Mapping[str, Any]) -> str:
+    """The task key of a logged run (runs logged before ``budget`` was recorded ran at the
+    space's default budget)."""
+    return _task_key((run["searcher"], run["preset"], run["family"], run["space"], run["seed"],
+                      run.get("budget", SPACE_BUDGETS[run["space"]])))
 
 
 def _run_all(tasks: list[tuple[Any, ...]], workers: int, log: Path) -> list[dict[str, Any]]:
     """Run the tasks not yet in ``log`` (JSON lines, appended as each run ends, so an
     interrupted suite resumes and a partial one can be reported); with ``workers=2``, half of
     them in one extra process. Returns every run in the log."""
-    done = {_task_key((r["searcher"], r["preset"], r["family"], r["space"], r["seed"]))
-            for r in _read_log(log)}
+    done = {_run_key(r) for r in _read_log(log)}
     todo = [t for t in tasks if _task_key(t) not in done]
     print(f"  {len(tasks) - len(todo)} runs already in {log}, {len(todo)} to go", flush=True)
     if workers <= 1 or len(todo) < 2:
@@ -532,7 +541,8 @@ def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if name == "ponas" and not FAMILIES[family].lut_checkable:
                     continue  # PONAS specialises on LUT costs; latency_ms is not in its LUT
                 for seed in range(args.seeds):
-                    tasks.append((name, preset, family, space, seed, SPACE_BUDGETS[space]))
+                    tasks.append((name, preset, family, space, seed,
+                                  args.budget or SPACE_BUDGETS[space]))
     # Seed-major order, cheap searchers first: a suite stopped early still has every
     # searcher x family at the first seeds, and the slow searchers' seeds come last.
     cost = {"pnas": 20.0, "epnas": 6.0, "rcas": 2.0}
@@ -542,12 +552,9 @@ def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
           f"{', '.join(families)}, {args.workers} process(es)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "runs.jsonl"
-    if args.report_only:
-        wanted = {_task_key(t) for t in tasks}
-        runs = [r for r in _read_log(log) if _task_key(
-            (r["searcher"], r["preset"], r["family"], r["space"], r["seed"])) in wanted]
-    else:
-        runs = _run_all(tasks, args.workers, log)
+    runs = _read_log(log) if args.report_only else _run_all(tasks, args.workers, log)
+    wanted = {_task_key(t) for t in tasks}  # only this budget's runs, when a log holds several
+    runs = [r for r in runs if _run_key(r) in wanted]
     errors = [r for r in runs if "error" in r]
     for r in errors[:10]:
         print(f"  FAILED {label(r['searcher'], r['preset'])} {r['family']}/{r['space']} "
@@ -597,12 +604,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     pnas.add_argument("--K", type=int, default=32, help="PNAS: beam size")
     pnas.add_argument("--predictor", default=None, help="PNAS: predictor (default: paper's)")
     pnas.add_argument("--cell-preset", default="pnas-digits")
-    epnas = parser.add_argument_group("epnas")
-    epnas.add_argument("--budget", type=int, default=400,
-                       help="EPNAS: evaluations per search (EPNAS and random alike)")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="suite: evaluations per search on every space (default: the "
+                             "space's, 150/160); EPNAS figure bench: per search (default 400)")
     args = parser.parse_args(argv)
     if args.seeds is None:
         args.seeds = 5 if args.searcher else (3 if args.quick else 20)
+    if args.searcher and args.budget is None:
+        args.budget = 400
     return args
 
 
