@@ -118,6 +118,11 @@ class PNASSearcher(Searcher):
             "budget": search_count(3, 8) + 2 + 1,
         },
     }
+    # The digits preset at the paper's depth, B = 5, with a beam of 32: 136 + 4 * 32 = 264
+    # search models, 128 of them chosen by the predictor (pnas-digits: 16 of 152), for the
+    # search suite's budgets (docs/search-benchmarks.md); everything else as pnas-digits.
+    presets["pnas-digits-b5"] = {**presets["pnas-digits"], "B": 5, "K": 32,
+                                 "budget": search_count(5, 32) + 2 + 1}
 
     def __init__(self, space: Any, constraints: Iterable[Any] = (), budget: int | None = None,
                  seed: int = 0, **kwargs: Any) -> None:
