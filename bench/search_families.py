@@ -118,6 +118,34 @@ def latency_proxy(costs: Mapping[str, float], n_ops: int, scale: Mapping[str, fl
             + 0.5 * n_ops / scale["ops"])
 
 
+def latency_lut(space: Any) -> dict[str, Any]:
+    """The latency family's proxy as a per-block latency table, in the layout ``nasw lut
+    build`` stores (:mod:`workbench.latency`: ``base`` for stem + head, ``blocks[l][c]`` for
+    option ``c`` at position ``l``, both in ms), for a space with one choice per position.
+
+    A measured table times each block at its position and the fixed stem + head once; here
+    the "measurement" is the proxy's terms of that block: its FLOPs and bytes (the space's
+    cost tables) and one launch cost if its feature token is an operator; stem + head add
+    their FLOPs and bytes and no launch cost (they carry no feature token). The proxy is a
+    sum of exactly these terms, so a table sum reproduces :func:`latency_proxy` up to float
+    rounding (no model error; ``tests/test_bench_search.py`` checks it).
+    """
+    base_costs, tables = space.cost_tables()
+    scale = _latency_scale(space)
+    positions, options = np.asarray(tables["flops"]).shape
+    operator = np.zeros((positions, options))
+    for option in range(options):
+        tokens = space.features(space._genotype([option] * positions))
+        if len(tokens) != positions:
+            raise ValueError(f"{space.name}: {len(tokens)} feature tokens for {positions} "
+                             "positions; a per-block latency table needs one per position")
+        operator[:, option] = [not any(n in t for n in _NON_OPS) for t in tokens]
+    blocks = (np.asarray(tables["flops"]) / scale["flops"]
+              + np.asarray(tables["bytes"]) / scale["bytes"] + 0.5 * operator / scale["ops"])
+    base = float(base_costs["flops"]) / scale["flops"] + float(base_costs["bytes"]) / scale["bytes"]
+    return {"base": base, "blocks": blocks.tolist(), "origin": "latency proxy"}
+
+
 @dataclass(frozen=True)
 class SpaceReference:
     """Percentiles of each cost over a fixed sample of the space (constraint calibration)."""
@@ -355,6 +383,32 @@ def get_family(name: str) -> Family:
 
 # -- driving a searcher ------------------------------------------------------------------
 @dataclass
+class Incumbent:
+    """The feasible architecture with the best observed score so far -- what a user picks.
+
+    An architecture evaluated more than once is ranked by its mean observation, as a user who
+    evaluated it twice would rank it. ``true`` is the incumbent's noise-free score (NaN before
+    a feasible evaluation), the number a run is scored by.
+    """
+
+    #: per feasible architecture: [sum of observed scores, evaluations, true score]
+    observations: dict[str, list[float]] = field(default_factory=dict)
+    key: str | None = None
+    observed: float = -math.inf
+    true: float = math.nan
+
+    def observe(self, key: str, ev: Evaluation) -> None:
+        """Count one feasible evaluation of architecture ``key``."""
+        entry = self.observations.setdefault(key, [0.0, 0, ev.true])
+        entry[0] += ev.observed
+        entry[1] += 1
+        if key == self.key or entry[0] / entry[1] > self.observed:
+            self.key, (total, n, true) = max(self.observations.items(),
+                                             key=lambda kv: kv[1][0] / kv[1][1])
+            self.observed, self.true = total / n, true
+
+
+@dataclass
 class Trace:
     """One searcher run on one family: per evaluation, the incumbent's true score."""
 
@@ -369,6 +423,9 @@ class Trace:
     duplicates: int
     seconds: float
     instance: Any = field(default=None, repr=False)  # the searcher, for post-run picks
+    #: the run's incumbent, so a post-run pick (PONAS's specialised network) is one more
+    #: evaluation under the same rule
+    incumbent: Incumbent = field(default_factory=lambda: Incumbent(), repr=False)
 
     @property
     def final(self) -> float:
@@ -382,6 +439,35 @@ def eval_seed(run_seed: int, job_id: int) -> int:
     return int(run_seed) * 1_000_003 + int(job_id)
 
 
+def supernet_result(family: Family, space: Any, job: Any, seed: int
+                    ) -> tuple[Result, list[tuple[dict[str, Any], Evaluation | None]]]:
+    """A one-shot supernet job (PONAS stage 2) served as the runner serves it: one result
+    whose ``paths`` hold every path's score, here the family's score of each path's genotype.
+
+    As the runner's evaluators do (:mod:`searchers.ponas_supernet`), path ``c`` is the job's
+    genotype with the supernet layer set to ``c``, all paths share one evaluation seed (one
+    training run, one batch order), the result's ``accuracy`` is the best path's and its costs
+    are the job genotype's. A path that cannot be scored fails the whole job, as a supernet
+    that cannot measure a path does. Returns the result and, per path, (genotype,
+    evaluation): every path is one scored architecture, counted by :func:`drive`.
+    """
+    from searchers.ponas_supernet import SUPERNET_KEY, path_genotype
+
+    layer = int(job.meta[SUPERNET_KEY])
+    paths: list[dict[str, Any]] = []
+    scored: list[tuple[dict[str, Any], Evaluation | None]] = []
+    for choice in range(int(space.num_options)):
+        genotype = path_genotype(job.genotype, layer, choice)
+        result, ev = family.result(space, genotype, seed)
+        scored.append((genotype, ev))
+        if ev is None:
+            return Result(status="failed", error=f"path {choice}: {result.error}"), scored
+        paths.append({"choice": choice, "accuracy": ev.observed, "val_loss": None})
+    best = max(paths, key=lambda p: (p["accuracy"], -p["choice"]))
+    return Result(status="ok", accuracy=best["accuracy"], costs=_costs(space, job.genotype),
+                  device=f"family:{family.name}", paths=tuple(paths)), scored
+
+
 def drive(searcher_name: str, family: Family | str, space: Any, *, budget: int, seed: int,
           preset: str | None = None, batch: int = 1, hard_constraints: bool | None = None,
           **params: Any) -> Trace:
@@ -391,8 +477,17 @@ def drive(searcher_name: str, family: Family | str, space: Any, *, budget: int, 
     that stops early (a fixed schedule shorter than the budget, an exhausted space) keeps its
     last incumbent for the remaining evaluations -- it had them and did not use them.
     ``hard_constraints=None`` keeps the searcher's preset default.
+
+    **One evaluation is one architecture scored.** An ordinary job is one; a one-shot
+    supernet job (PONAS stage 2: ``Job.meta["supernet_layer"]``) is served with every path
+    scored (:func:`supernet_result`) and counts one evaluation per path (12 on ``mbconv``),
+    each entering the anytime curve in path order -- every architecture whose score the
+    searcher sees costs what it would cost any other searcher. (The workbench's runner counts
+    ``budget.candidates`` in jobs, so there a supernet job is one candidate.) A supernet job
+    that does not fit in what is left of the budget is not run: the search ends there.
     """
     from searchers import get_searcher
+    from searchers.ponas_supernet import is_supernet_job
 
     family = get_family(family) if isinstance(family, str) else family
     constraints = family.constraints(space)
@@ -406,46 +501,50 @@ def drive(searcher_name: str, family: Family | str, space: Any, *, budget: int, 
     started = time.perf_counter()
     searcher = get_searcher(searcher_name, **kwargs)
     curve = np.full(budget, np.nan)
-    best_observed, best_true = -math.inf, math.nan
+    incumbent = Incumbent()
     count = feasible_count = duplicates = 0
     seen: set[str] = set()
-    # per feasible architecture: [sum of observed, evaluations, true]; a re-evaluated one is
-    # ranked by its mean observation, as a user who evaluated it twice would rank it
-    observations: dict[str, list[float]] = {}
-    incumbent: str | None = None
-    while count < budget and not searcher.done():
+
+    def count_evaluation(genotype: Mapping[str, Any], ev: Evaluation | None,
+                         fallback_key: str) -> None:
+        nonlocal count, feasible_count, duplicates
+        key = None
+        try:
+            key = space.hash(genotype)
+            duplicates += key in seen
+            seen.add(key)
+        except Exception:  # an invalid genotype already failed
+            pass
+        if ev is not None and feasible(ev.costs, parsed):
+            feasible_count += 1
+            incumbent.observe(key if key is not None else fallback_key, ev)
+        curve[count] = incumbent.true
+        count += 1
+
+    out_of_budget = False
+    while count < budget and not searcher.done() and not out_of_budget:
         jobs = searcher.ask(min(batch, budget - count))
         if not jobs:
             break  # waits on nothing we hold: the searcher is finished for this budget
         for job in jobs:
+            if is_supernet_job(job):
+                if count + int(space.num_options) > budget:
+                    out_of_budget = True  # its paths do not fit: the search ends here
+                    break
+                result, scored = supernet_result(family, space, job, eval_seed(seed, job.id))
+                searcher.tell(job, result)
+                for path, (genotype, path_ev) in enumerate(scored):
+                    count_evaluation(genotype, path_ev, f"job:{job.id}/{path}")
+                continue
             result, ev = family.result(space, job.genotype, eval_seed(seed, job.id))
             searcher.tell(job, result)
-            if count >= budget:
-                continue
-            key = None
-            try:
-                key = space.hash(job.genotype)
-                duplicates += key in seen
-                seen.add(key)
-            except Exception:  # an invalid genotype already failed above
-                pass
-            if ev is not None and feasible(ev.costs, parsed):
-                feasible_count += 1
-                key = key if key is not None else f"job:{job.id}"
-                entry = observations.setdefault(key, [0.0, 0, ev.true])
-                entry[0] += ev.observed
-                entry[1] += 1
-                if key == incumbent or entry[0] / entry[1] > best_observed:
-                    incumbent, (total, n, true) = max(observations.items(),
-                                                      key=lambda kv: kv[1][0] / kv[1][1])
-                    best_observed, best_true = total / n, true
-            curve[count] = best_true
-            count += 1
+            if count < budget:
+                count_evaluation(job.genotype, ev, f"job:{job.id}")
     if count < budget and count:
         curve[count:] = curve[count - 1]
     return Trace(searcher_name, preset, family.name, space.name, seed, curve, count,
                  feasible_count / max(count, 1), duplicates, time.perf_counter() - started,
-                 searcher)
+                 searcher, incumbent)
 
 
 def spaces_for(family: Family, names: Sequence[str] | None = None) -> list[Any]:
@@ -455,6 +554,6 @@ def spaces_for(family: Family, names: Sequence[str] | None = None) -> list[Any]:
     return [get_space(n, BENCH_PRESETS[n]) for n in family.spaces if names is None or n in names]
 
 
-__all__ = ["BENCH_PRESETS", "FAMILIES", "DigitsTable", "Evaluation", "Family", "Trace", "drive",
-           "eval_seed", "family_names", "get_family", "latency_proxy", "operator_count",
-           "reference", "spaces_for"]
+__all__ = ["BENCH_PRESETS", "FAMILIES", "DigitsTable", "Evaluation", "Family", "Incumbent",
+           "Trace", "drive", "eval_seed", "family_names", "get_family", "latency_lut",
+           "latency_proxy", "operator_count", "reference", "spaces_for", "supernet_result"]
