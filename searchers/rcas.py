@@ -18,8 +18,24 @@ Choices where the paper is silent or ambiguous (each tested in ``tests/test_rcas
 * A block's cost ``c(v)`` is its increment over the empty position in the space's additive
   cost LUT (``space.cost_tables``); budgets bound the *whole* network (stem and head included),
   as the user's constraints do. Every ``<=`` constraint on an additive metric (params, madds,
-  flops) is a knapsack budget; ``>=`` bounds and intensity/latency bounds do not steer the
-  greedy, they only mark candidates feasible or not.
+  flops) is a knapsack budget.
+* **Side constraints** (a named extension; the paper has only ``<=`` budgets): the other
+  constraints the cost LUT prices -- ``>=`` bounds, ``intensity`` (a ratio, so not a knapsack)
+  -- steer the greedy (``side_constraints: steer``, the default; it changes nothing on the
+  paper's problems). Adding an element is *admissible* when the new set keeps them, or when
+  the current set breaks them and the new one breaks them less (summed relative violation);
+  an inadmissible element is passed over in that step, neither evaluated nor dropped (a ratio
+  can come back within bounds as the set grows), and a run ends when nothing admissible is
+  left. Singletons not admissible at the start are not evaluated in the first batch; they wait
+  in the queue unvalued. ``side_constraints: ignore`` is the earlier behaviour (only marked
+  feasible or not): on the search suite's two-sided family 27% of its evaluations broke the
+  intensity bound. ``latency_ms`` is not in the LUT and never steers.
+* **Confirmed steps on noisy proxies** (a named option; the paper evaluates each set once):
+  ``confirm_evaluations: k`` (default 1, the paper) makes the greedy re-value the set a step
+  is about to add by the mean of its first ``k`` evaluations (``k - 1`` repeat jobs, tagged
+  ``repeat``); if its confirmed gain ratio no longer leads the queue it goes back and the next
+  one is tried, so a step does not rest on one lucky draw. Ranking still uses each set's first
+  evaluation, so only decisive sets cost repeats. Measured in docs/search-benchmarks.md.
 * Only one block may fill a position (§4.1): adding ``(n, l)`` removes every ``(n, l')`` from
   the queue.
 * An element that no longer fits the remaining budget is dropped from the queue for good: the
@@ -66,9 +82,11 @@ from typing import Any
 import numpy as np
 
 from searchers.base import Job, Result, Searcher
+from searchers.constraints import violation
 from searchers.errors import NaswError
 
 ADDITIVE_METRICS = ("params", "madds", "flops")
+SIDE_CONSTRAINT_MODES = ("steer", "ignore")
 COST_RULES = ("uc", "apr", "amr")
 _RULE_METRIC = {"uc": None, "apr": "params", "amr": "madds"}
 
@@ -79,13 +97,16 @@ class MissingValues(Exception):
     """Raised by a set-function oracle for sets whose value is not known yet.
 
     ``sets``: every set worth evaluating now; ``blocking``: those the greedy cannot go on
-    without (default: all of them; speculative look-ahead sets are not blocking).
+    without (default: all of them; speculative look-ahead sets are not blocking);
+    ``evaluations``: how many evaluations of each set the greedy needs (more than one when a
+    decisive value is confirmed, see ``confirm_evaluations``).
     """
 
-    def __init__(self, sets: Iterable[Subset], blocking: Iterable[Subset] | None = None
-                 ) -> None:
+    def __init__(self, sets: Iterable[Subset], blocking: Iterable[Subset] | None = None,
+                 evaluations: int = 1) -> None:
         self.sets = list(dict.fromkeys(sets))
         self.blocking = self.sets if blocking is None else list(dict.fromkeys(blocking))
+        self.evaluations = int(evaluations)
         super().__init__(f"{len(self.sets)} set values missing")
 
 
@@ -131,9 +152,20 @@ class GreedyTrace:
 
 
 def greedy_run(problem: GreedyProblem, value: Callable[[Subset], float], rule: str,
-               lazy: bool = True, speculate: int = 0, trace: GreedyTrace | None = None
+               lazy: bool = True, speculate: int = 0, trace: GreedyTrace | None = None,
+               confirmed: Callable[[Subset], float] | None = None,
+               admissible: Callable[[Subset, int], bool] | None = None
                ) -> Generator[MissingValues, None, GreedyTrace]:
     """Algorithm 2 (``lazy=True``) or Algorithm 1 (``lazy=False``) as a resumable run.
+
+    Two extensions, both off when their argument is ``None`` (the paper's algorithm):
+    ``confirmed(S)`` is a less noisy value of ``S`` (a mean of repeated evaluations): the
+    element the step is about to add is re-valued by it first and goes back into the queue
+    when its confirmed ratio no longer leads, so a step never rests on one lucky draw.
+    ``admissible(S, e)`` says whether adding ``e`` to ``S`` keeps the constraints the budgets
+    cannot express (lower bounds, ratio metrics): an element that is not admissible now is
+    passed over in this step -- not evaluated, not dropped -- and the run ends when no
+    remaining element is admissible.
 
     Where ``value`` raises :class:`MissingValues` the run *yields* a request (the sets to
     evaluate; ``blocking`` are the ones it cannot go on without) and, when resumed, retries the
@@ -149,14 +181,18 @@ def greedy_run(problem: GreedyProblem, value: Callable[[Subset], float], rule: s
     current = 0.0  # F(empty set) = 0, as Lemma 1 assumes
     used_groups: set[int] = set()
     candidates = [e for e in range(problem.n_elements) if problem.fits(totals, e)]
+    allowed = (lambda s, e: True) if admissible is None else admissible
 
     def ratio(e: int, f_with: float) -> float:
         return (f_with - current) / problem.rule_cost(rule, e)
 
-    # First iteration: every singleton, one batch.
-    singles = yield from _wait(value, [chosen | {e} for e in candidates])
-    heap: list[HeapEntry] = [(-ratio(e, f), e, 0) for e, f in zip(candidates, singles,
-                                                                  strict=True)]
+    # First iteration: every singleton, one batch -- those not admissible yet wait in the
+    # queue unvalued, ahead of every valued one (stamp -1: evaluated once they become
+    # admissible and reach the top, against the set chosen by then).
+    now = [e for e in candidates if allowed(chosen, e)]
+    singles = yield from _wait(value, [chosen | {e} for e in now])
+    heap: list[HeapEntry] = [(-ratio(e, f), e, 0) for e, f in zip(now, singles, strict=True)]
+    heap += [(-math.inf, e, -1) for e in candidates if e not in set(now)]
     heapq.heapify(heap)
     stamp = 0  # number of elements chosen so far; a key is fresh when computed at this stamp
     while heap:
@@ -164,10 +200,10 @@ def greedy_run(problem: GreedyProblem, value: Callable[[Subset], float], rule: s
                                      if _usable(problem, e, totals, used_groups))
         if lazy:
             pick = yield from _lazy_pick(problem, value, heap, chosen, totals, used_groups,
-                                         stamp, ratio, speculate)
+                                         stamp, ratio, speculate, confirmed, allowed)
         else:
             pick = yield from _full_pick(problem, value, heap, chosen, totals, used_groups,
-                                         ratio)
+                                         ratio, confirmed, allowed)
         if pick is None:
             break
         element, f_with = pick
@@ -205,13 +241,15 @@ def _values(value: Callable[[Subset], float], sets: Sequence[Subset]) -> list[fl
     """Evaluate all ``sets``, gathering every missing one into one MissingValues."""
     missing: list[Subset] = []
     found: list[float] = []
+    evaluations = 1
     for s in sets:
         try:
             found.append(value(s))
         except MissingValues as err:
             missing.extend(err.sets)
+            evaluations = max(evaluations, err.evaluations)
     if missing:
-        raise MissingValues(missing)
+        raise MissingValues(missing, evaluations=evaluations)
     return found
 
 
@@ -235,28 +273,49 @@ HeapEntry = tuple[float, int, int]  # (-gain ratio, element, stamp of the ratio)
 
 def _lazy_pick(problem: GreedyProblem, value: Callable[[Subset], float], heap: list[HeapEntry],
                chosen: Subset, totals: Mapping[str, float], used_groups: set[int], stamp: int,
-               ratio: Callable[[int, float], float], speculate: int
+               ratio: Callable[[int, float], float], speculate: int,
+               confirmed: Callable[[Subset], float] | None = None,
+               admissible: Callable[[Subset, int], bool] = lambda s, e: True
                ) -> Generator[MissingValues, None, tuple[int, float] | None]:
-    """Minoux's lazy step: re-evaluate the stale top until a fresh element stays on top."""
-    while heap:
-        neg_key, e, e_stamp = heap[0]
-        if not _usable(problem, e, totals, used_groups):
-            heapq.heappop(heap)  # its position is taken or it no longer fits: never again
-            continue
-        if e_stamp == stamp:
-            heapq.heappop(heap)
-            return e, (yield from _wait(value, [chosen | {e}]))[0]
-        while True:
-            try:
-                f_with = value(chosen | {e})
-                break
-            except MissingValues as err:
-                extra = [chosen | {o} for _, o, o_stamp in heapq.nsmallest(speculate + 1,
-                                                                           heap)[1:]
-                         if o_stamp != stamp and _usable(problem, o, totals, used_groups)]
-                yield MissingValues(err.sets + _missing_only(value, extra), blocking=err.sets)
-        heapq.heapreplace(heap, (-ratio(e, f_with), e, stamp))
-    return None
+    """Minoux's lazy step: re-evaluate the stale top until a fresh element stays on top (and,
+    with ``confirmed``, stays on top once its confirmed value replaces its first one)."""
+    aside: list[HeapEntry] = []  # not admissible in this step: back into the queue after it
+    sure: set[int] = set()  # elements whose fresh key is a confirmed value
+    try:
+        while heap:
+            neg_key, e, e_stamp = heap[0]
+            if not _usable(problem, e, totals, used_groups):
+                heapq.heappop(heap)  # its position is taken or it no longer fits: never again
+                continue
+            if not admissible(chosen, e):
+                aside.append(heapq.heappop(heap))
+                continue
+            if e_stamp == stamp:
+                if confirmed is None:
+                    heapq.heappop(heap)
+                    return e, (yield from _wait(value, [chosen | {e}]))[0]
+                f_sure = (yield from _wait(confirmed, [chosen | {e}]))[0]
+                if e in sure:
+                    heapq.heappop(heap)
+                    return e, f_sure
+                sure.add(e)
+                heapq.heapreplace(heap, (-ratio(e, f_sure), e, stamp))
+                continue
+            while True:
+                try:
+                    f_with = value(chosen | {e})
+                    break
+                except MissingValues as err:
+                    extra = [chosen | {o} for _, o, o_stamp in heapq.nsmallest(speculate + 1,
+                                                                               heap)[1:]
+                             if o_stamp != stamp and _usable(problem, o, totals, used_groups)]
+                    yield MissingValues(err.sets + _missing_only(value, extra),
+                                        blocking=err.sets)
+            heapq.heapreplace(heap, (-ratio(e, f_with), e, stamp))
+        return None
+    finally:
+        for entry in aside:
+            heapq.heappush(heap, entry)
 
 
 def _missing_only(value: Callable[[Subset], float], sets: Sequence[Subset]) -> list[Subset]:
@@ -271,17 +330,29 @@ def _missing_only(value: Callable[[Subset], float], sets: Sequence[Subset]) -> l
 
 def _full_pick(problem: GreedyProblem, value: Callable[[Subset], float], heap: list[HeapEntry],
                chosen: Subset, totals: Mapping[str, float], used_groups: set[int],
-               ratio: Callable[[int, float], float]
+               ratio: Callable[[int, float], float],
+               confirmed: Callable[[Subset], float] | None = None,
+               admissible: Callable[[Subset, int], bool] = lambda s, e: True
                ) -> Generator[MissingValues, None, tuple[int, float] | None]:
-    """Algorithm 1's step: recompute every usable element's gain ratio, take the best."""
+    """Algorithm 1's step: recompute every usable element's gain ratio, take the best (with
+    ``confirmed``: the best once the leader's value is its confirmed one)."""
     usable = sorted({e for _, e, _ in heap if _usable(problem, e, totals, used_groups)})
     if not usable:
         heap.clear()
         return None
-    found = yield from _wait(value, [chosen | {e} for e in usable])
-    best = max(zip(usable, found, strict=True), key=lambda ef: (ratio(ef[0], ef[1]), -ef[0]))
-    heap[:] = [(-ratio(e, f), e, 0) for e, f in zip(usable, found, strict=True)
-               if e != best[0]]
+    now = [e for e in usable if admissible(chosen, e)]
+    if not now:
+        return None
+    found = dict(zip(now, (yield from _wait(value, [chosen | {e} for e in now])), strict=True))
+    sure: set[int] = set()
+    while True:
+        best = max(found.items(), key=lambda ef: (ratio(ef[0], ef[1]), -ef[0]))
+        if confirmed is None or best[0] in sure:
+            break
+        found[best[0]] = (yield from _wait(confirmed, [chosen | {best[0]}]))[0]
+        sure.add(best[0])
+    heap[:] = [(-ratio(e, found[e]), e, 0) if e in found else (-math.inf, e, -1)
+               for e in usable if e != best[0]]
     heapq.heapify(heap)
     return best
 
@@ -345,7 +416,8 @@ class RCASSearcher(Searcher):
 
     @classmethod
     def default_params(cls) -> dict[str, Any]:
-        return {"rules": list(COST_RULES), "lazy": True, "speculate": 0}
+        return {"rules": list(COST_RULES), "lazy": True, "speculate": 0,
+                "confirm_evaluations": 1, "side_constraints": "steer"}
 
     def __init__(self, space: Any, **kwargs: Any) -> None:
         super().__init__(space, **kwargs)
@@ -361,10 +433,19 @@ class RCASSearcher(Searcher):
         if int(self.params["speculate"]) < 0:
             raise NaswError("searcher.params.speculate", self.params["speculate"],
                             "an integer >= 0")
+        confirm = self.params["confirm_evaluations"]
+        if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 1:
+            raise NaswError("searcher.params.confirm_evaluations", confirm, "an integer >= 1",
+                            hint="1 = the paper (one evaluation per set); 2-3 on noisy proxies")
+        if self.params["side_constraints"] not in SIDE_CONSTRAINT_MODES:
+            raise NaswError("searcher.params.side_constraints", self.params["side_constraints"],
+                            SIDE_CONSTRAINT_MODES)
+        self.confirm_evaluations = confirm
         self.rules = rules
         self.problem = self._problem()
-        self.cache: dict[str, float] = {}  # network hash -> F (rebuilt from the history)
-        self._asked: dict[str, int] = {}  # network hash -> job id, while in flight
+        # network hash -> every F evaluation of it, in told order (rebuilt from the history)
+        self.cache: dict[str, list[float]] = {}
+        self._asked: dict[str, int] = {}  # network hash -> evaluations in flight
         self._emitted_steps: dict[str, int] = {rule: 0 for rule in rules}
         self._finished_rules: set[str] = set()
         self._start_runs()
@@ -386,6 +467,13 @@ class RCASSearcher(Searcher):
         # An empty network's totals are the base plus every position's empty column.
         empty = {m: float(base.get(m, 0.0)) + float(np.asarray(tables[m])[:, 0].sum())
                  for m in increments}
+        # The constraints the knapsack budgets do not express (lower bounds, ratio metrics)
+        # and that the LUT prices: checked on each candidate set before it is evaluated.
+        self.side_constraints = [] if self.params["side_constraints"] == "ignore" else [
+            c for c in self.constraints
+            if not (c.op == "<=" and c.metric in ADDITIVE_METRICS)
+            and c.metric in self.space.costs(self.genotype_of([]))]
+        self._violations: dict[Subset, float] = {}
         return GreedyProblem(len(elements), increments, empty, budgets,
                              tuple(n for n, _ in elements))
 
@@ -402,22 +490,49 @@ class RCASSearcher(Searcher):
         return self.space.hash(self.genotype_of(subset))
 
     def _value(self, subset: Subset) -> float:
+        """F(S): its first evaluation (the paper evaluates each set once)."""
         if not subset:
             return 0.0
-        key = self._key(subset)
-        if key in self.cache:
-            return self.cache[key]
+        values = self.cache.get(self._key(subset))
+        if values:
+            return values[0]
         raise MissingValues([subset])
 
-    def _known(self, subset: Subset) -> bool:
-        return not subset or self._key(subset) in self.cache
+    def _confirmed(self, subset: Subset) -> float:
+        """F(S) for a decisive step: the mean of its first ``confirm_evaluations`` evaluations
+        (the first ones, so a resumed run sees the same value whatever arrived since)."""
+        if not subset:
+            return 0.0
+        values = self.cache.get(self._key(subset), [])
+        if len(values) >= self.confirm_evaluations:
+            return float(np.mean(values[:self.confirm_evaluations]))
+        raise MissingValues([subset], evaluations=self.confirm_evaluations)
+
+    def _known(self, subset: Subset, evaluations: int = 1) -> bool:
+        return not subset or len(self.cache.get(self._key(subset), ())) >= evaluations
+
+    def _violation(self, subset: Subset) -> float:
+        """Summed relative violation of the side constraints by the network ``subset`` builds
+        (from the cost LUT: no evaluation)."""
+        if subset not in self._violations:
+            costs = self.space.costs(self.genotype_of(subset))
+            self._violations[subset] = sum(violation(costs, c) for c in self.side_constraints)
+        return self._violations[subset]
+
+    def _admissible(self, subset: Subset, element: int) -> bool:
+        """Adding ``element`` keeps the side constraints, or brings an infeasible set closer."""
+        after = self._violation(subset | {element})
+        return after == 0.0 or after < self._violation(subset)
 
     def _start_runs(self) -> None:
         """One resumable run per rule, each advanced to its first request."""
         self._traces = [GreedyTrace(rule) for rule in self.rules]
+        confirmed = self._confirmed if self.confirm_evaluations > 1 else None
+        admissible = self._admissible if self.side_constraints else None
         self._runs: list[Generator[MissingValues, None, GreedyTrace] | None] = [
             greedy_run(self.problem, self._value, t.rule, bool(self.params["lazy"]),
-                       int(self.params["speculate"]), t) for t in self._traces]
+                       int(self.params["speculate"]), t, confirmed, admissible)
+            for t in self._traces]
         self._requests: list[MissingValues | None] = [None] * len(self.rules)
         for index in range(len(self.rules)):
             self._advance(index)
@@ -438,18 +553,32 @@ class RCASSearcher(Searcher):
     def _resume_unblocked(self) -> None:
         """Resume exactly the runs whose blocking sets all have values now (no replay)."""
         for index, request in enumerate(self._requests):
-            if request is not None and all(self._known(s) for s in request.blocking):
+            if request is not None and all(self._known(s, request.evaluations)
+                                           for s in request.blocking):
                 self._advance(index)
 
     @property
-    def _needed(self) -> list[Subset]:
-        """The sets the runs wait for, rule by rule, without those already evaluated."""
-        sets = [s for request in self._requests if request is not None for s in request.sets]
-        return [s for s in dict.fromkeys(sets) if not self._known(s)]
+    def _needed(self) -> list[tuple[Subset, int]]:
+        """The sets the runs wait for, rule by rule, each with the evaluations it still lacks
+        (in flight included)."""
+        wanted: dict[Subset, int] = {}
+        for request in self._requests:
+            if request is not None:
+                for s in request.sets:
+                    wanted[s] = max(wanted.get(s, 0), request.evaluations)
+        out = []
+        for s, n in wanted.items():
+            if not s:
+                continue
+            key = self._key(s)
+            lacking = n - len(self.cache.get(key, ())) - self._asked.get(key, 0)
+            if lacking > 0:
+                out.append((s, lacking))
+        return out
 
     def _report(self) -> None:
         """Events for steps and finished runs not reported yet."""
-        lazy_evals = len(self.cache)
+        lazy_evals = sum(len(v) for v in self.cache.values())
         for trace in self._traces:
             first = self._emitted_steps[trace.rule]
             for index in range(first, len(trace.steps)):
@@ -472,31 +601,35 @@ class RCASSearcher(Searcher):
     # -- ask/tell ---------------------------------------------------------------------------
     def _ask(self, n: int) -> list[Job]:
         room = self.budget - self.n_told - len(self._pending)
-        jobs = []
-        for subset in self._needed:
-            if len(jobs) >= min(n, room):
-                break
+        jobs: list[Job] = []
+        for subset, lacking in self._needed:
             key = self._key(subset)
-            if key in self._asked:
-                continue
             elements = sorted(subset)
-            job = self.new_job(self.genotype_of(elements), tag=f"|S|={len(elements)}",
-                               meta={"set": elements})
-            self._asked[key] = job.id
-            jobs.append(job)
+            for _ in range(lacking):
+                if len(jobs) >= min(n, room):
+                    return jobs
+                repeat = len(self.cache.get(key, ())) + self._asked.get(key, 0)
+                tag = f"|S|={len(elements)}" + (f" repeat {repeat + 1}" if repeat else "")
+                jobs.append(self.new_job(self.genotype_of(elements), tag=tag,
+                                         meta={"set": elements}))
+                self._asked[key] = self._asked.get(key, 0) + 1
         return jobs
 
     def _record(self, job_meta: Mapping[str, Any], ok: bool, accuracy: float | None) -> None:
         key = self._key(int(e) for e in job_meta["set"])
-        self._asked.pop(key, None)
-        self.cache[key] = float(accuracy) if ok and accuracy is not None else 0.0
+        if self._asked.get(key, 0) > 1:
+            self._asked[key] -= 1
+        else:
+            self._asked.pop(key, None)
+        self.cache.setdefault(key, []).append(
+            float(accuracy) if ok and accuracy is not None else 0.0)
 
     def _tell(self, job: Job, result: Result) -> None:
         self._record(job.meta, result.ok, result.accuracy)
         self._resume_unblocked()
         self._report()
         self.emit("evaluations", self.n_told, {},
-                  lazy=len(self.cache),
+                  lazy=sum(len(v) for v in self.cache.values()),
                   ceg=sum(t.ceg_evaluations for t in self._traces if t.complete))
 
     def done(self) -> bool:
@@ -523,7 +656,7 @@ class RCASSearcher(Searcher):
             "best_rule": chosen.rule if chosen else None,
             "best": self.genotype_of(chosen.chosen) if chosen else None,
             "complete": winner is not None,
-            "evaluations": len(self.cache),
+            "evaluations": sum(len(v) for v in self.cache.values()),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -548,7 +681,8 @@ class RCASSearcher(Searcher):
                           enumerate(entry["genotype"]["blocks"]) if t]
             self._record({"set": subset}, entry["status"] == "ok", entry.get("accuracy"))
         for job in self._pending.values():
-            self._asked[self._key(int(e) for e in job.meta["set"])] = job.id
+            key = self._key(int(e) for e in job.meta["set"])
+            self._asked[key] = self._asked.get(key, 0) + 1
         self._emitted_steps = {rule: 0 for rule in self.rules}
         self._emitted_steps.update({str(k): int(v) for k, v in state["emitted_steps"].items()})
         self._finished_rules = set(state["finished_rules"])
