@@ -262,6 +262,7 @@ def parse_label(text: str) -> tuple[str, str | None]:
 def run_task(task: tuple[str, str | None, str, str, int, int]) -> dict[str, Any]:
     """One searcher run (a picklable task for the worker process); the trace as plain data."""
     import torch
+    import yaml
 
     from bench.search_families import drive, get_family
 
@@ -269,12 +270,15 @@ def run_task(task: tuple[str, str | None, str, str, int, int]) -> dict[str, Any]
     name, preset, family_name, space_name, seed, budget = task
     family = get_family(family_name)
     space = get_space(space_name, BENCH_PRESETS[space_name])
-    # "epnas+hard" runs a searcher with hard constraints, as the baselines always run
-    searcher, _, option = name.partition("+")
-    hard = True if searcher in ("random", "evolution") or option == "hard" else None
+    # "epnas+hard" runs a searcher with hard constraints, as the baselines always run;
+    # "rcas+confirm_evaluations=2" sets a searcher parameter (a YAML scalar)
+    searcher, *options = name.split("+")
+    hard = True if searcher in ("random", "evolution") or "hard" in options else None
+    params = {key: yaml.safe_load(value) for key, _, value in
+              (o.partition("=") for o in options if "=" in o)}
     try:
         trace = drive(searcher, family, space, budget=budget, seed=seed, preset=preset,
-                      hard_constraints=hard)
+                      hard_constraints=hard, **params)
     except Exception as exc:  # one broken searcher must not sink the whole suite
         return {"searcher": name, "preset": preset, "family": family_name,
                 "space": space_name, "seed": seed, "budget": budget,
@@ -600,7 +604,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     suite_group.add_argument("--families", nargs="*", default=None)
     suite_group.add_argument("--searchers", nargs="*", default=None,
                              help="e.g. evolution epnas:epnas-digits epnas+hard:epnas-digits (+hard: with hard "
-                                   "constraints, as the baselines; they always run)")
+                                   "constraints, as the baselines; they always run; "
+                                   "+key=value: a searcher parameter, e.g. "
+                                   "rcas+confirm_evaluations=2)")
     suite_group.add_argument("--spaces", nargs="*", default=None)
     suite_group.add_argument("--workers", type=int, choices=(1, 2), default=2)
     suite_group.add_argument("--out", type=Path, default=Path("runs/search-suite"))
