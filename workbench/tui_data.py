@@ -232,6 +232,17 @@ def runs(db_path: str | Path) -> list[dict[str, Any]]:
     return [run for run in decoded if run is not None]
 
 
+def settled_runs(db_path: str | Path) -> list[dict[str, Any]] | None:
+    """:func:`runs` when every run can be read without the store (none stored as live, none
+    damaged), else None (read them with :func:`runs` in a worker: the store's liveness check
+    imports sqlite-utils). One query, so the runs list draws its first frame with its rows."""
+    rows = _rows(db_path, "SELECT * FROM runs ORDER BY id")
+    decoded = [_decode_settled(row) for row in rows]
+    if any(run is None for run in decoded):
+        return None
+    return [run for run in decoded if run is not None]
+
+
 def filter_sql(query: str) -> tuple[str, list[Any]]:
     """The candidate filter language (``feasible``, ``infeasible``, ``acc>0.9``, ``params<3M``,
     a word of status / tag / device / id) as a SQL condition and its parameters.

@@ -153,8 +153,8 @@ class OverviewTab(RunComponent):
 
     def activate(self) -> None:
         super().activate()
-        if self.data:  # the first poll waits for the first paint (importing NVML takes ~0.25 s)
-            self.maybe_poll_gpus()
+        if self.counts is not None:  # shown again; the first GPU poll waits for the first
+            self.maybe_poll_gpus()   # paint and the first count (importing NVML: ~0.25 s)
 
     def focus_target(self) -> Any:
         return self.query_one("#overview-scroll")

@@ -75,6 +75,7 @@ class RunsScreen(Screen[None]):
         self.sort_reverse = True
         self.filter_text = ""
         self.poll_timer: Timer | None = None
+        self.suspended = False
         self.marked: set[int] = set()
 
     def compose(self) -> ComposeResult:
@@ -90,18 +91,31 @@ class RunsScreen(Screen[None]):
         for column in COLUMNS:
             table.add_column(column, key=column)
         table.focus()
-        # the first poll (which imports the store: sqlite-utils, numpy) starts after the
-        # first paint, so the screen appears at bare-Textual speed and fills in a moment later
-        self.call_after_refresh(self.poll)
+        # finished runs are read right here (one query, plain sqlite3), so the first frame
+        # shows them; a run stored as live needs the store's liveness check (importing
+        # sqlite-utils: ~0.25 s), so then the first read is a worker's
+        try:
+            rows = tui_data.settled_runs(self.app.db_path)
+        except Exception:  # unreadable now: the worker's poll reports it and retries
+            rows = None
+        if rows is None:
+            self.poll()
+        else:
+            self.on_runs_loaded(RunsLoaded(rows))
         self.poll_timer = self.set_interval(max(self.app.poll_interval, 0.5), self.poll)
 
     def on_screen_suspend(self) -> None:
         """Under a run's detail the list is not seen: stop polling until it shows again."""
+        self.suspended = True
         if self.poll_timer is not None:
             self.poll_timer.pause()
 
     def on_screen_resume(self) -> None:
-        if self.poll_timer is not None:
+        """Shown again after being covered: poll at once. (The resume that follows the first
+        mount is not a return: the first poll is already on its way, and a second one would
+        redraw the table during the first paint.)"""
+        if self.suspended and self.poll_timer is not None:
+            self.suspended = False
             self.poll_timer.resume()
             self.poll()
 
