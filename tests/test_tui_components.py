@@ -26,6 +26,7 @@ from workbench.components.pareto import IncrementalFront, ParetoTab
 from workbench.components.specialize import SpecializeTab
 from workbench.store import Store
 from workbench.widgets.plots import CurveSeries
+from workbench.widgets.tab_bar import TabBar
 
 
 @pytest.fixture(scope="module")
@@ -301,4 +302,72 @@ def test_run_rows_decode_as_the_store_decodes_them(db: Path, tmp_path: Path) -> 
         expected = [store.run(run_id) for run_id in store.run_ids()]
     assert tui_data.runs(path) == expected
     assert [r["status"] for r in expected[-2:]] == ["interrupted", "running"]
+    # the runs list's first frame: read without the store unless a run is stored as live
+    assert tui_data.settled_runs(path) is None
+    assert tui_data.settled_runs(db) == tui_data.runs(db)
+    assert tui_data.settled_runs(tmp_path / "absent.db") == []
+    assert not (tmp_path / "absent.db").exists()
     assert tui_data.run_summary(path, expected[0]["id"]) == expected[0]
+
+
+def test_tab_bar_keys_clicks_and_a_narrow_bar() -> None:
+    """The run detail's one-widget tab bar: labels and the underline under the active tab;
+    ``right``/``left`` (wrapping) and clicks change the tab and post ``TabActivated``; a bar
+    narrower than its labels shifts so the active tab shows."""
+    tabs = [("one", "1 One"), ("two", "2 Two"), ("three", "3 Three")]
+
+    class BarHost(App[None]):
+        def __init__(self) -> None:
+            super().__init__()
+            self.activated: list[str] = []
+
+        def compose(self) -> ComposeResult:
+            yield TabBar(tabs, "two", id="bar")
+
+        def on_tab_bar_tab_activated(self, message: TabBar.TabActivated) -> None:
+            self.activated.append(message.tab)
+
+    def rows(bar: TabBar) -> list[str]:
+        return [strip.text for strip in bar.render_lines(bar.region.reset_offset)]
+
+    def underline_colours(bar: TabBar) -> list[Any]:
+        """The colour of each cell of the underline row."""
+        strip = bar.render_lines(bar.region.reset_offset)[1]
+        return [segment.style.color for segment in strip for _ in segment.text]
+
+    async def go() -> None:
+        app = BarHost()
+        async with app.run_test(size=(40, 6)) as pilot:
+            bar = app.query_one(TabBar)
+            labels, underline = rows(bar)
+            assert labels.startswith(" 1 One  2 Two  3 Three ")
+            start = labels.index("2 Two")
+            assert underline[start:start + 5] == "━━━━━"  # under the active label,
+            colours = underline_colours(bar)              # highlighted there only
+            highlight = bar.get_component_rich_style("tab-bar--underline").color
+            assert [i for i, c in enumerate(colours) if c == highlight] == list(
+                range(start, start + 5))
+            assert app.activated == []  # the initial tab is not an activation
+            bar.focus()
+            await pilot.press("right")
+            assert bar.active == "three"
+            await pilot.press("right")  # wraps
+            assert bar.active == "one"
+            await pilot.press("left", "left")
+            assert bar.active == "two"
+            await pilot.click(TabBar, offset=(labels.index("3 Three") + 2, 0))
+            assert bar.active == "three"
+            await pilot.click(TabBar, offset=(1, 1))  # under a label counts too
+            assert bar.active == "one"
+            await pilot.pause()
+            assert app.activated == ["three", "one", "three", "two", "three", "one"]
+            with pytest.raises(ValueError, match="no tab 'four'"):
+                TabBar(tabs, "four")
+        app = BarHost()
+        async with app.run_test(size=(12, 6)) as pilot:
+            bar = app.query_one(TabBar)
+            bar.active = "three"
+            await pilot.pause()
+            assert rows(bar)[0].rstrip().endswith("3 Three")
+
+    asyncio.run(go())

@@ -26,16 +26,18 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Container
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Static
 
 from workbench import tui_data
 from workbench.components import COMPONENTS
 from workbench.text import plain_text
 from workbench.tui_data import RunStamp, fmt_accuracy, fmt_cost, status_text
+from workbench.widgets.tab_bar import TabBar
 
 TABS = ("overview", "candidates", "curves", "architecture", "pareto", "table", "specialize")
 TAB_TITLES = ("Overview", "Candidates", "Curves", "Architecture", "Pareto", "Accuracy table",
@@ -95,17 +97,19 @@ class RunDetailScreen(Screen[None]):
         self.user_selected = False
         self.last_poll_ms = 0.0
         self.poll_timer: Timer | None = None
+        self.suspended = False
         self.focus_wanted: str | None = None
 
     # -- layout --------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        """The tab bar is one widget (:class:`~workbench.widgets.tab_bar.TabBar`) and only
+        the shown tab's component is composed, in the first layout: one paint, with the
+        run's figures; the other tabs' components are mounted when first shown."""
         yield Header()
         yield Static(f"Run {self.run_id}: loading…", id="run-summary")
-        with TabbedContent(initial=self.initial_tab, id="run-tabs"):
-            for tab, label in zip(TABS, TAB_LABELS, strict=True):
-                with TabPane(label, id=tab):
-                    if tab == self.initial_tab:  # in the first layout: one paint, not two
-                        yield self.make_component(tab)
+        yield TabBar(list(zip(TABS, TAB_LABELS, strict=True)), self.initial_tab, id="run-tabs")
+        with Container(id="run-panes"):
+            yield self.make_component(self.initial_tab)
         yield Footer()
 
     def make_component(self, tab: str) -> Any:
@@ -131,14 +135,18 @@ class RunDetailScreen(Screen[None]):
 
     def on_screen_suspend(self) -> None:
         """Covered (by the runs list, a modal, another run): stop polling until shown again."""
+        self.suspended = True
         if self.poll_timer is not None:
             self.poll_timer.pause()
 
     def on_screen_resume(self) -> None:
-        if self.poll_timer is not None:
+        """Shown again after being covered: poll at once (not on the resume that follows the
+        first mount, which has just read the run: a second read would redraw the first
+        frame)."""
+        if self.suspended and self.poll_timer is not None:
+            self.suspended = False
             self.poll_timer.resume()
-            if self.polls:
-                self.poll()
+            self.poll()
 
     def component(self, tab: str) -> Any:
         """The tab's component, or None while its tab has never been shown."""
@@ -150,13 +158,16 @@ class RunDetailScreen(Screen[None]):
         component = self.components.get(tab)
         if component is None:
             component = self.make_component(tab)
-            await self.query_one(f"TabPane#{tab}", TabPane).mount(component)
+            component.display = False
+            await self.query_one("#run-panes", Container).mount(component)
             component.select(self.selected_id)
             if self.run is not None:
                 component.update_run(self.run, self.stamp)
         for other, widget in self.components.items():
             if other != tab:
+                widget.display = False
                 widget.deactivate()
+        component.display = True
         component.activate()
         if self.focus_wanted == tab:
             self.apply_focus()
@@ -240,15 +251,13 @@ class RunDetailScreen(Screen[None]):
         self.update_summary()
 
     # -- tabs ----------------------------------------------------------------------------
-    @on(TabbedContent.TabActivated, "#run-tabs")
-    async def tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id != self.initial_tab or len(self.components) > 1:
-            self.refresh_bindings()  # export / train are offered on some tabs only
-        if event.pane.id:
-            await self.show_component(event.pane.id)
+    @on(TabBar.TabActivated, "#run-tabs")
+    async def tab_activated(self, event: TabBar.TabActivated) -> None:
+        self.refresh_bindings()  # export / train are offered on some tabs only
+        await self.show_component(event.tab)
 
     def action_show_tab(self, tab: str) -> None:
-        self.query_one("#run-tabs", TabbedContent).active = tab
+        self.query_one("#run-tabs", TabBar).active = tab
         self.focus_tab_content(tab)
 
     def focus_tab_content(self, tab: str) -> None:
@@ -265,7 +274,7 @@ class RunDetailScreen(Screen[None]):
         self.focus_wanted = None
         target = getattr(component, "focus_target", None)
         widget = target() if target else None
-        (widget or self.query_one("#run-tabs Tabs")).focus()
+        (widget or self.query_one("#run-tabs", TabBar)).focus()
 
     def action_back(self) -> None:
         """Escape leaves a text box first (so 1..7 switch tabs again), then the screen."""
@@ -274,7 +283,7 @@ class RunDetailScreen(Screen[None]):
             if focused.id == "candidate-filter" and "candidates" in self.components:
                 self.components["candidates"].table.focus()
             else:
-                self.query_one("#run-tabs Tabs").focus()
+                self.query_one("#run-tabs", TabBar).focus()
             return
         self.app.leave_screen()
 
@@ -353,7 +362,7 @@ class RunDetailScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Export and train act on the selected candidate: offered where candidates show."""
         if action in CANDIDATE_ACTIONS and self.is_mounted:
-            return self.query_one("#run-tabs", TabbedContent).active in CANDIDATE_TABS
+            return self.query_one("#run-tabs", TabBar).active in CANDIDATE_TABS
         return True
 
     def selected_candidate_id(self) -> int | None:
