@@ -243,6 +243,35 @@ def test_every_tab_of_a_finished_run(db: Path, size: tuple[int, int]) -> None:
     asyncio.run(go())
 
 
+def test_footer_shows_each_tabs_keys_and_rebuilds_only_when_they_change(db: Path) -> None:
+    """Export / train are offered on the Candidates and Architecture tabs only; the footer's
+    keys are built once when the screen opens and rebuilt only when the keys change."""
+    from textual.widgets._footer import FooterKey
+
+    from workbench.widgets.footer import KeyFooter
+
+    def keys(screen: RunDetailScreen) -> list[str]:
+        return [key.description for key in screen.query(FooterKey)]
+
+    async def go() -> None:
+        app = app_on(db, run_id=1)
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await opened(pilot, app)
+            footer = screen.query_one(KeyFooter)
+            await wait_for(pilot, lambda: "Runs" in keys(screen))
+            assert footer.rebuilds == 1 and "Export" not in keys(screen)
+            await pilot.press("2")
+            await wait_for(pilot, lambda: "Export" in keys(screen))
+            assert "Train" in keys(screen) and footer.rebuilds == 2
+            await pilot.press("3")
+            await wait_for(pilot, lambda: "Export" not in keys(screen))
+            await pilot.press("5", "1")  # the same keys: nothing to rebuild
+            await pilot.pause(0.2)
+            assert footer.rebuilds == 3 and keys(screen)[:4] == ["Runs", "Pause", "Resume",
+                                                                  "Cancel"]
+    asyncio.run(go())
+
+
 def test_candidate_filter_sort_and_selection_everywhere(db: Path) -> None:
     async def go() -> None:
         app = app_on(db, run_id=1)

@@ -17,11 +17,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from workbench import tui_data
 from workbench.text import plain_text
 from workbench.tui_data import fmt_accuracy, fmt_duration
+from workbench.widgets.footer import KeyFooter
 from workbench.widgets.plots import ParetoFrontsPlot
 
 #: narrow enough for 80 columns; ``→best`` / ``→feas``: evaluations to reach the best (feasible)
@@ -61,7 +62,7 @@ class CompareScreen(Screen[None]):
         yield Static(f"Comparing runs {', '.join(map(str, self.run_ids))}: loading…",
                      id="compare-status")
         yield ParetoFrontsPlot(id="compare-plot")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -31,12 +31,13 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from workbench import tui_data
 from workbench.components import COMPONENTS
 from workbench.text import plain_text
 from workbench.tui_data import RunStamp, fmt_accuracy, fmt_cost, status_text
+from workbench.widgets.footer import KeyFooter
 from workbench.widgets.tab_bar import TabBar
 
 TABS = ("overview", "candidates", "curves", "architecture", "pareto", "table", "specialize")
@@ -58,9 +59,10 @@ class RunPolled(Message):
 
 
 class RunDetailScreen(Screen[None]):
-    #: the shown tab's content takes the focus (:meth:`focus_tab_content`); focusing the tab
-    #: bar first would recompose the footer once more while the screen opens
-    AUTO_FOCUS = None
+    #: the shown tab's content takes the focus as the screen mounts (:meth:`apply_focus`);
+    #: no auto focus first (``None`` would mean the app's: the tab bar), so the first frame
+    #: has one focus change, not two
+    AUTO_FOCUS = ""
     BINDINGS = [
         Binding("escape", "back", "Runs"),
         Binding("1", "show_tab('overview')", "Overview", show=False),
@@ -110,7 +112,7 @@ class RunDetailScreen(Screen[None]):
         yield TabBar(list(zip(TABS, TAB_LABELS, strict=True)), self.initial_tab, id="run-tabs")
         with Container(id="run-panes"):
             yield self.make_component(self.initial_tab)
-        yield Footer()
+        yield KeyFooter()
 
     def make_component(self, tab: str) -> Any:
         module, name = COMPONENTS[tab]
@@ -131,7 +133,8 @@ class RunDetailScreen(Screen[None]):
             self.poll()
         self.poll_timer = self.set_interval(self.app.poll_interval, self.poll)
         await self.show_component(self.initial_tab)
-        self.focus_tab_content(self.initial_tab)
+        self.focus_wanted = self.initial_tab
+        self.apply_focus()
 
     def on_screen_suspend(self) -> None:
         """Covered (by the runs list, a modal, another run): stop polling until shown again."""

@@ -20,7 +20,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Label, OptionList, Static
+from textual.widgets import Header, Input, Label, OptionList, Static
+
+from workbench.widgets.footer import KeyFooter
 
 #: form field id -> (config path, label, placeholder)
 FIELDS: dict[str, tuple[str, str, str]] = {
@@ -179,7 +181,7 @@ class NewRunScreen(Screen[None]):
                     yield Input(placeholder=placeholder, id=f"field-{field_id}", compact=True)
                 yield Static("", id=f"error-{field_id}", classes="field-error")
         yield Static("", id="new-run-status")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         found = templates()

@@ -17,11 +17,12 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from workbench import tui_data
 from workbench.text import plain_text
 from workbench.tui_data import fmt_accuracy, fmt_age, status_text
+from workbench.widgets.footer import KeyFooter
 
 #: narrow enough for 80 columns: searcher and space share a column, long names are cut
 COLUMNS = ("ID", "Name", "Status", "Search", "Done", "Best acc", "Feas", "Age")
@@ -53,6 +54,10 @@ def run_matches(row: dict[str, Any], text: str) -> bool:
 
 
 class RunsScreen(Screen[None]):
+    #: the table takes the focus as the screen mounts (the app's default, the first focusable
+    #: widget, would be the filter box before its ``hidden`` class applies: one more focus
+    #: change, and the footer's keys composed once more, on the first frame)
+    AUTO_FOCUS = "#runs-table"
     BINDINGS = [
         Binding("enter", "open", "Open", show=True),
         Binding("n", "app.new_run", "New"),
@@ -84,13 +89,12 @@ class RunsScreen(Screen[None]):
                     id="runs-filter", classes="hidden")
         yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="runs-message")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for column in COLUMNS:
             table.add_column(column, key=column)
-        table.focus()
         # finished runs are read right here (one query, plain sqlite3), so the first frame
         # shows them; a run stored as live needs the store's liveness check (importing
         # sqlite-utils: ~0.25 s), so then the first read is a worker's
