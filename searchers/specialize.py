@@ -10,19 +10,20 @@ Two solvers:
 
 * ``solver="exact"`` (default): constraints on one quantity merge into a band
   ``lo <= sum A[l, x_l] <= hi`` (upper, lower, opposing and two-sided bounds are one kind of
-  row). Lagrangian prices (signed, one per row) bound every completion from below; an
-  incumbent comes from their argmins, greedy repair and single-swap descent. Then
-  breadth-first DP passes over the layers keep every partial choice whose bound is within a
-  loss *ceiling* -- dropping those that can no longer meet a band, those the bound prices out,
-  and dominated ones -- after reduced-cost fixing has removed the blocks no solution within
-  the ceiling can use. The first pass runs at the incumbent's loss with a small frontier cap;
-  then the ceiling rises from just above the dual bound, fourfold per pass, and from the
-  second overflowing pass each row's LP-hull bound (the lower convex hull of the remaining
-  layers' (usage, loss) points) joins in. A pass whose best complete state is within its
-  ceiling has proven it optimal. A pass that overflows ``max_states`` brings in the LP
-  relaxation's exact prices (HiGHS, or a proof of infeasibility) and, if that overflows
-  again, HiGHS branch and cut (``scipy.optimize.milp``, gap 0). ``optimal`` is True whenever
-  the answer (or infeasibility) is proven -- always, short of HiGHS's time limit.
+  row). Lagrangian prices (signed, one per row) bound every completion from below. Breadth-
+  first DP passes over the layers keep every partial choice whose bound is within a loss
+  *ceiling*, dropping those that can no longer meet a band, those a bound prices out (the
+  duals' reduced costs; the LP-hull bound of each row and of the price-weighted sum of rows,
+  per partial choice), all but the cheapest of partial choices with equal usage, and dominated
+  ones; reduced-cost fixing first removes the blocks no solution within the ceiling can use,
+  and the layers with the widest usage spread go first. A pass whose best complete state is
+  within its ceiling has proven it optimal. One-way bounds: the subgradient's incumbent and
+  a narrow pass at its loss settle most tables. Bands: the LP relaxation's exact prices
+  (HiGHS, or its proof of infeasibility), then the ceiling rises from the dual bound,
+  doubling its gap per pass; a pass that overflows ``max_states`` is abandoned and the
+  ceiling bisected, and only after four of those does HiGHS branch and cut
+  (``scipy.optimize.milp``, gap 0) take over. ``optimal`` is True whenever the answer (or
+  infeasibility) is proven -- always, short of HiGHS's time limit.
 
 * ``solver="ga"``: the paper's genetic algorithm (20 chromosomes, the 10 best form 5 pairs,
   single-point crossover, per-gene mutation probability 0.1, infeasible children regenerated,
@@ -57,10 +58,12 @@ GA_DEFAULTS: dict[str, Any] = {
 _REL_TOL = 1e-12
 #: below this many states the (partial, K >= 2) dominance check costs more than it saves
 _DOMINANCE_FROM = 64
-#: a pass whose frontier grew past this builds the (costlier) LP-hull bounds for the next
-_HULLS_FROM = 1000
-#: the frontier cap of the first pass (at the incumbent's loss) before rising ceilings take over
-_FIRST_PASS_STATES = 64
+#: the frontier cap of the narrow first pass (at the incumbent's loss)
+_BEAM_STATES = 64
+#: the cap of the exact pass under the subgradient's prices, before HiGHS's LP prices
+_SUBGRADIENT_STATES = 512
+#: how often an overflowing pass is retried at a lower ceiling before HiGHS branch and cut
+_BISECTIONS = 4
 
 
 # -- problem set-up ---------------------------------------------------------------------------
@@ -222,15 +225,20 @@ def _lagrangian(problem: _Problem, iterations: int) -> tuple[list[_Dual], np.nda
     duals: list[tuple[float, np.ndarray]] = []
     best_value, best_x, best_loss = -math.inf, None, math.inf
     step, stall = 1.0, 0
+    A_flat = A_n.reshape(K, -1)
+    loss_flat = problem.loss.ravel()
+    offsets = idx * problem.C
+    tol_n = problem.tol / scale
     for _ in range(iterations):
-        weighted = problem.loss + np.tensordot(mu, A_n, axes=1)
-        x = weighted.argmin(axis=1)
-        used = A_n[:, idx, x].sum(axis=1)
+        weighted = (loss_flat + mu @ A_flat).reshape(L, -1)
+        flat = offsets + weighted.argmin(axis=1)
+        used = A_flat[:, flat].sum(axis=1)
         side = np.where(mu > 0, hi_n, np.where(mu < 0, lo_n, 0.0))
-        value = float(weighted[idx, x].sum() - np.dot(mu, side))
+        value = float(weighted.ravel()[flat].sum() - mu @ side)
         over, under = used - hi_n, used - lo_n
-        if np.all(over * scale <= problem.tol) and np.all(under * scale >= -problem.tol):
-            candidate = problem.loss_of(x)
+        if (over <= tol_n).all() and (under >= -tol_n).all():
+            x = flat - offsets
+            candidate = float(loss_flat[flat].sum())
             if candidate < best_loss:
                 best_x, best_loss = x.copy(), candidate
         if not duals or value > best_value + 1e-12 * (1 + abs(best_value)):
@@ -359,7 +367,8 @@ def _hull_bounds(problem: _Problem, dual: _Dual, order: np.ndarray, allowed: lis
     weights = dual.mu * _row_scale(problem)
     if np.count_nonzero(weights) >= 2:
         weights = weights / _row_scale(problem) / np.abs(weights).max()
-        ends = np.stack([weights * problem.lo, weights * problem.hi])
+        with np.errstate(invalid="ignore"):  # 0 * inf: the row is not priced
+            ends = np.stack([weights * problem.lo, weights * problem.hi])
         ends = np.where(np.isnan(ends), 0.0, ends)  # 0 * inf: the row is not priced
         low, high = float(ends.min(axis=0).sum()), float(ends.max(axis=0).sum())
         if math.isfinite(low) or math.isfinite(high):
@@ -372,7 +381,7 @@ def _hull_bounds(problem: _Problem, dual: _Dual, order: np.ndarray, allowed: lis
 def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray],
                  duals: list[_Dual], upper: float, max_states: int,
                  hulls: list[tuple[np.ndarray, _HullBound, float, float]] | None = None,
-                 ) -> tuple[np.ndarray | None, bool, int]:
+                 abort: bool = False) -> tuple[np.ndarray | None, bool, int]:
     """Breadth-first DP over the layers in ``order``; returns (best feasible choice vector or
     None, truncated, peak frontier size).
 
@@ -381,7 +390,8 @@ def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray]
     completion), when a bound (dual, or the row's LP hull) proves every completion costs more
     than ``upper``, or when another state dominates it (no more loss, and every completion
     feasible for it is feasible for the other). Every rule is safe; only keeping the
-    ``max_states`` lowest bounds when the frontier overflows is not, and sets ``truncated``.
+    ``max_states`` lowest bounds when the frontier overflows is not, and sets ``truncated``
+    (with ``abort`` the pass stops there instead and returns no choice).
     Layers left with one allowed choice are placed up front, outside the loop.
     """
     K, L = problem.A.shape[0], problem.L
@@ -439,6 +449,8 @@ def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray]
                 finish = np.maximum(finish, hull(j + 1, low - used, high - used))
             kept = kept[new_loss[kept] + finish <= ceiling]
         if len(kept) > _DOMINANCE_FROM:
+            kept = kept[_least_loss_per_usage(new_loss[kept], new_cost[:, kept])]
+        if len(kept) > _DOMINANCE_FROM:
             # what a completion must bring, per row: at least `need`, at most `room` (clipped
             # to what the rest can bring); more room and less need is better
             used = new_cost[:, kept]
@@ -447,6 +459,8 @@ def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray]
             keys = np.concatenate([need[np.isfinite(lo)], -room[np.isfinite(hi)]])
             kept = kept[_undominated(new_loss[kept], keys)]
         if len(kept) > max_states:
+            if abort:  # an exact pass that overflows has failed: stop paying for it
+                return None, True, max(peak, len(kept))
             truncated = True
             bound = (new_red[:, kept] + values[:, None]).max(axis=0)
             kept = kept[np.lexsort((new_loss[kept], bound))[:max_states]]
@@ -464,6 +478,20 @@ def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray]
         choices_out[order[steps[step]]] = picks[step][node]
         node = parents[step][node]
     return choices_out, truncated, peak
+
+
+def _least_loss_per_usage(loss: np.ndarray, usage: np.ndarray) -> np.ndarray:
+    """Indices of the least-loss state of each distinct usage vector (``usage``: (K, n)).
+
+    Two partial choices with the same usage of every row have the same completions, so only
+    the cheaper one can lead to an optimum: an exact merge. Tables of stacked networks repeat
+    layer shapes (and a squeeze-excite switch barely moves MAdds), so equal sums are common.
+    """
+    order = np.lexsort((loss, *usage))
+    sorted_usage = usage[:, order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = np.any(sorted_usage[:, 1:] != sorted_usage[:, :-1], axis=0)
+    return np.sort(order[first])
 
 
 def _undominated(loss: np.ndarray, keys: np.ndarray, probe: int = 16) -> np.ndarray:
@@ -568,16 +596,54 @@ def _solve_milp(problem: _Problem, time_limit: float) -> tuple[np.ndarray | None
     return choices, out.status == 0
 
 
+def _layer_order(problem: _Problem, allowed: list[np.ndarray]) -> np.ndarray:
+    """Layers with the widest usage spread (relative to their row's band) first.
+
+    A band prunes a partial choice only once the layers still to place cannot move its usage
+    far enough; placing the wide layers first leaves narrow ones at the end, where the band
+    starts to bite early. Rows with one side are measured against their whole range.
+    """
+    spread = np.stack([np.ptp(problem.A[:, j][:, a], axis=1) for j, a in enumerate(allowed)],
+                      axis=1)  # (K, L)
+    band = problem.hi - problem.lo
+    whole = spread.sum(axis=1)
+    width = np.where(np.isfinite(band) & (band > 0), band, np.maximum(whole, 1e-300))
+    return np.argsort(-(spread / width[:, None]).max(axis=0), kind="stable")
+
+
+def _pass(problem: _Problem, duals: list[_Dual], ceiling: float, max_states: int,
+          hulls: bool, abort: bool = False) -> tuple[np.ndarray | None, bool, int]:
+    """One DP pass keeping every partial choice whose bound is within ``ceiling``; an empty
+    layer (reduced-cost fixing removed every choice) means nothing is within it."""
+    slack = ceiling + 1e-9 * (1.0 + abs(ceiling)) if math.isfinite(ceiling) else math.inf
+    ok = np.all([d.reduced <= slack - d.value for d in duals], axis=0)
+    allowed = [np.flatnonzero(row) for row in ok]
+    if any(len(a) == 0 for a in allowed):
+        return None, False, 0
+    order = _layer_order(problem, allowed)
+    allowed = [allowed[j] for j in order]
+    bounds = _hull_bounds(problem, duals[0], order, allowed) if hulls else None
+    return _frontier_dp(problem, order, allowed, duals, ceiling, max_states, bounds, abort)
+
+
 def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
                  milp_time_limit: float = 60.0) -> dict[str, Any]:
-    """Dual bounds and an incumbent, then exact DP passes under a rising loss ceiling; HiGHS
-    only when a pass overflows ``max_states``.
+    """Dual bounds, then exact DP passes under a loss ceiling; HiGHS only when they overflow.
 
-    A pass keeps every partial state whose bound is at most its ceiling, so when the best
-    complete state it finds is within the ceiling, that state is optimal. The ceiling starts an
-    eighth of the incumbent's gap above the dual bound and grows fourfold per pass; a ceiling
-    close to the optimum lets reduced-cost fixing and the bounds prune nearly everything,
-    which is what keeps tight bands (narrow two-sided bounds) instant.
+    A pass keeps every partial choice whose bound is at most its ceiling, so a pass that
+    finds a complete choice within its ceiling has proven it optimal. What keeps passes small:
+    reduced-cost fixing, the LP-hull bound of each row and of their price-weighted sum per
+    partial choice, the exact merge of partial choices with equal usage, the widest layers
+    placed first, and a ceiling close to the optimum.
+
+    * Bounds pulling one way (``<=`` only, or ``>=`` only): the subgradient's prices and
+      incumbent; a narrow pass at the incumbent's loss usually proves it, else an exact pass
+      under a small cap, else the LP relaxation's prices and rising ceilings (below).
+    * Bounds pulling two ways (a band, opposing bounds): the LP relaxation's exact prices
+      first (HiGHS; or its proof of infeasibility) -- the subgradient's leave a wide gap
+      there -- then the ceiling rises from the dual bound, doubling its gap per pass. A pass
+      that overflows ``max_states`` is abandoned and the ceiling bisected between it and the
+      last pass that found nothing; after ``_BISECTIONS`` of those, HiGHS branch and cut.
     """
     K = problem.A.shape[0]
     if K == 0:
@@ -587,84 +653,79 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
     highest = problem.A.max(axis=2).sum(axis=1)
     if np.any(lowest > problem.hi + problem.tol) or np.any(highest < problem.lo - problem.tol):
         return {"choices": None, "optimal": True, "states": 0, "method": "bounds", "passes": 0}
-    duals, incumbent = _lagrangian(problem, iterations)
-    if incumbent is None:
-        incumbent = _repair(problem, duals[0].argmin)
+    incumbent: np.ndarray | None = None
+    upper = math.inf
+    peak = passes = 0
+
+    def found(choices: np.ndarray | None) -> None:
+        nonlocal incumbent, upper
+        if choices is not None and problem.loss_of(choices) < upper:
+            incumbent, upper = choices, problem.loss_of(choices)
+
+    def proven(method: str = "dp") -> dict[str, Any]:
+        return {"choices": incumbent, "optimal": True, "states": peak, "method": method,
+                "passes": passes}
+
+    duals, first = _lagrangian(problem, iterations)
+    found(first)
+    two_way = bool(np.any(np.isfinite(problem.lo) & np.isfinite(problem.hi)))
+    if not two_way:
+        if incumbent is None:
+            found(_repair(problem, duals[0].argmin))
+        if incumbent is not None:
+            found(_improve(problem, incumbent))
+        # narrow: the lowest-bound states usually hold the optimum (proven if nothing is cut)
+        choices, truncated, peak = _pass(problem, duals, upper, _BEAM_STATES, hulls=False)
+        passes = 1
+        found(choices)
+        if not truncated:
+            return proven()
+        if math.isfinite(upper):  # exact at the incumbent under the subgradient's prices
+            choices, truncated, states = _pass(problem, duals, upper, _SUBGRADIENT_STATES,
+                                               hulls=True, abort=True)
+            passes, peak = passes + 1, max(peak, states)
+            if not truncated:
+                found(choices)
+                return proven()
+    lp, infeasible = _lp_dual(problem)
+    if infeasible:
+        incumbent = None
+        return proven("lp")
+    if lp is not None:
+        duals = [lp, *duals]
     if incumbent is not None:
-        incumbent = _improve(problem, incumbent)
-    upper = problem.loss_of(incumbent) if incumbent is not None else math.inf
+        found(_improve(problem, incumbent))
     dual = max(d.value for d in duals)
     worst = float(problem.loss.max(axis=1).sum())
     positive = duals[0].reduced[duals[0].reduced > 0]
-    gap = (upper - dual) / 8 if math.isfinite(upper) else \
-        (float(np.median(positive)) if positive.size else 1.0)
-    gap = max(gap, 1e-9 * (1.0 + abs(dual)))
-    passes, peak, use_hulls, exact_dual = 0, 0, False, False
+    gap = float(np.median(positive)) / 4 if positive.size else 1.0
     if math.isfinite(upper):
-        # one pass at the incumbent's loss settles most tables (a good incumbent leaves a
-        # small gap); a frontier that outgrows a small cap means a hard table instead
-        slack = upper + 1e-9 * (1.0 + abs(upper))
-        ok = np.all([d.reduced <= slack - d.value for d in duals], axis=0)
-        allowed = [np.flatnonzero(row) for row in ok]
-        order = np.argsort([len(a) for a in allowed], kind="stable")
-        allowed = [allowed[j] for j in order]
-        choices, truncated, peak = _frontier_dp(problem, order, allowed, duals, upper,
-                                                min(max_states, _FIRST_PASS_STATES))
-        passes = 1
-        if not truncated:
-            if choices is not None and problem.loss_of(choices) < upper:
-                incumbent = choices
-            return {"choices": incumbent, "optimal": True, "states": peak, "method": "dp",
-                    "passes": passes}
+        gap = min(gap, (upper - dual) / 8)
+    gap = max(gap, 1e-9 * (1.0 + abs(dual)))
+    below, bisections = dual, 0  # the highest ceiling known to hold no solution
+    ceiling = min(upper, worst, dual + gap)
     while True:
-        ceiling = dual + gap
-        final = ceiling >= min(upper, worst)
-        if final:
-            ceiling = min(upper, worst)
-        slack = ceiling + 1e-9 * (1.0 + abs(ceiling))
-        # reduced-cost fixing: a choice whose reduced cost alone exceeds the gap under some
-        # dual is in no solution within the ceiling
-        ok = np.all([d.reduced <= slack - d.value for d in duals], axis=0)
-        allowed = [np.flatnonzero(row) for row in ok]
-        passes += 1
-        if any(len(a) == 0 for a in allowed):
-            choices, truncated = None, False
-        else:
-            order = np.argsort([len(a) for a in allowed], kind="stable")
-            allowed = [allowed[j] for j in order]
-            hulls = _hull_bounds(problem, duals[0], order, allowed) if use_hulls else None
-            choices, truncated, states = _frontier_dp(problem, order, allowed, duals, ceiling,
-                                                      max_states, hulls)
-            peak = max(peak, states)
-            use_hulls = use_hulls or states > _HULLS_FROM
-        if truncated and not exact_dual:
-            # a hard table: the LP's exact prices close most of the gap, or prove the
-            # relaxation (hence the table) infeasible; start the ceiling over with them
-            exact_dual = True
-            lp, infeasible = _lp_dual(problem)
-            if infeasible:
-                return {"choices": None, "optimal": True, "states": peak, "method": "lp",
-                        "passes": passes}
-            if lp is not None:
-                duals = [lp, *duals]
-                dual = max(dual, lp.value)
-                gap = max((upper - dual) / 8 if math.isfinite(upper) else gap / 4,
-                          1e-9 * (1.0 + abs(dual)))
-                use_hulls = True
-                continue
+        choices, truncated, states = _pass(problem, duals, ceiling, max_states, hulls=True,
+                                           abort=True)
+        passes, peak = passes + 1, max(peak, states)
         if truncated:
-            break
-        if choices is not None and problem.loss_of(choices) < upper:
-            incumbent, upper = choices, problem.loss_of(choices)
-        if final or upper <= slack:
-            return {"choices": incumbent, "optimal": True, "states": peak, "method": "dp",
-                    "passes": passes}
-        gap *= 4
-    found, proven = _solve_milp(problem, milp_time_limit)
-    if found is None or (incumbent is not None and problem.loss_of(found) > upper):
-        return {"choices": incumbent, "optimal": proven and incumbent is None, "states": peak,
-                "method": "milp", "passes": passes}
-    return {"choices": found, "optimal": proven, "states": peak, "method": "milp",
+            bisections += 1
+            if bisections > _BISECTIONS:
+                break
+            ceiling = (below + ceiling) / 2
+            continue
+        found(choices)
+        if choices is not None or ceiling >= min(upper, worst):
+            return proven()
+        below = ceiling
+        gap *= 2
+        ceiling = min(upper, worst, max(dual + gap, (below + min(upper, worst)) / 2)
+                      if bisections else dual + gap)
+    best, certain = _solve_milp(problem, milp_time_limit)
+    if best is None or (incumbent is not None and problem.loss_of(best) > upper):
+        return {"choices": incumbent, "optimal": certain and incumbent is None,
+                "states": peak, "method": "milp", "passes": passes}
+    return {"choices": best, "optimal": certain, "states": peak, "method": "milp",
             "passes": passes}
 
 

@@ -380,3 +380,31 @@ def test_an_overflowing_frontier_falls_back_to_highs_and_stays_proven() -> None:
     assert capped["feasible"] == full["feasible"]
     if full["feasible"]:
         assert capped["loss"] == pytest.approx(full["loss"], abs=1e-9)
+
+
+def test_repeated_layers_and_equal_sums_equal_brute_force(monkeypatch) -> None:
+    """Stacked networks repeat layer shapes, so many partial choices have equal usage and the
+    solver keeps only the cheapest of each: that merge must never lose the optimum."""
+    import searchers.specialize as specialize
+
+    monkeypatch.setattr(specialize, "_DOMINANCE_FROM", 0)  # merge even small frontiers
+    rng = np.random.default_rng(37)
+    checked = 0
+    for _ in range(24):
+        layer_costs = {m: rng.integers(1, 6, size=(3, 8)).astype(float) for m in METRICS}
+        shape_of = rng.integers(0, 3, size=7)  # 7 layers drawn from 3 shapes
+        tables = {m: t[shape_of] for m, t in layer_costs.items()}
+        loss = loss_table_from_accuracy(rng.random((7, 8)))
+        base = {m: 0.0 for m in METRICS}
+        p = _fraction(base, tables, "params", rng.uniform(.2, .8))
+        m = _fraction(base, tables, "madds", rng.uniform(.2, .8))
+        constraints = [("params", ">=", p - 1), ("params", "<=", p + 1),
+                       ("madds", ">=", m - 2), ("madds", "<=", m + 2)]
+        expected = brute_force(loss, tables, base, constraints)
+        result = solve(loss, tables, constraints, base=base, max_states=100_000)
+        assert result["optimal"] is True
+        assert result["feasible"] == bool(np.isfinite(expected))
+        if result["feasible"]:
+            checked += 1
+            assert result["loss"] == pytest.approx(expected, abs=1e-9)
+    assert checked > 15
