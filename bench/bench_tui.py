@@ -5,6 +5,12 @@
    exiting after its first paint. Against it: nasw's runs screen with its rows painted, and
    ``nasw``'s run detail opened straight on a big run (as ``nasw run --tui`` does) with its
    Overview painted with the run's figures. Goal: both <= 1.5x the bare app.
+   Every program starts from compiled bytecode, as an installed package does: the children
+   share a private bytecode cache (``PYTHONPYCACHEPREFIX`` in the run's temporary folder,
+   written by a first, untimed start of each program), whatever ``PYTHONDONTWRITEBYTECODE``
+   says. With ``--bytecode inherit`` they run in this environment as it is instead (where
+   ``PYTHONDONTWRITEBYTECODE`` is set, nasw's own modules, which no installer compiled here,
+   are compiled from source at every start while Textual's come precompiled by pip).
 2. **In the app** (one process, the run open): time from a tab's action (what its key runs,
    without the tab underline's animation) to the tab showing its
    data (Candidates' first page, Curves, Pareto), paging in the next 200 rows, sorting by
@@ -16,12 +22,14 @@ The big runs are written through :meth:`Store.record` as a coordinator writes th
 drawn from a pool of 500 samples of the ``ponas-digits`` space, so writing stays quick).
 
     .venv/bin/python bench/bench_tui.py [--starts 5] [--refreshes 10] [--sizes 10000 100000]
+        [--repeats 1] [--bytecode cached|inherit] [--no-in-app]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -91,25 +99,36 @@ FirstScreen({db!r}, run_id=RUN).run(headless=True, size=(120, 40))
 """
 
 
-def time_start(code: str) -> tuple[float, float]:
+def child_env(bytecode_cache: Path | None) -> dict[str, str]:
+    """The children's environment: with ``bytecode_cache``, every module (the standard
+    library, Textual, nasw) is compiled once into that folder and loaded from it after."""
+    env = dict(os.environ)
+    if bytecode_cache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(bytecode_cache)
+    return env
+
+
+def time_start(code: str, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Seconds from spawning the interpreter to the app's paint, and the CPU seconds the
     process had used by then (all its threads; what a loaded machine inflates least). Both
     printed by the child at its paint."""
     started = time.time()
-    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT,
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env,
                          capture_output=True, text=True).stdout
     painted, cpu = (float(x) for x in out.strip().splitlines()[-1].split())
     return painted - started, cpu
 
 
-def bench_starts(codes: dict[str, str], starts: int) -> dict[str, tuple[float, float]]:
+def bench_starts(codes: dict[str, str], starts: int,
+                 env: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
     """Median (wall to paint, CPU) of each program, the programs alternating (same load)."""
     for code in codes.values():  # warm the file cache and bytecode
-        time_start(code)
+        time_start(code, env)
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in codes}
     for _ in range(starts):
         for name, code in codes.items():
-            times[name].append(time_start(code))
+            times[name].append(time_start(code, env))
     return {name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
             for name, values in times.items()}
 
@@ -267,6 +286,13 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=10)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--points-per-candidate", type=int, default=10)
+    parser.add_argument("--bytecode", choices=("cached", "inherit"), default="cached",
+                        help="cached: every program starts from compiled bytecode (a private "
+                        "cache); inherit: this environment as it is")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="repeat the alternating starts; medians over the repeats")
+    parser.add_argument("--no-in-app", dest="in_app", action="store_false",
+                        help="time to first screen only")
     args = parser.parse_args()
     from tui_support import make_db
 
@@ -282,23 +308,31 @@ def main() -> None:
         codes = {"bare": BARE_APP, "runs": NASW_APP.format(db=str(small), run=None)}
         for size, (path, run_id) in dbs.items():
             codes[f"detail {size}"] = NASW_APP.format(db=str(path), run=run_id)
-        medians = bench_starts(codes, args.starts)
+        env = child_env(Path(tmp) / "pycache" if args.bytecode == "cached" else None)
+        load = os.getloadavg()[0]
+        rounds = [bench_starts(codes, args.starts, env) for _ in range(args.repeats)]
+        medians = {name: (statistics.median(r[name][0] for r in rounds),
+                          statistics.median(r[name][1] for r in rounds)) for name in codes}
         bare, bare_cpu = medians["bare"]
-        print(f"\ntime to first screen (median of {args.starts} alternating starts): wall = "
-              "process start to the paint, CPU = the process's CPU time at the paint")
-        print(f"  {'':<44} {'wall':>7} {'ratio':>6} {'CPU':>7} {'ratio':>6}")
+        print(f"\ntime to first screen (median of {args.repeats} x {args.starts} alternating "
+              "starts): wall = process start to the paint, CPU = the process's CPU time at the "
+              f"paint; bytecode {args.bytecode}; load average {load:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after")
+        print(f"  {'':<44} {'wall':>7} {'ratio':>6} {'CPU':>7} {'ratio':>6}"
+              + ("  CPU ratio per repeat" if args.repeats > 1 else ""))
 
         def line(label: str, name: str) -> None:
             wall, cpu = medians[name]
+            each = " ".join(f"{r[name][1] / r['bare'][1]:.2f}" for r in rounds)
             print(f"  {label:<44} {1000 * wall:5.0f}ms {wall / bare:5.2f}x {1000 * cpu:5.0f}ms "
-                  f"{cpu / bare_cpu:5.2f}x")
+                  f"{cpu / bare_cpu:5.2f}x" + (f"  {each}" if args.repeats > 1 else ""))
 
         line("bare Textual app (header, table, footer)", "bare")
         line("nasw runs screen, rows painted", "runs")
         for size in dbs:
             line(f"nasw run detail, {size} candidates, overview", f"detail {size}")
         print("  (goal: runs screen and run detail <= 1.5x the bare app)")
-        for size, (path, run_id) in dbs.items():
+        for size, (path, run_id) in (dbs.items() if args.in_app else ()):
             print(f"\nin the app, run of {size} candidates / {size * args.points_per_candidate}"
                   " points (ms, and as a fraction of the bare app's start):")
             for name, ms in bench_in_app(path, run_id, size, args.refreshes).items():
