@@ -549,8 +549,11 @@ def _repair(problem: _Problem, x: np.ndarray) -> np.ndarray | None:
 
 
 def _lp_dual(problem: _Problem) -> tuple[_Dual | None, bool]:
-    """The LP relaxation's optimal prices through HiGHS: (the strongest Lagrangian dual, or
-    None; True when the relaxation, hence the table, is infeasible)."""
+    """The LP relaxation's optimal prices: (the strongest Lagrangian dual, or None; True when
+    the relaxation, hence the table, is infeasible). One row: read off its LP hull; more:
+    HiGHS."""
+    if problem.A.shape[0] == 1:
+        return _one_row_lp_dual(problem), False
     from scipy.optimize import linprog
 
     L, C, K = problem.L, problem.C, problem.A.shape[0]
@@ -572,6 +575,22 @@ def _lp_dual(problem: _Problem) -> tuple[_Dual | None, bool]:
     mu[up] += prices[: int(up.sum())]
     mu[down] -= prices[int(up.sum()):]
     return _Dual(problem, mu / scale), False
+
+
+def _one_row_lp_dual(problem: _Problem) -> _Dual:
+    """With one row the LP relaxation is the row's hull (value vs usage) over its band: the
+    optimal price is minus the hull's slope where the band clips the hull's minimum (0 when
+    the minimum lies inside the band)."""
+    L = problem.L
+    hull = _HullBound(problem.A[0], problem.loss, np.arange(L),
+                      [np.arange(problem.C)] * L)
+    xs, ys = hull.xs[0], hull.ys[0]
+    at = min(max(hull.best[0], float(problem.lo[0])), float(problem.hi[0]))
+    if at == hull.best[0] or len(xs) < 2:
+        return _Dual(problem, np.zeros(1))
+    segment = int(np.clip(np.searchsorted(xs, at) - 1, 0, len(xs) - 2))
+    slope = (ys[segment + 1] - ys[segment]) / (xs[segment + 1] - xs[segment])
+    return _Dual(problem, np.array([-slope]))
 
 
 def _solve_milp(problem: _Problem, time_limit: float) -> tuple[np.ndarray | None, bool]:
@@ -666,9 +685,12 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
         return {"choices": incumbent, "optimal": True, "states": peak, "method": method,
                 "passes": passes}
 
-    duals, first = _lagrangian(problem, iterations)
-    found(first)
     two_way = bool(np.any(np.isfinite(problem.lo) & np.isfinite(problem.hi)))
+    if two_way and K == 1:  # one band: its hull gives the exact prices, no ascent needed
+        duals = [_Dual(problem, np.zeros(1))]
+    else:
+        duals, first = _lagrangian(problem, iterations)
+        found(first)
     if not two_way:
         if incumbent is None:
             found(_repair(problem, duals[0].argmin))

@@ -408,3 +408,36 @@ def test_repeated_layers_and_equal_sums_equal_brute_force(monkeypatch) -> None:
             checked += 1
             assert result["loss"] == pytest.approx(expected, abs=1e-9)
     assert checked > 15
+
+
+@pytest.mark.parametrize("sides", [("<=",), (">=",), (">=", "<=")])
+def test_one_row_lp_prices_equal_highs(sides) -> None:
+    """One row's LP prices are read off its hull instead of asking HiGHS: same value."""
+    from scipy.optimize import linprog
+
+    import searchers.specialize as specialize
+    from searchers.constraints import parse_constraints
+
+    rng = np.random.default_rng(41)
+    for _ in range(10):
+        loss = loss_table_from_accuracy(rng.random((9, 12)))
+        tables = {"params": rng.integers(1, 1000, size=(9, 12)).astype(float)}
+        base = {"params": 0.0}
+        target = _fraction(base, tables, "params", rng.uniform(.05, .95))
+        bounds = {"<=": target, ">=": target - 300.0}
+        constraints = [("params", op, bounds[op] if len(sides) == 2 else target)
+                       for op in sides]
+        problem = specialize._Problem(loss, tables, parse_constraints(constraints), base)
+        dual = specialize._one_row_lp_dual(problem)
+        row = problem.A[0].ravel()
+        a_ub, b_ub = [], []
+        if np.isfinite(problem.hi[0]):
+            a_ub.append(row)
+            b_ub.append(problem.hi[0])
+        if np.isfinite(problem.lo[0]):
+            a_ub.append(-row)
+            b_ub.append(-problem.lo[0])
+        lp = linprog(loss.ravel(), A_ub=np.array(a_ub), b_ub=b_ub,
+                     A_eq=np.kron(np.eye(9), np.ones((1, 12))), b_eq=np.ones(9),
+                     bounds=(0, 1), method="highs")
+        assert dual.value == pytest.approx(lp.fun, abs=1e-9)
