@@ -360,6 +360,9 @@ def test_presets_hold_the_papers_numbers() -> None:
     assert (cifar.settings["N"], cifar.settings["F"]) == (2, 24)  # the search's N and F
     digits = get_searcher("pnas", space=get_space("cell", "pnas-digits"), preset="pnas-digits")
     assert digits.budget == search_count(digits.num_blocks, digits.beam_size) + 2 + 1
+    deep = get_searcher("pnas", space=get_space("cell", "pnas-digits"), preset="pnas-digits-b5")
+    assert (deep.num_blocks, deep.beam_size, deep.budget) == (5, 32, 136 + 4 * 32 + 2 + 1)
+    assert deep.predictor_config == digits.predictor_config  # only the depth and beam differ
     overridden = get_searcher("pnas", space=get_space("cell", "pnas-digits"),
                               preset="pnas-digits", K=4, budget=None)
     assert overridden.beam_size == 4
