@@ -441,3 +441,25 @@ def test_one_row_lp_prices_equal_highs(sides) -> None:
                      A_eq=np.kron(np.eye(9), np.ones((1, 12))), b_eq=np.ones(9),
                      bounds=(0, 1), method="highs")
         assert dual.value == pytest.approx(lp.fun, abs=1e-9)
+
+
+def test_lp_prices_through_scipys_highs_binding_equal_linprog(monkeypatch) -> None:
+    """The fast route to HiGHS and the public ``linprog`` give the same LP bound (and the
+    fallback works when the private binding is gone)."""
+    import searchers.specialize as specialize
+    from searchers.constraints import parse_constraints
+
+    base, tables = _preset_tables()
+    rng = np.random.default_rng(43)
+    for kind in ("bands-2", "bands-abs", "opposing", "upper-3"):
+        loss = _structured_loss(rng, tables)
+        problem = specialize._Problem(loss, tables,
+                                      parse_constraints(_kinds(rng, base, tables)[kind]), base)
+        fast, fast_infeasible = specialize._lp_dual(problem)
+        with monkeypatch.context() as patched:
+            patched.setattr(specialize, "_highs_lp_dual",
+                            lambda problem: (_ for _ in ()).throw(ImportError("moved")))
+            slow, slow_infeasible = specialize._lp_dual(problem)
+        assert fast_infeasible == slow_infeasible
+        if fast is not None:
+            assert fast.value == pytest.approx(slow.value, abs=1e-9)
