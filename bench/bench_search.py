@@ -229,14 +229,14 @@ def bench_rcas(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # == the suite ==============================================================================
-ALL_SPACES = ("layerwise", "cell", "mbconv", "rcas")
+ALL_SPACES = ("layerwise", "cell", "mbconv", "rcas", "module")
 #: (searcher, preset, spaces it searches). Random and evolution are the baselines.
 SUITE_SEARCHERS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("random", None, ALL_SPACES),
     ("evolution", None, ALL_SPACES),
     ("evolution", "digits", ALL_SPACES),
-    ("epnas", None, ("layerwise", "cell")),
-    ("epnas", "epnas-digits", ("layerwise", "cell")),
+    ("epnas", None, ("layerwise", "cell", "module")),
+    ("epnas", "epnas-digits", ("layerwise", "cell", "module")),
     ("pnas", "pnas-digits", ("cell",)),
     ("rcas", None, ("rcas",)),
     ("rcas", "rcas-digits", ("rcas",)),
@@ -246,7 +246,7 @@ SUITE_SEARCHERS: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
 BASELINES = (("random", None), ("evolution", None))
 #: Evaluations per search on each space: room for every mechanism (PNAS-digits needs 155, an
 #: evolution population of 20 turns over 6 times) at a few seconds per searcher run.
-SPACE_BUDGETS = {"layerwise": 150, "cell": 160, "mbconv": 150, "rcas": 150}
+SPACE_BUDGETS = {"layerwise": 150, "cell": 160, "mbconv": 150, "rcas": 150, "module": 150}
 SPARK = "▁▂▃▄▅▆▇█"
 
 
@@ -549,7 +549,8 @@ def suite(args: argparse.Namespace) -> list[dict[str, Any]]:
     tasks = []
     for name, preset in {*chosen, *BASELINES}:
         for family in families:
-            for space in spaces_of.get((name, preset), ALL_SPACES):
+            # "epnas+hard" searches the spaces "epnas" does
+            for space in spaces_of.get((name.split("+")[0], preset), ALL_SPACES):
                 if space not in FAMILIES[family].spaces or (args.spaces
                                                             and space not in args.spaces):
                     continue

@@ -5,9 +5,9 @@ shown much. Following the field's practice (NASLib, the NAS-Bench papers, Li & T
 "Random Search and Reproducibility for NAS"), the suite measures every searcher on several
 objectives with different structure. Each family here is a documented, deterministic function
 ``(genotype, space, eval_seed) -> (observed score, true score, costs)`` plus a constraint set,
-defined over **every** space (``layerwise``, ``cell``, ``mbconv``, ``rcas``) through the generic
-Space API only -- ``space.features(g)`` (choice tokens), ``space.costs(g)`` (LUT costs) and
-``space.hash(g)`` -- so no family knows the inside of a space or of a searcher.
+defined over **every** space (``layerwise``, ``cell``, ``mbconv``, ``rcas``, EPNAS's ``module``)
+through the generic Space API only -- ``space.features(g)`` (choice tokens), ``space.costs(g)``
+(LUT costs) and ``space.hash(g)`` -- so no family knows the inside of a space or of a searcher.
 
 Families (``FAMILIES``; constants in each docstring):
 
@@ -79,7 +79,7 @@ DIGITS_NEIGHBOURS = 3
 DIGITS_TABLE = Path(__file__).resolve().parent / "data" / "digits_trainings.csv.gz"
 #: The preset each space is benchmarked at (digits scale: cost LUTs are cheap, spaces full).
 BENCH_PRESETS = {"layerwise": "epnas-digits", "cell": "pnas-digits", "mbconv": "ponas-digits",
-                 "rcas": "rcas-digits"}
+                 "rcas": "rcas-digits", "module": "epnas-digits"}
 _NON_OPS = ("empty", "identity", "skip", "depth=", "blocks=", "N=", "F=")
 
 
@@ -202,7 +202,7 @@ class Family:
     summary: str
     score: Callable[[Any, Mapping[str, Any], int], tuple[float, float, dict[str, float]]]
     constraints: Callable[[Any], list[str]]
-    spaces: tuple[str, ...] = ("layerwise", "cell", "mbconv", "rcas")
+    spaces: tuple[str, ...] = ("layerwise", "cell", "mbconv", "rcas", "module")
     lut_checkable: bool = True  # every constraint metric is in space.costs
     noise_sd: float = DEFAULT_NOISE_SD
     extra: Mapping[str, Any] = field(default_factory=dict)
