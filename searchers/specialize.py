@@ -424,6 +424,9 @@ def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray]
     """
     K, L = problem.A.shape[0], problem.L
     lo, hi, tol = problem.lo, problem.hi, problem.tol
+    # with a band, "needs at least" and "has room for at most" rarely both favour one
+    # state, so one probe block of the dominance check is all that pays for itself
+    banded = bool(np.any(np.isfinite(lo) & np.isfinite(hi)))
     values = np.array([d.value for d in duals])
     reduced = np.stack([d.reduced for d in duals])  # (M, L, C)
     ceiling = upper + 1e-9 * (1.0 + abs(upper)) if math.isfinite(upper) else math.inf
@@ -485,7 +488,7 @@ def _frontier_dp(problem: _Problem, order: np.ndarray, allowed: list[np.ndarray]
             need = np.maximum(lo[:, None] - used, min_rest[:, j + 1, None])
             room = np.minimum(hi[:, None] - used, max_rest[:, j + 1, None])
             keys = np.concatenate([need[np.isfinite(lo)], -room[np.isfinite(hi)]])
-            kept = kept[_undominated(new_loss[kept], keys)]
+            kept = kept[_undominated(new_loss[kept], keys, blocks=1 if banded else 4)]
         if len(kept) > max_states:
             if abort:  # an exact pass that overflows has failed: stop paying for it
                 return None, True, max(peak, len(kept))
@@ -522,9 +525,10 @@ def _least_loss_per_usage(loss: np.ndarray, usage: np.ndarray) -> np.ndarray:
     return np.sort(order[first])
 
 
-def _undominated(loss: np.ndarray, keys: np.ndarray, probe: int = 16) -> np.ndarray:
+def _undominated(loss: np.ndarray, keys: np.ndarray, probe: int = 16,
+                 blocks: int = 4) -> np.ndarray:
     """Sorted indices of the states that no other state dominates (less or equal loss and
-    keys, smaller is better): exact for one key, checked against the ``4 * probe`` lowest-loss
+    keys, smaller is better): exact for one key, checked against the ``blocks * probe`` lowest-loss
     states for several (a partial check: whatever it drops is dominated, so safe)."""
     n = len(loss)
     if keys.shape[0] == 0:
@@ -539,7 +543,7 @@ def _undominated(loss: np.ndarray, keys: np.ndarray, probe: int = 16) -> np.ndar
     loss, keys = loss[order], keys[:, order]
     keep = np.ones(n, dtype=bool)
     positions = np.arange(n)
-    for start in range(0, min(n, probe * 4), probe):
+    for start in range(0, min(n, probe * blocks), probe):
         refs = positions[start:start + probe]
         refs = refs[keep[refs]]
         if len(refs) == 0:
