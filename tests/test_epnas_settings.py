@@ -173,3 +173,36 @@ def test_hard_constraints_never_train_a_morph_the_cost_lut_shows_infeasible(laye
             soft_asked.append(job.genotype)
             soft.tell(job, synthetic_result(job, layerwise))
     assert not all(feasible(layerwise.costs(g), checks) for g in soft_asked)  # a real screen
+
+
+def _episode_branches(searcher, space, budget_episodes: int = 12):
+    """Drive whole episodes; after each, the branch start networks and their rewards."""
+    seen = []
+    while not searcher.done() and len(seen) < budget_episodes:
+        jobs = searcher.ask(1000)
+        if not jobs:
+            break
+        for job in jobs:
+            searcher.tell(job, synthetic_result(job, space))
+        if searcher.episode is None:
+            seen.append((list(searcher.branches), list(searcher.branch_rewards),
+                         list(searcher.branch_jobs)))
+    return seen
+
+
+def test_screened_morphs_never_start_a_branch(layerwise) -> None:
+    """With hard constraints most early morphs are screened (reward 0, never trained); the
+    next episode starts only from evaluated networks, so every start is feasible."""
+    from searchers.constraints import feasible, parse_constraints
+
+    constraints = ["params<=6k", "intensity>=1.5"]
+    checks = parse_constraints(constraints)
+    searcher = get_searcher("epnas", space=layerwise, constraints=constraints, budget=400,
+                            seed=0, preset="epnas-digits", hard_constraints=True)
+    episodes = _episode_branches(searcher, layerwise)
+    assert len(episodes) >= 4
+    for branches, _, jobs in episodes:
+        if jobs:  # set once an episode has evaluated something
+            assert min(jobs) >= 0
+            assert all(feasible(layerwise.costs(g), checks) for g in branches)
+

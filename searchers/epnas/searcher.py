@@ -42,7 +42,10 @@ Choices the paper leaves open (each tested in ``tests/test_epnas*.py``):
   return at step ``t``, initialised with the first episode's means.
 * The next episode's branches are the top ``N`` *distinct* architectures of the episode (by
   canonical hash, ties broken by the earlier job), repeated cyclically if fewer exist. Without
-  the dedup, repeated "keep" morphs fill the branches with copies.
+  the dedup, repeated "keep" morphs fill the branches with copies. With ``hard_constraints``,
+  morphs the cost LUT screened out (reward 0, never trained) are not candidates for the top N:
+  started from, they made whole episodes screened and the search stop early; an episode that
+  evaluated nothing keeps its start networks.
 * No network is trained twice (``duplicates="resample"``): a morph that repeats a network the
   run evaluated, or will evaluate this episode, is re-sampled from the policy up to
   ``resample_tries`` times; if every try repeats, the candidate reuses the earlier result (its
@@ -177,6 +180,7 @@ class EPNASSearcher(Searcher):
         self.episode_index = 0
         self.branches: list[dict[str, Any]] = []
         self.branch_rewards: list[float | None] = []  # reward of each branch's start network
+        self.branch_jobs: list[int] = []  # the job that evaluated each start network (-1: none)
         self.episode: dict[str, Any] | None = None  # entries + queue of the running episode
         self.sharing: dict[str, list[dict[str, Any]]] = {}
         self._sharing_bytes = 0  # tensor bytes held by the dictionary
@@ -346,15 +350,16 @@ class EPNASSearcher(Searcher):
         best = self.best()
         if best is not None and best["feasible"]:
             metrics["best_feasible_accuracy"] = float(best["accuracy"])
+        top = self._top_entries(entries)
         self.emit("episode", self.episode["index"],
                   {"episode": self.episode["index"], "candidates": len(entries),
                    "best_id": best["id"] if best else None,
-                   "branches": [_job_of(e) for e in self._top_entries(entries)],
-                   "reused": reused},
+                   "branches": [_job_of(e) for e in top], "reused": reused},
                   **metrics)
-        top = self._top_entries(entries)
-        self.branches = [copy.deepcopy(e["genotype"]) for e in top]
-        self.branch_rewards = [float(e["reward"]) for e in top]
+        if top:  # an episode with nothing evaluated keeps its start networks
+            self.branches = [copy.deepcopy(e["genotype"]) for e in top]
+            self.branch_rewards = [float(e["reward"]) for e in top]
+            self.branch_jobs = [_job_of(e) for e in top]
         self.episode = None
         self.episode_index += 1
 
@@ -443,8 +448,15 @@ class EPNASSearcher(Searcher):
         return advantages
 
     def _top_entries(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The top-N distinct architectures by reward, repeated cyclically to fill N."""
-        ranked = sorted(entries, key=lambda e: (-e["reward"], _job_of(e)))
+        """The top-N distinct architectures by reward, repeated cyclically to fill N.
+
+        Morphs screened out as infeasible by the cost LUT (never trained) never start a
+        branch: an untrained infeasible network is no "model" of the episode, and starting from
+        one made whole episodes screened (on two-sided/cell the search stopped at 412 of 600
+        evaluations, 20 episodes in a row with no new job). With nothing else, this is empty
+        and the episode's start networks start the next one again."""
+        evaluated = [e for e in entries if not (e.get("reuse") or {}).get("screened")]
+        ranked = sorted(evaluated, key=lambda e: (-e["reward"], _job_of(e)))
         seen: set[str] = set()
         distinct = []
         for e in ranked:
@@ -552,6 +564,7 @@ class EPNASSearcher(Searcher):
             "episode_index": self.episode_index,
             "branches": copy.deepcopy(self.branches),
             "branch_rewards": list(self.branch_rewards),
+            "branch_jobs": list(self.branch_jobs),
             "episode": copy.deepcopy(self.episode),
             # the tensors themselves, not copies: an entry's tensors are replaced, never changed
             # in place, and the store keeps each array once by content, so a checkpoint writes
@@ -577,6 +590,7 @@ class EPNASSearcher(Searcher):
         self.episode_index = int(state["episode_index"])
         self.branches = copy.deepcopy(state["branches"])
         self.branch_rewards = list(state.get("branch_rewards", []))
+        self.branch_jobs = [int(j) for j in state.get("branch_jobs", [])]
         self.episode = copy.deepcopy(state["episode"])
         self.sharing = {key: [{**v, "signature": _as_signature(v["signature"])}
                               for v in variants]
