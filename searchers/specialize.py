@@ -740,12 +740,14 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
 
     * Bounds pulling one way (``<=`` only, or ``>=`` only): the subgradient's prices and
       incumbent; a narrow pass at the incumbent's loss usually proves it, else an exact pass
-      under a small cap, else the LP relaxation's prices and rising ceilings (below).
-    * Bounds pulling two ways (a band, opposing bounds): the LP relaxation's exact prices
-      first (HiGHS; or its proof of infeasibility) -- the subgradient's leave a wide gap
-      there -- then the ceiling rises from the dual bound, doubling its gap per pass. A pass
-      that overflows ``max_states`` is abandoned and the ceiling bisected between it and the
-      last pass that found nothing; after ``_BISECTIONS`` of those, HiGHS branch and cut.
+      under a small cap, else the LP relaxation's prices and rising ceilings (below). Every
+      pass that outgrows its cap is abandoned at once.
+    * Bounds pulling two ways (a band, or ``>=`` and ``<=`` bounds on different rows): the LP
+      relaxation's exact prices first (HiGHS; or its proof of infeasibility) -- the
+      subgradient's leave a wide gap there -- then the ceiling rises from the dual bound,
+      doubling its gap per pass. A pass that overflows ``max_states`` is abandoned and the
+      ceiling bisected between it and the last pass that found nothing; after
+      ``_BISECTIONS`` of those, HiGHS branch and cut.
     """
     K = problem.A.shape[0]
     if K == 0:
@@ -768,7 +770,7 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
         return {"choices": incumbent, "optimal": True, "states": peak, "method": method,
                 "passes": passes}
 
-    two_way = bool(np.any(np.isfinite(problem.lo) & np.isfinite(problem.hi)))
+    two_way = bool(np.any(np.isfinite(problem.lo))) and bool(np.any(np.isfinite(problem.hi)))
     if two_way:  # a band: the LP's exact prices below, no ascent needed
         duals = [_Dual(problem, np.zeros(K))]
     else:
@@ -780,7 +782,8 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
         if incumbent is not None:
             found(_improve(problem, incumbent))
         # narrow: the lowest-bound states usually hold the optimum (proven if nothing is cut)
-        choices, truncated, peak = _pass(problem, duals, upper, _BEAM_STATES, hulls=False)
+        choices, truncated, peak = _pass(problem, duals, upper, _BEAM_STATES, hulls=False,
+                                         abort=True)
         passes = 1
         found(choices)
         if not truncated:
