@@ -295,3 +295,28 @@ def test_digits_real_family_serves_measured_accuracies() -> None:
         unseen = space.sample(np.random.default_rng(99))
         value = family.evaluate(space, unseen, 0).true
         assert min(table.values[space.name]) <= value <= max(table.values[space.name])
+
+
+def test_a_re_evaluated_architecture_is_ranked_by_its_mean_observation() -> None:
+    """RCAS with confirmed steps evaluates some networks three times on ``noisy``; the run's
+    incumbent is the feasible architecture with the best *mean* observation, not the best
+    single (lucky) draw."""
+    from searchers.constraints import feasible, parse_constraints
+
+    fam = _families()
+    family = fam.get_family("noisy")
+    space = fam.spaces_for(family, ["rcas"])[0]
+    trace = fam.drive("rcas", family, space, budget=150, seed=0, confirm_evaluations=3)
+    checks = parse_constraints(family.constraints(space))
+    observed: dict[str, list[float]] = {}
+    genotypes = {}
+    for entry in trace.instance.history[:trace.evaluations]:
+        if feasible(entry["costs"], checks):
+            key = space.hash(entry["genotype"])
+            observed.setdefault(key, []).append(entry["accuracy"])
+            genotypes[key] = entry["genotype"]
+    assert max(len(v) for v in observed.values()) >= 3
+    by_mean = max(observed, key=lambda k: np.mean(observed[k]))
+    by_draw = max(observed, key=lambda k: max(observed[k]))
+    assert by_mean != by_draw  # the rule matters on this run
+    assert trace.final == family.evaluate(space, genotypes[by_mean], 0).true
