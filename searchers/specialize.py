@@ -773,6 +773,10 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
     two_way = bool(np.any(np.isfinite(problem.lo))) and bool(np.any(np.isfinite(problem.hi)))
     if two_way:  # a band: the LP's exact prices below, no ascent needed
         duals = [_Dual(problem, np.zeros(K))]
+    elif K == 1:  # one row: its hull gives the exact prices at once
+        duals = [_one_row_lp_dual(problem), _Dual(problem, np.zeros(1))]
+        if problem.is_feasible(duals[0].argmin):
+            found(duals[0].argmin)
     else:
         duals, first = _lagrangian(problem, iterations)
         found(first)
