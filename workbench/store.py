@@ -148,8 +148,18 @@ def _v4_tui_sort_indexes(db: sqlite_utils.Database) -> None:
 
 
 #: forward migrations, applied in order; ``schema_version`` = how many have been applied
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1_initial, _v2_state_blobs,
-                                                             _v3_safe_store, _v4_tui_sort_indexes]
+def _v5_tui_fold_index(db: sqlite_utils.Database) -> None:
+    """The TUI's Curves and Pareto tabs aggregate a run's finished candidates in SQL (curves
+    downsampled per step range, the Pareto front, the thinned cloud): this index holds every
+    column they read, in write order, so those scans read ~60 bytes per candidate instead of
+    whole rows with their genotypes (100,000 candidates: ~0.05 s instead of ~0.45 s)."""
+    db["candidates"].create_index(
+        ["run_id", "seq", "status", "id", "accuracy", "reward", "feasible", "finished",
+         "params", "madds"], index_name="idx_candidates_tui_fold", if_not_exists=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_initial, _v2_state_blobs, _v3_safe_store, _v4_tui_sort_indexes, _v5_tui_fold_index]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
