@@ -371,3 +371,163 @@ def test_tab_bar_keys_clicks_and_a_narrow_bar() -> None:
             assert rows(bar)[0].rstrip().endswith("3 Three")
 
     asyncio.run(go())
+
+
+# -- the SQL reductions of the Curves and Pareto tabs against their references -----------------
+def write_points(path: Path, points: list[tuple[Any, ...]], run_id: int | None = None,
+                 started: float = 1000.0) -> int:
+    """Candidates ``(id, status, params, madds, accuracy, reward, feasible, finished)``, one
+    record per point (so one ``seq`` each, in list order), in a new run unless ``run_id``."""
+    from workbench.store import CandidateRow, Progress
+
+    with Store(path) as store:
+        if run_id is None:
+            run_id = store.create_run({"name": "points", "space": {"name": "mbconv"},
+                                       "searcher": {"name": "random"}})
+        for cid, status, params, madds, accuracy, reward, feasible, finished in points:
+            costs = {k: v for k, v in (("params", params), ("madds", madds)) if v is not None}
+            store.record(run_id, Progress(candidates=[CandidateRow(
+                id=cid, genotype={"id": cid}, status=status, costs=costs, accuracy=accuracy,
+                reward=reward, feasible=feasible, started=started, finished=finished)]))
+    return run_id
+
+
+def random_points(rng: np.random.Generator, n: int, first_id: int = 0) -> list[tuple[Any, ...]]:
+    """Few distinct costs and accuracies (ties, exact duplicates), failed and running rows,
+    missing rewards, feasibility and costs."""
+    points = []
+    for k in range(n):
+        cid = first_id + k
+        kind = rng.uniform()
+        if kind < 0.05:
+            points.append((cid, "running", None, None, None, None, None, None))
+        elif kind < 0.1:
+            points.append((cid, "failed", 4e4, 5e5, None, None, None, 1000.0 + 7 * cid))
+        else:
+            size = int(rng.integers(0, 10))  # larger, more accurate: a front of several
+            params = None if kind < 0.12 else float(20 + size) * 1e3
+            points.append((cid, "ok", params, float(3 + size + rng.integers(0, 3)) * 1e5,
+                           float(50 + size + rng.integers(0, 6)) / 100, None if kind < 0.15 else
+                           float(rng.uniform(0, 1)), None if kind < 0.17 else
+                           bool(rng.uniform() < 0.4), 1000.0 + 7.5 * cid))
+    return points
+
+
+@pytest.mark.parametrize("buckets", [1, 37, 200, 100_000])
+@pytest.mark.parametrize("by_time", [False, True])
+def test_curve_view_in_sql_is_the_numpy_view(tmp_path: Path, buckets: int,
+                                             by_time: bool) -> None:
+    """``tui_data.curve_view`` (one GROUP BY in SQLite) draws what ``CurveSeries.view`` drew
+    from every candidate: the same envelope, running values and step/minute centres."""
+    path = tmp_path / "c.db"
+    run_id = write_points(path, random_points(np.random.default_rng(1), 700))
+    series = CurveSeries()
+    series.add(((r[1], r[2], r[3], r[4], r[5])
+                for r in tui_data.finished_since(path, run_id, 0)), 1000.0)
+    expected = series.view(buckets, by_time)
+    got = tui_data.curve_view(path, run_id, buckets, by_time, 1000.0)
+    assert got["n"] == expected["n"] == len(series) > 600
+    for key in ("acc_y", "best_y", "feasible_fraction"):
+        assert got[key] == expected[key], key
+    for key in ("x", "acc_x", "best_x", "reward"):  # means: SQLite sums exactly, numpy not
+        assert got[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-12), key
+    assert tui_data.curve_view(path, run_id + 1, buckets) == {"n": 0}
+
+
+def batch_fronts(rows: list[tuple[Any, ...]], metric: str) -> tuple[list[int], list[int]]:
+    """The reference: ``analysis.pareto_front`` over the finished rows in write order."""
+    column = 6 if metric == "params" else 7
+    known = [r for r in rows if r[2] is not None and r[column] is not None]
+    feasible = [r for r in known if r[4]]
+    return tuple([group[i][1] for i in pareto_front([(r[column], r[2]) for r in group])]
+                 for group in (known, feasible))
+
+
+@pytest.mark.parametrize("metric", ["params", "madds"])
+def test_pareto_fronts_in_sql_are_the_batch_fronts(tmp_path: Path, metric: str) -> None:
+    path = tmp_path / "p.db"
+    rng = np.random.default_rng(2)
+    run_id = write_points(path, random_points(rng, 400))
+    rows = tui_data.finished_since(path, run_id, 0)
+    every, feasible = tui_data.pareto_fronts(path, run_id, metric, rows[-1][0])
+    assert ([p[2] for p in every], [p[2] for p in feasible]) == batch_fronts(rows, metric)
+    assert len(every) > 1 and len(feasible) > 1
+
+
+def test_incremental_fronts_equal_a_full_recompute(tmp_path: Path) -> None:
+    """Folding only the newer rows into the stored fronts gives the fronts recomputed from
+    scratch, also when a front point is written again worse (the points it hid return)."""
+    from workbench.components.pareto import ParetoFronts
+
+    path = tmp_path / "i.db"
+    rng = np.random.default_rng(3)
+    run_id = write_points(path, random_points(rng, 150))
+    kept = {metric: ParetoFronts(metric) for metric in ("params", "madds")}
+    for fronts in kept.values():
+        fronts.update(path, run_id)
+    before = list(kept["params"].every.ids)
+    for batch in range(4):
+        points = random_points(rng, 60, first_id=150 + 60 * batch)
+        if batch == 2:  # the best front point of params comes back far less accurate
+            top = kept["params"].every.ids[-1]
+            points.append((top, "ok", 29e3, 8e5, 0.01, 0.0, True, 5000.0))
+        write_points(path, points, run_id)
+        for metric, fronts in kept.items():
+            reads = []
+            original = tui_data.finished_since
+
+            def spy(*args: Any, reads: list = reads, original: Any = original) -> Any:
+                rows = original(*args)
+                reads.append(len(rows))
+                return rows
+
+            tui_data.finished_since = spy
+            try:
+                fronts.update(path, run_id)
+            finally:
+                tui_data.finished_since = original
+            assert reads and max(reads) <= len(points)  # only the newer rows
+            fresh = ParetoFronts(metric)
+            fresh.update(path, run_id)
+            assert fronts.every.points() == fresh.every.points(), (batch, metric)
+            assert fronts.feasible.points() == fresh.feasible.points(), (batch, metric)
+            rows = tui_data.finished_since(path, run_id, 0)
+            assert (fronts.every.ids, fronts.feasible.ids) == batch_fronts(rows, metric), \
+                (batch, metric)
+    assert top not in kept["params"].every.ids and kept["params"].every.ids != before
+
+
+def numpy_cloud(rows: list[tuple[Any, ...]], metric: str, columns: int,
+                lines: int) -> dict[str, Any]:
+    """The reference: the numpy thinning the Pareto tab did before it moved to SQL."""
+    column = 6 if metric == "params" else 7
+    known = [r for r in rows if r[2] is not None and r[column] is not None]
+    x = np.asarray([float(r[column]) for r in known])
+    y = np.asarray([float(r[2]) for r in known])
+    f = np.asarray([bool(r[4]) for r in known])
+    lo, hi, ylo, yhi = float(x.min()), float(x.max()), float(y.min()), float(y.max())
+    gx = np.minimum(((x - lo) / ((hi - lo) or 1.0) * 2 * columns).astype(np.int64),
+                    2 * columns)
+    gy = np.minimum(((y - ylo) / ((yhi - ylo) or 1.0) * 4 * lines).astype(np.int64),
+                    4 * lines)
+    _, keep = np.unique((gx * (4 * lines + 1) + gy) * 2 + f.astype(np.int64),
+                        return_index=True)
+    x, y, f = x[keep], y[keep], f[keep]
+    return {"n": len(known), "lo": lo, "hi": hi, "feasible_x": x[f].tolist(),
+            "feasible_y": y[f].tolist(), "infeasible_x": x[~f].tolist(),
+            "infeasible_y": y[~f].tolist()}
+
+
+@pytest.mark.parametrize("metric", ["params", "madds"])
+def test_pareto_cloud_in_sql_is_the_numpy_thinning(tmp_path: Path, metric: str) -> None:
+    path = tmp_path / "t.db"
+    rng = np.random.default_rng(4)
+    points = [(cid, "ok", float(rng.uniform(2e4, 6e4)), float(rng.uniform(1e5, 9e5)),
+               float(rng.uniform(0.5, 0.95)), 0.5, bool(rng.uniform() < 0.5), 1000.0 + cid)
+              for cid in range(3000)]
+    run_id = write_points(path, points + random_points(rng, 100, first_id=3000))
+    rows = tui_data.finished_since(path, run_id, 0)
+    for columns, lines in ((40, 10), (120, 35)):
+        got = tui_data.pareto_cloud(path, run_id, metric, columns, lines)
+        assert got == numpy_cloud(rows, metric, columns, lines)
+        assert got["n"] > len(got["feasible_x"]) + len(got["infeasible_x"])  # thinned

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tui_support import fixed_clock, make_db
+from tui_support import fixed_clock, make_db, plots_drawn
 
 from workbench.app import NaswApp
 from workbench.screens.detail import RunDetailScreen
@@ -37,9 +37,9 @@ def make_app(db: Path, monkeypatch: pytest.MonkeyPatch, run_id: int | None = Non
 TAB_READY = {
     "1": lambda c: bool(c.data) and c.counts is not None,  # counted, not the first paint
     "2": lambda c: c.table.row_count > 0,
-    "3": lambda c: c.query_one("#curves-plot").points > 0,
+    "3": lambda c: c.query_one("#curves-plot").points > 0 and plots_drawn(c),
     "4": lambda c: c.graph_for is not None,
-    "5": lambda c: bool(c.plot.view.get("n")),
+    "5": lambda c: bool(c.plot.view.get("n")) and plots_drawn(c),
     "6": lambda c: len(c.heatmap.table) > 0,
     "7": lambda c: bool(c.pane.rows),
 }
@@ -133,7 +133,8 @@ def test_compare_screen(snapshot_db, monkeypatch, snap_compare) -> None:
         for _ in range(200):
             await pilot.pause(0.05)
             screen = app.screen
-            if isinstance(screen, CompareScreen) and screen.summaries:
+            if isinstance(screen, CompareScreen) and screen.summaries \
+                    and plots_drawn(screen):
                 break
         await pilot.pause(0.2)
 

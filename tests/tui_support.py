@@ -29,6 +29,14 @@ async def wait_for(pilot: Any, condition: Callable[[], bool], timeout: float = 6
         await pilot.pause(0.05)
 
 
+def plots_drawn(node: Any) -> bool:
+    """Every plot under ``node`` shows the figure of its latest data (plots build their
+    figures in thread workers, after their data arrived)."""
+    from workbench.widgets.plots import LazyPlot
+
+    return all(plot.drawn for plot in node.query(LazyPlot))
+
+
 def text_of(widget: Any) -> str:
     """What a Static widget shows, as plain text."""
     return str(widget.render())

@@ -318,6 +318,154 @@ def finished_since(db_path: str | Path, run_id: int, since_seq: int) -> list[tup
         (run_id, since_seq)).fetchall()
 
 
+#: the finished candidates with an accuracy, the rows the Curves and Pareto tabs draw; the
+#: unary ``+`` keeps SQLite off the ``(run_id, accuracy)`` index, so it reads them along the
+#: covering ``idx_candidates_tui_fold`` index (store migration v5)
+_FOLDED = "run_id = ? AND status != 'running' AND +accuracy IS NOT NULL"
+
+
+def curve_view(db_path: str | Path, run_id: int, buckets: int, by_time: bool = False,
+               started_at: float | None = None) -> dict[str, Any]:
+    """The Curves tab's view of the run, downsampled in SQL: what
+    :meth:`workbench.widgets.plots.CurveSeries.view` computes from every finished candidate in
+    write (``seq``) order, from one ``GROUP BY`` over ``min(n, buckets)`` near-equal ranges of
+    that order (row ``i`` of ``n``, 0-based, is in range ``((i + 1) * buckets - 1) // n``, the
+    ranges of ``bucket_starts``), read along the covering fold index: the accuracy's lowest and
+    highest value per range, the reward's mean, the best feasible accuracy and the feasible
+    fraction at the range's end (running values, from per-range maxima and counts), the
+    range's mean step or minute.
+
+    A candidate written again after it finished counts once, where and as it was last written
+    (``CurveSeries`` keeps the first writing it saw).
+    """
+    conn = connection(db_path)
+    if conn is None:
+        return {"n": 0}
+    n = conn.execute(f"SELECT count(*) FROM candidates WHERE {_FOLDED}", (run_id,)).fetchone()[0]
+    if not n:
+        return {"n": 0}
+    count = max(1, min(n, buckets))
+    start = started_at or None
+    finished = "coalesce(nullif(finished, 0), ?, 0.0)"
+    rows = conn.execute(
+        "SELECT count(*), min(accuracy), max(accuracy), avg(reward), sum(feasible),"
+        " max(CASE WHEN feasible THEN accuracy END), avg(step), avg(minutes) FROM ("
+        "  SELECT (row_number() OVER w * ? - 1) / ? AS bucket, row_number() OVER w AS step,"
+        "   accuracy, coalesce(reward, 0.0) AS reward, coalesce(feasible, 0) != 0 AS feasible,"
+        f"  max(0.0, ({finished} - coalesce(?, {finished})) / 60.0) AS minutes"
+        f"  FROM candidates WHERE {_FOLDED} WINDOW w AS (ORDER BY seq))"
+        " GROUP BY bucket ORDER BY bucket",
+        (count, n, start, start, start, run_id)).fetchall()
+    centre, lows, highs, reward, best_x, best_y, fraction = [], [], [], [], [], [], []
+    best, feasible, done = math.nan, 0, 0
+    for size, low, high, mean_reward, n_feasible, best_here, step, minutes in rows:
+        x = float(minutes if by_time else step)
+        done += size
+        feasible += n_feasible
+        if best_here is not None:
+            best = float(best_here) if best != best else max(best, float(best_here))
+        centre.append(x)
+        lows.append(float(low))
+        highs.append(float(high))
+        reward.append(float(mean_reward))
+        fraction.append(feasible / done)
+        if best == best:
+            best_x.append(x)
+            best_y.append(best)
+    return {"n": n, "by_time": by_time, "acc_x": centre + centre, "acc_y": lows + highs,
+            "best_x": best_x, "best_y": best_y, "x": centre, "reward": reward,
+            "feasible_fraction": fraction}
+
+
+#: the Pareto tab's cost metrics and their columns
+PARETO_COSTS = {"params": "params", "madds": "madds"}
+
+
+def pareto_fronts(db_path: str | Path, run_id: int, metric: str, upto_seq: int
+                  ) -> tuple[list[tuple[float, float, int]], list[tuple[float, float, int]]]:
+    """The Pareto fronts (lower ``metric``, higher accuracy) of the finished candidates
+    written up to ``upto_seq``: over all of them and over the feasible ones, as
+    ``(cost, accuracy, id)`` sorted by cost.
+
+    One window over the candidates sorted by (cost, accuracy descending, seq): a point is on
+    a front iff it is more accurate than every point before it (among the feasible ones for
+    the feasible front), which is :func:`workbench.analysis.pareto_front` over the points in
+    write order (ties in cost keep the most accurate, an exact duplicate the first written).
+    """
+    conn = connection(db_path)
+    if conn is None:
+        return [], []
+    column = PARETO_COSTS[metric]
+    rows = conn.execute(
+        "SELECT cost, accuracy, id, feasible, prev_all, prev_feasible FROM ("
+        f" SELECT {column} AS cost, accuracy, id, coalesce(feasible, 0) != 0 AS feasible,"
+        "  max(accuracy) OVER w AS prev_all,"
+        "  max(CASE WHEN feasible THEN accuracy END) OVER w AS prev_feasible, seq"
+        f" FROM candidates WHERE {_FOLDED} AND seq <= ? AND {column} IS NOT NULL"
+        f" WINDOW w AS (ORDER BY {column}, accuracy DESC, seq"
+        "  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))"
+        " WHERE prev_all IS NULL OR accuracy > prev_all OR (feasible AND"
+        "  (prev_feasible IS NULL OR accuracy > prev_feasible))"
+        " ORDER BY cost, accuracy DESC, seq", (run_id, upto_seq)).fetchall()
+    every = [(float(c), float(a), int(i)) for c, a, i, _, prev, _ in rows
+             if prev is None or a > prev]
+    feasible = [(float(c), float(a), int(i)) for c, a, i, f, _, prev in rows
+                if f and (prev is None or a > prev)]
+    return every, feasible
+
+
+def pareto_cloud(db_path: str | Path, run_id: int, metric: str, columns: int,
+                 rows: int) -> dict[str, Any]:
+    """The Pareto tab's cloud thinned in SQL to one point per braille dot (2 x 4 per cell)
+    of a ``columns`` x ``rows`` canvas, feasible and infeasible apart: per dot, the first
+    written candidate, the dots in (x, y, feasible) order, as the numpy thinning
+    (``np.unique`` of the dot numbers) gave. Returns ``{"n": 0}`` or ``n``, the cost range
+    ``lo``/``hi`` and the ``feasible_x/_y``, ``infeasible_x/_y`` lists."""
+    conn = connection(db_path)
+    if conn is None:
+        return {"n": 0}
+    column = PARETO_COSTS[metric]
+    where = f"{_FOLDED} AND {column} IS NOT NULL"
+    n, lo, hi, ylo, yhi = conn.execute(
+        f"SELECT count(*), min({column}), max({column}), min(accuracy), max(accuracy)"
+        f" FROM candidates WHERE {where}", (run_id,)).fetchone()
+    if not n:
+        return {"n": 0}
+    points = conn.execute(
+        f"SELECT min(seq), {column}, accuracy, feasible FROM (SELECT seq, {column}, accuracy,"
+        "  coalesce(feasible, 0) != 0 AS feasible,"
+        f"  min(CAST(({column} - ?) / ? * 2 * ? AS INTEGER), ?) AS gx,"
+        "  min(CAST((accuracy - ?) / ? * 4 * ? AS INTEGER), ?) AS gy"
+        f"  FROM candidates WHERE {where}) GROUP BY gx, gy, feasible ORDER BY gx, gy, feasible",
+        (lo, (hi - lo) or 1.0, columns, 2 * columns, ylo, (yhi - ylo) or 1.0, rows, 4 * rows,
+         run_id)).fetchall()
+    view: dict[str, Any] = {"n": int(n), "lo": float(lo), "hi": float(hi), "feasible_x": [],
+                            "feasible_y": [], "infeasible_x": [], "infeasible_y": []}
+    for _, cost, accuracy, feasible in points:
+        side = "feasible" if feasible else "infeasible"
+        view[f"{side}_x"].append(float(cost))
+        view[f"{side}_y"].append(float(accuracy))
+    return view
+
+
+def pareto_point(db_path: str | Path, run_id: int, metric: str,
+                 candidate_id: int) -> tuple[float, float] | None:
+    """A finished candidate's (cost, accuracy), or None (unfinished, no accuracy or cost)."""
+    conn = connection(db_path)
+    if conn is None:
+        return None
+    column = PARETO_COSTS[metric]
+    row = conn.execute(f"SELECT {column}, accuracy FROM candidates WHERE {_FOLDED} AND id = ?",
+                       (run_id, candidate_id)).fetchone()
+    return None if row is None or row[0] is None else (float(row[0]), float(row[1]))
+
+
+def max_seq(db_path: str | Path, run_id: int) -> int:
+    """The run's newest candidate write (``seq``), 0 for none."""
+    return int(_scalar(db_path, "SELECT max(seq) FROM candidates WHERE run_id = ?",
+                       (run_id,)) or 0)
+
+
 def metric_keys(db_path: str | Path, run_id: int) -> list[str]:
     """The run's metric names by a skip scan of the ``(run_id, key, step)`` index: one index
     look-up per name instead of a pass over a million points."""

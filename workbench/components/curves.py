@@ -1,12 +1,15 @@
 """The Curves tab: accuracy, best feasible accuracy, reward and feasible fraction per
 candidate (vs step or time), and one searcher metric at a time; a final-training run's epochs.
 
-Everything is read and reduced in a thread worker that posts a small view: the finished
-candidates written since the tab's own ``seq`` cursor are folded into a
-:class:`~workbench.widgets.plots.CurveSeries` (O(new rows) per poll) and downsampled in numpy
-to a few points per column of the plot; the metric is downsampled in SQL
-(:func:`workbench.tui_data.metric_series`: a ``GROUP BY`` over step ranges), so a run with a
-million metric points draws a few hundred.
+Everything is read and reduced in a thread worker that posts a small view, downsampled in
+SQL: the candidates by :func:`workbench.tui_data.curve_view` (one ``GROUP BY`` over ranges of
+the finished candidates in write order, along a covering index: a few points per column of
+the plot, the same view :class:`~workbench.widgets.plots.CurveSeries` computes in numpy from
+every candidate), the metric by :func:`workbench.tui_data.metric_series` (a ``GROUP BY`` over
+step ranges), so a run with 100,000 candidates and a million metric points draws a few
+hundred and its rows never reach Python. The plots build their figures in their own workers
+(:class:`~workbench.widgets.plots.LazyPlot`): the UI thread imports neither numpy nor plotext
+and only shows the text.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from textual.widgets import Static
 from workbench import tui_data
 from workbench.components.base import RunComponent
 from workbench.widgets.plots import (
-    CurveSeries,
     CurvesPlot,
     MetricsPlot,
     TrainingPlot,
@@ -45,8 +47,6 @@ class CurvesLoaded(Message):
 class CurvesTab(RunComponent):
     def __init__(self, db_path: Any, run_id: int, **kwargs: Any) -> None:
         super().__init__(db_path, run_id, **kwargs)
-        self.series = CurveSeries()
-        self.cursor = 0
         self.by_time = False
         self.metric_key: str | None = None
         self.metric_rowid = -1
@@ -75,20 +75,16 @@ class CurvesTab(RunComponent):
 
     @work(thread=True, group="curves")
     def fetch(self, buckets: int, by_time: bool, key: str | None, force_metric: bool) -> None:
-        """Fold in the new candidates, reduce; the metric only when it (or the key) changed.
-        One fetch at a time (the lock): two would fold the same rows into the series."""
+        """Downsample the candidates; the metric only when it (or the key) changed. One fetch
+        at a time (the lock), so views arrive in the order they were asked for."""
         with self.lock:
             run = self.run or {}
             if run.get("searcher") == "final":
                 self.post_message(CurvesLoaded({"n": 0}, None, tui_data.train_metrics(
                     self.db_path, self.run_id)))
                 return
-            rows = tui_data.finished_since(self.db_path, self.run_id, self.cursor)
-            if rows:
-                self.cursor = rows[-1][0]
-                self.series.add(((r[1], r[2], r[3], r[4], r[5]) for r in rows),
-                                run.get("started") or run.get("created"))
-            view = self.series.view(buckets, by_time)
+            view = tui_data.curve_view(self.db_path, self.run_id, buckets, by_time,
+                                       run.get("started") or run.get("created"))
             metrics = None
             stamp = self.stamp.metric_rowid if self.stamp else 0
             if force_metric or stamp != self.metric_rowid:

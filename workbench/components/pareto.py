@@ -1,11 +1,14 @@
 """The Pareto tab: accuracy vs params or MAdds, the Pareto front, the constraint lines and
 the selected candidate.
 
-The front is kept incrementally (:class:`IncrementalFront`): each finished candidate the
-tab's ``seq`` cursor brings in costs O(log n) plus the points it removes, so a poll of a
-100,000-candidate run touches only the new rows. The cloud is thinned in numpy to one point
-per braille dot of the plot before it is drawn. Reading, folding and thinning run in a thread
-worker that posts the view.
+The front is kept incrementally (:class:`ParetoFronts`): the first showing of a metric reads
+the fronts of the run so far from one SQL window over a covering index
+(:func:`workbench.tui_data.pareto_fronts`: only the front's points reach Python), and every
+poll after that folds in only the candidates written since the tab's ``seq`` cursor, each in
+O(log n) plus the points it removes (:class:`IncrementalFront`). The cloud is thinned in SQL
+to one point per braille dot of the plot (:func:`workbench.tui_data.pareto_cloud`). Reading
+and folding run in a thread worker that posts the view; the plot builds its figure in its own
+worker, so the UI thread imports neither numpy nor plotext.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import bisect
 import threading
 from typing import Any
 
-import numpy as np
 from textual import work
 from textual.app import ComposeResult
 from textual.message import Message
@@ -58,6 +60,10 @@ class IncrementalFront:
         self.ids[start:right] = [candidate_id]
         return True
 
+    def point(self, candidate_id: int) -> tuple[float, float]:
+        at = self.ids.index(candidate_id)
+        return self.costs[at], self.accuracies[at]
+
     def points(self) -> list[tuple[float, float, int]]:
         return list(zip(self.costs, self.accuracies, self.ids, strict=True))
 
@@ -65,91 +71,68 @@ class IncrementalFront:
         return len(self.ids)
 
 
-class ParetoData:
-    """Every finished candidate's (params, madds, accuracy, feasible), and four fronts kept
-    incrementally: per metric, among feasible candidates and among all (the plot shows the
-    feasible one, or the one over all candidates while none is feasible)."""
+class ParetoFronts:
+    """A run's Pareto fronts on one cost metric, over all finished candidates and over the
+    feasible ones, kept up to date with the candidates written since :attr:`cursor`.
 
-    def __init__(self) -> None:
-        self.ids: list[int] = []
-        self.costs: dict[str, list[float]] = {m: [] for m in METRICS}
-        self.accuracy: list[float] = []
-        self.feasible: list[bool] = []
-        self.index: dict[int, int] = {}
-        self.fronts = {(m, f): IncrementalFront() for m in METRICS for f in (True, False)}
+    :meth:`update` reads the fronts from SQL the first time, then folds in only the newer
+    rows (``(seq, id, accuracy, reward, feasible, finished, params, madds)`` from
+    :func:`workbench.tui_data.finished_since`). A point that does not change a front stays
+    out of it whatever it becomes later, so a candidate written again is simply added again,
+    unless it is on a front with different values: then the fronts are read from SQL again
+    (its old point may have hidden others).
+    """
 
-    def add(self, rows: list[tuple[Any, ...]]) -> None:
-        """``(seq, id, accuracy, reward, feasible, finished, params, madds)`` rows."""
-        rebuild = False
-        for _, cid, accuracy, _, is_feasible, _, params, madds in rows:
-            if accuracy is None:
-                continue
-            point = (float(params) if params is not None else np.nan,
-                     float(madds) if madds is not None else np.nan, float(accuracy),
-                     bool(is_feasible))
-            at = self.index.get(cid)
-            if at is not None:  # seen again after an update: replace, refold if it moved
-                old = (self.costs["params"][at], self.costs["madds"][at], self.accuracy[at],
-                       self.feasible[at])
-                if old != point:
-                    self.costs["params"][at], self.costs["madds"][at] = point[0], point[1]
-                    self.accuracy[at], self.feasible[at] = point[2], point[3]
-                    rebuild = True
-                continue
-            self.index[cid] = len(self.ids)
-            self.ids.append(cid)
-            self.costs["params"].append(point[0])
-            self.costs["madds"].append(point[1])
-            self.accuracy.append(point[2])
-            self.feasible.append(point[3])
-            if not rebuild:
-                self._fold(len(self.ids) - 1)
-        if rebuild:
-            self.fronts = {key: IncrementalFront() for key in self.fronts}
-            for at in range(len(self.ids)):
-                self._fold(at)
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.cursor = -1  # nothing read yet
+        self.every = IncrementalFront()
+        self.feasible = IncrementalFront()
 
-    def _fold(self, at: int) -> None:
-        for metric in METRICS:
-            cost = self.costs[metric][at]
-            if cost != cost:
-                continue
-            self.fronts[(metric, False)].add(cost, self.accuracy[at], self.ids[at])
-            if self.feasible[at]:
-                self.fronts[(metric, True)].add(cost, self.accuracy[at], self.ids[at])
+    def reset(self, db_path: Any, run_id: int, upto_seq: int) -> None:
+        every, feasible = tui_data.pareto_fronts(db_path, run_id, self.metric, upto_seq)
+        self.every, self.feasible = IncrementalFront(), IncrementalFront()
+        for front, points in ((self.every, every), (self.feasible, feasible)):
+            for cost, accuracy, cid in points:
+                front.add(cost, accuracy, cid)
+        self.cursor = upto_seq
 
-    def front(self, metric: str) -> IncrementalFront:
-        feasible = self.fronts[(metric, True)]
-        return feasible if len(feasible) else self.fronts[(metric, False)]
+    def update(self, db_path: Any, run_id: int,
+               rows: list[tuple[Any, ...]] | None = None) -> None:
+        """Bring the fronts up to the run's newest write; ``rows``: the finished rows since
+        :attr:`cursor` when the caller read them already."""
+        if self.cursor < 0:
+            self.reset(db_path, run_id, tui_data.max_seq(db_path, run_id))
+            return
+        if rows is None:
+            rows = tui_data.finished_since(db_path, run_id, self.cursor)
+        column = 6 if self.metric == "params" else 7
+        for row in rows:
+            self.fold(row[1], row[column], row[2], row[4])
+            if self.cursor < 0:  # a front point moved: read them again, up to this batch
+                self.reset(db_path, run_id, rows[-1][0])
+                return
+        if rows:
+            self.cursor = rows[-1][0]
 
-    def view(self, metric: str, selected: int | None, columns: int, rows: int) -> dict[str, Any]:
-        """The plot's data: the cloud thinned to one point per braille dot (2 x 4 per cell)
-        of a ``columns`` x ``rows`` canvas, split feasible / infeasible, the front, and the
-        selected candidate's point."""
-        cost = np.asarray(self.costs[metric])
-        accuracy = np.asarray(self.accuracy)
-        known = ~np.isnan(cost)
-        if not known.any():
-            return {"n": 0}
-        feasible = np.asarray(self.feasible)
-        x, y, f = cost[known], accuracy[known], feasible[known]
-        lo, hi = float(x.min()), float(x.max())
-        ylo, yhi = float(y.min()), float(y.max())
-        gx = np.minimum(((x - lo) / ((hi - lo) or 1.0) * 2 * columns).astype(np.int64),
-                        2 * columns)
-        gy = np.minimum(((y - ylo) / ((yhi - ylo) or 1.0) * 4 * rows).astype(np.int64), 4 * rows)
-        cells = (gx * (4 * rows + 1) + gy) * 2 + f.astype(np.int64)
-        _, keep = np.unique(cells, return_index=True)
-        x, y, f = x[keep], y[keep], f[keep]
-        point = None
-        if selected is not None and selected in self.index:
-            at = self.index[selected]
-            if cost[at] == cost[at]:
-                point = (float(cost[at]), float(accuracy[at]))
-        return {"n": int(known.sum()), "lo": lo, "hi": hi,
-                "feasible_x": x[f].tolist(), "feasible_y": y[f].tolist(),
-                "infeasible_x": x[~f].tolist(), "infeasible_y": y[~f].tolist(),
-                "front": self.front(metric).points(), "selected": point}
+    def fold(self, cid: int, cost: float | None, accuracy: float | None,
+             feasible: Any) -> None:
+        if accuracy is None or cost is None:
+            if cid in self.every.ids or cid in self.feasible.ids:
+                self.cursor = -1
+            return
+        point = (float(cost), float(accuracy))
+        for front in (self.every, self.feasible):
+            if cid in front.ids and front.point(cid) != point:
+                self.cursor = -1
+                return
+        self.every.add(point[0], point[1], cid)
+        if feasible:
+            self.feasible.add(point[0], point[1], cid)
+
+    def shown(self) -> IncrementalFront:
+        """The feasible front, or the front of all candidates while none is feasible."""
+        return self.feasible if len(self.feasible) else self.every
 
 
 class ParetoLoaded(Message):
@@ -161,8 +144,7 @@ class ParetoLoaded(Message):
 class ParetoTab(RunComponent):
     def __init__(self, db_path: Any, run_id: int, **kwargs: Any) -> None:
         super().__init__(db_path, run_id, **kwargs)
-        self.data = ParetoData()
-        self.cursor = 0
+        self.fronts = {metric: ParetoFronts(metric) for metric in METRICS}
         self.lock = threading.Lock()
 
     def compose(self) -> ComposeResult:
@@ -188,13 +170,16 @@ class ParetoTab(RunComponent):
 
     @work(thread=True, group="pareto")
     def fetch(self, metric: str, selected: int | None) -> None:
-        """Fold in the candidates finished since the cursor, then thin (one at a time)."""
+        """Fold the candidates written since the metric's cursor into its fronts, thin the
+        cloud (one fetch at a time)."""
         with self.lock:
-            rows = tui_data.finished_since(self.db_path, self.run_id, self.cursor)
-            if rows:
-                self.cursor = rows[-1][0]
-                self.data.add(rows)
-            view = self.data.view(metric, selected, *self.canvas())
+            fronts = self.fronts[metric]
+            fronts.update(self.db_path, self.run_id)
+            view = tui_data.pareto_cloud(self.db_path, self.run_id, metric, *self.canvas())
+            if view["n"]:
+                view["front"] = fronts.shown().points()
+                view["selected"] = None if selected is None else tui_data.pareto_point(
+                    self.db_path, self.run_id, metric, selected)
         self.post_message(ParetoLoaded(view))
 
     def on_pareto_loaded(self, message: ParetoLoaded) -> None:
@@ -204,7 +189,7 @@ class ParetoTab(RunComponent):
 
     def front(self) -> list[int]:
         """Candidate ids on the front shown (feasible candidates, or all when none is)."""
-        return list(self.data.front(self.metric).ids)
+        return list(self.fronts[self.metric].shown().ids)
 
     def selection_changed(self) -> None:
         self.plot.selected = self.selected_id
@@ -220,4 +205,4 @@ class ParetoTab(RunComponent):
         self.fetch(plot.metric, self.selected_id)
 
 
-__all__ = ["IncrementalFront", "ParetoData", "ParetoTab"]
+__all__ = ["IncrementalFront", "ParetoFronts", "ParetoTab"]

@@ -1,22 +1,31 @@
-"""Terminal plots of a run (textual-plotext): curves over steps or time, the Pareto front, a
-final training's epochs, and several runs' Pareto fronts overlaid.
+"""Terminal plots of a run (plotext, through textual-plotext's ``Plot``): curves over steps or
+time, the Pareto front, a final training's epochs, and several runs' Pareto fronts overlaid.
 
 The run-detail plots draw *views*: a few hundred points computed off the UI thread from
-however many candidates or metric points the run holds (:meth:`CurveSeries.view`, the Pareto
-tab's grid thinning, :func:`workbench.tui_data.metric_series`), so a redraw costs the same at
-100 candidates and at 100,000. Legends are drawn beside the plots (:func:`legend_text`), not
-by plotext inside the canvas where they hid the top-left points.
+however many candidates or metric points the run holds (:func:`workbench.tui_data.curve_view`,
+the Pareto tab's grid thinning, :func:`workbench.tui_data.metric_series`), so a redraw costs the
+same at 100 candidates and at 100,000. Legends are drawn beside the plots (:func:`legend_text`),
+not by plotext inside the canvas where they hid the top-left points.
+
+The figures are drawn off the UI thread too: a plot widget (:class:`LazyPlot`) hands a copy of
+its data, its size and the app's theme to a thread worker, which imports plotext (with numpy
+and textual-plotext, ~0.3-0.5 s on the first showing), builds the figure and posts the text
+back; the UI thread only shows that text. A thinned Pareto cloud of 20,000 points takes plotext
+~0.1 s to draw, which blocked the UI thread while it was drawn in ``render``. This module
+imports none of them itself, so mounting a plot costs the UI thread nothing.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 from rich.text import Text
-from textual_plotext import PlotextPlot
+from textual import work
+from textual.message import Message
+from textual.widget import Widget
 
 from searchers.constraints import Constraint, format_number
 from workbench.text import plain_text
@@ -47,8 +56,11 @@ def legend_text(entries: Iterable[LegendEntry]) -> Text:
     return text
 
 
-def bucket_starts(n: int, buckets: int) -> np.ndarray:
-    """Start indices of ``min(n, buckets)`` consecutive, near-equal index ranges of ``n``."""
+def bucket_starts(n: int, buckets: int) -> Any:
+    """Start indices of ``min(n, buckets)`` consecutive, near-equal index ranges of ``n``
+    (a numpy array)."""
+    import numpy as np
+
     count = max(1, min(n, buckets))
     return np.unique((np.arange(count) * n) // count)
 
@@ -104,7 +116,10 @@ class CurveSeries:
     def view(self, buckets: int, by_time: bool = False) -> dict[str, Any]:
         """At most ``buckets`` points per series: accuracy keeps each bucket's lowest and
         highest value (the scatter's envelope survives), best and feasible fraction the
-        bucket's last value (both are running values), reward the bucket's mean."""
+        bucket's last value (both are running values), reward the bucket's mean. The reference
+        for :func:`workbench.tui_data.curve_view`, which computes the same view in SQL."""
+        import numpy as np
+
         n = len(self)
         if not n:
             return {"n": 0}
@@ -129,31 +144,118 @@ class CurveSeries:
         }
 
 
-class LazyPlot(PlotextPlot):
-    """Redraws its figure at render time, and only when its data changed since the last one.
+class FigureRendered(Message):
+    """A figure built in a plot's worker: the text and what it was built for."""
 
-    A hidden tab is not rendered, so rows arriving for it cost only the list appends; the
-    plotext figure (which walks every point) is rebuilt once, when the tab is shown.
+    def __init__(self, key: tuple[Any, ...], text: Text) -> None:
+        super().__init__()
+        self.key = key
+        self.text = text
+
+
+#: serialises plotext's theme registry (a module-level dict) between render workers
+_THEME_LOCK = threading.Lock()
+
+
+def build_figure(draw: Any, figure: Mapping[str, Any], width: int, height: int,
+                 theme: str, colors: tuple[str, str]) -> Text:
+    """``draw(plt, figure)`` on a fresh plotext figure of ``width`` x ``height`` cells with
+    textual-plotext's automatic theme ``theme`` (the app's surface and foreground ``colors``),
+    as rich text: what :class:`textual_plotext.PlotextPlot` renders, built in any thread (a
+    textual-plotext ``Plot`` has no global state)."""
+    from plotext._dict import themes
+    from textual.color import Color
+    from textual_plotext.plot import Plot, _rgbify_theme, _sequence
+
+    with _THEME_LOCK:
+        if theme not in themes:
+            surface, foreground = (Color.parse(c).rgb for c in colors)
+            themes[theme] = _rgbify_theme(surface, surface, foreground, "default", _sequence)
+    plt = Plot()
+    draw(plt, figure)
+    plt.plotsize(width, height)
+    plt._set_size(width, height)
+    plt.theme(theme)
+    return Text.from_ansi(plt.build())
+
+
+class LazyPlot(Widget):
+    """A plotext figure drawn off the UI thread, again only when its data, size or theme change.
+
+    Each plot keeps its data as plain attributes; :meth:`figure` copies what :meth:`draw`
+    needs, and a thread worker builds the figure (:func:`build_figure`) and posts the text,
+    which :meth:`render` shows. A hidden plot (size 0) draws nothing: the worker runs when it
+    is shown and laid out. ``rendered`` is None until the first figure arrives.
+    """
+
+    DEFAULT_CSS = """
+    LazyPlot { width: 1fr; height: 1fr; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._stale = True
+        self.version = 0
+        self.rendered: Text | None = None
+        self.rendered_key: tuple[Any, ...] | None = None
+        self.wanted_key: tuple[Any, ...] | None = None
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.request_figure())
+        self.request_figure()
+
+    def on_resize(self) -> None:
+        self.request_figure()
 
     def replot(self) -> None:
-        self._stale = True
-        self.refresh()
+        """The data changed: build the figure again."""
+        self.version += 1
+        self.request_figure()
 
-    def draw(self) -> None:
-        """Build the plotext figure from the widget's data; each plot overrides it (the base
-        draws an empty figure)."""
-        self.plt.clear_figure()
+    def request_figure(self) -> None:
+        width, height = self.size
+        if not self.is_mounted or width <= 0 or height <= 0:
+            return
+        key = (width, height, self.app.theme, self.version)
+        if key in (self.rendered_key, self.wanted_key):
+            return
+        self.wanted_key = key
+        variables = self.app.theme_variables
+        colors = (variables.get("surface") or "black", variables.get("foreground") or "white")
+        self.build(key, self.figure(), colors)
+
+    @work(thread=True, group="plot-figure")
+    def build(self, key: tuple[Any, ...], figure: dict[str, Any],
+              colors: tuple[str, str]) -> None:
+        width, height, theme, _ = key
+        text = build_figure(type(self).draw, figure, width, height, f"textual-auto-{theme}",
+                            colors)
+        self.post_message(FigureRendered(key, text))
+
+    def on_figure_rendered(self, message: FigureRendered) -> None:
+        message.stop()
+        if message.key == self.wanted_key:  # an older build that finished late is dropped
+            self.rendered, self.rendered_key = message.text, message.key
+            self.refresh()
+
+    @property
+    def drawn(self) -> bool:
+        """The figure shown is the latest asked for (its data, size and theme), or the plot
+        is not laid out (hidden)."""
+        width, height = self.size
+        return width <= 0 or height <= 0 or (
+            self.rendered is not None and self.rendered_key == self.wanted_key)
+
+    def figure(self) -> dict[str, Any]:
+        """A copy of the data :meth:`draw` needs (taken on the UI thread)."""
+        return {}
+
+    @staticmethod
+    def draw(plt: Any, figure: Mapping[str, Any]) -> None:
+        """Build the plotext figure from :meth:`figure`'s copy; each plot overrides it."""
+        plt.clear_figure()
 
     def render(self) -> Any:
-        if self._stale:
-            self._stale = False
-            self.draw()
-        return super().render()
+        return self.rendered if self.rendered is not None else Text("")
 
 
 class CurvesPlot(LazyPlot):
@@ -180,12 +282,15 @@ class CurvesPlot(LazyPlot):
         """How many candidates the drawing stands for."""
         return int(self.view.get("n", 0))
 
-    def draw(self) -> None:
-        plt = self.plt
+    def figure(self) -> dict[str, Any]:
+        return {"view": self.view, "by_time": self.by_time}
+
+    @staticmethod
+    def draw(plt: Any, figure: Mapping[str, Any]) -> None:
         plt.clear_data()
         plt.clear_figure()
-        v = self.view
-        by_time = v.get("by_time", self.by_time)
+        v = figure["view"]
+        by_time = v.get("by_time", figure["by_time"])
         plt.title(f"{v['n']} candidates: accuracy, best feasible, reward | feasible fraction"
                   if v["n"] else "candidates: none finished yet")
         plt.xlabel("minutes since start" if by_time else "candidates evaluated")
@@ -231,19 +336,24 @@ class MetricsPlot(LazyPlot):
         return self.keys[(self.keys.index(self.key) + 1) % len(self.keys)] \
             if self.key in self.keys else self.keys[0]
 
-    def draw(self) -> None:
-        plt = self.plt
+    def figure(self) -> dict[str, Any]:
+        return {"keys": len(self.keys), "key": self.key, "xs": self.xs, "ys": self.ys,
+                "count": self.count}
+
+    @staticmethod
+    def draw(plt: Any, figure: Mapping[str, Any]) -> None:
         plt.clear_data()
         plt.clear_figure()
-        if self.key is None:
+        key, xs, count = figure["key"], figure["xs"], figure["count"]
+        if key is None:
             plt.title("searcher metrics: none recorded yet")
             return
-        shown = f", {len(self.xs)} shown" if len(self.xs) < self.count else ""
-        plt.title(f"searcher metric {plain_text(self.key, max_len=40)}  ({self.count} points"
-                  f"{shown}; {len(self.keys)} series, 'v' cycles)")
+        shown = f", {len(xs)} shown" if len(xs) < count else ""
+        plt.title(f"searcher metric {plain_text(key, max_len=40)}  ({count} points"
+                  f"{shown}; {figure['keys']} series, 'v' cycles)")
         plt.xlabel("step")
-        if self.xs:
-            plt.plot(self.xs, self.ys, marker="hd", color="cyan")
+        if xs:
+            plt.plot(xs, figure["ys"], marker="hd", color="cyan")
 
 
 class ParetoPlot(LazyPlot):
@@ -278,12 +388,16 @@ class ParetoPlot(LazyPlot):
                     if c.metric == self.metric]
         return legend_text(entries)
 
-    def draw(self) -> None:
-        plt = self.plt
+    def figure(self) -> dict[str, Any]:
+        return {"metric": self.metric, "view": self.view, "constraints": self.constraints}
+
+    @staticmethod
+    def draw(plt: Any, figure: Mapping[str, Any]) -> None:
         plt.clear_data()
         plt.clear_figure()
-        m = self.metric
-        v = self.view
+        m = figure["metric"]
+        v = figure["view"]
+        constraints = figure["constraints"]
         plt.title(f"accuracy vs {m}  ('m' switches metric)")
         plt.xlabel(m)
         if not v.get("n"):
@@ -295,13 +409,13 @@ class ParetoPlot(LazyPlot):
         front = v["front"]
         plt.plot([p[0] for p in front], [p[1] for p in front], marker="hd", color="red")
         plt.scatter([p[0] for p in front], [p[1] for p in front], marker="●", color="red")
-        for c in self.constraints:
+        for c in constraints:
             if c.metric == m:
                 plt.vertical_line(c.value, color="yellow")
         chosen = v.get("selected")
         if chosen:
             plt.scatter([chosen[0]], [chosen[1]], marker="◆", color="green")
-        bounds = [c.value for c in self.constraints if c.metric == m]
+        bounds = [c.value for c in constraints if c.metric == m]
         cost_axis(plt, min([v["lo"], *bounds]), max([v["hi"], *bounds]))
 
 
@@ -338,23 +452,28 @@ class TrainingPlot(LazyPlot):
     def epochs_done(self) -> int:
         return max((max(p) for p in self.points.values() if p), default=0)
 
-    def draw(self) -> None:
-        plt = self.plt
+    def figure(self) -> dict[str, Any]:
+        return {"points": {key: dict(series) for key, series in self.points.items()},
+                "total_epochs": self.total_epochs, "epochs_done": self.epochs_done}
+
+    @staticmethod
+    def draw(plt: Any, figure: Mapping[str, Any]) -> None:
         plt.clear_data()
         plt.clear_figure()
-        total = f"/{self.total_epochs}" if self.total_epochs else ""
-        plt.title(f"final training: epoch {self.epochs_done}{total} — loss (left), "
+        total_epochs = figure["total_epochs"]
+        total = f"/{total_epochs}" if total_epochs else ""
+        plt.title(f"final training: epoch {figure['epochs_done']}{total} — loss (left), "
                   "val accuracy (right)")
         plt.xlabel("epoch")
-        for key, label, color, side in self.SERIES:
-            series = self.points[key]
+        for key, label, color, side in TrainingPlot.SERIES:
+            series = figure["points"][key]
             if series:
                 epochs = sorted(series)
                 plt.plot(epochs, [series[e] for e in epochs], marker="hd", color=color,
                          label=label, yside=side)
-        if self.total_epochs:
-            plt.xlim(0, self.total_epochs)
-            ticks = sorted({round(self.total_epochs * i / 4) for i in range(5)})
+        if total_epochs:
+            plt.xlim(0, total_epochs)
+            ticks = sorted({round(total_epochs * i / 4) for i in range(5)})
             plt.xticks(ticks, [str(t) for t in ticks])
 
 
@@ -374,16 +493,20 @@ class ParetoFrontsPlot(LazyPlot):
         self.fronts = {label: sorted(points) for label, points in fronts.items()}
         self.replot()
 
-    def draw(self) -> None:
-        plt = self.plt
+    def figure(self) -> dict[str, Any]:
+        return {"metric": self.metric, "fronts": self.fronts}
+
+    @staticmethod
+    def draw(plt: Any, figure: Mapping[str, Any]) -> None:
         plt.clear_data()
         plt.clear_figure()
-        plt.title(f"Pareto fronts: accuracy vs {self.metric}  ('m' switches metric)")
-        plt.xlabel(self.metric)
-        xs = [x for points in self.fronts.values() for x, _ in points]
-        for k, (label, points) in enumerate(self.fronts.items()):
+        metric, fronts = figure["metric"], figure["fronts"]
+        plt.title(f"Pareto fronts: accuracy vs {metric}  ('m' switches metric)")
+        plt.xlabel(metric)
+        xs = [x for points in fronts.values() for x, _ in points]
+        for k, (label, points) in enumerate(fronts.items()):
             if points:
-                color = self.COLORS[k % len(self.COLORS)]
+                color = ParetoFrontsPlot.COLORS[k % len(ParetoFrontsPlot.COLORS)]
                 plt.plot([x for x, _ in points], [y for _, y in points], marker="hd",
                          color=color, label=label)
                 plt.scatter([x for x, _ in points], [y for _, y in points], marker="●",
