@@ -114,3 +114,69 @@ asyncio.run(main())
     assert "workbench.components.overview" in loaded
     assert not [m for m in ("sqlite_utils", "workbench.store", "textual_plotext", "networkx",
                             "torch") if m in loaded]
+
+
+def test_curves_and_pareto_import_and_draw_off_the_ui_thread(tmp_path: Path) -> None:
+    """plotext and textual-plotext (and numpy, if anything needs it) are first imported by
+    the tabs' thread workers, never by the UI thread (it blocked ~0.3-0.5 s importing them as a tab was first shown),
+    and every plotext figure is built in a worker too (a thinned cloud of 20,000 points takes
+    plotext ~0.1 s)."""
+    db = make_db(tmp_path / "nasw.db")
+    code = f"""
+import asyncio, json, sys, threading
+
+WATCHED = ("numpy", "plotext", "textual_plotext")
+ON_UI_THREAD = {{}}
+
+class ImportSpy:
+    def find_spec(self, name, path=None, target=None):
+        if name in WATCHED and name not in ON_UI_THREAD:
+            ON_UI_THREAD[name] = threading.current_thread() is threading.main_thread()
+        return None
+
+sys.meta_path.insert(0, ImportSpy())
+BUILDS = []
+
+from workbench.app import NaswApp
+from workbench.screens.detail import RunDetailScreen
+
+async def main():
+    app = NaswApp({str(db)!r}, run_id=1, poll_interval=3600)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(400):
+            await pilot.pause(0.05)
+            screen = app.screen
+            if isinstance(screen, RunDetailScreen) and screen.run is not None:
+                break
+        await pilot.press("3")
+        for _ in range(400):
+            await pilot.pause(0.05)
+            plot = app.screen.component("curves").query_one("#curves-plot")
+            if plot.points == 40 and getattr(plot, "drawn", True):
+                break
+        await pilot.pause(0.3)
+        import textual_plotext.plot as plot_module  # loaded by now; spy on later builds
+        build = plot_module.Plot.build
+
+        def spied(self):
+            BUILDS.append(threading.current_thread() is threading.main_thread())
+            return build(self)
+
+        plot_module.Plot.build = spied
+        await pilot.press("5")
+        for _ in range(400):
+            await pilot.pause(0.05)
+            pareto = app.screen.component("pareto")
+            if pareto.plot.view.get("n") == 40 and getattr(pareto.plot, "drawn", True):
+                break
+        await pilot.pause(0.3)
+        assert pareto.plot.view.get("n") == 40
+asyncio.run(main())
+print(json.dumps({{"imports": ON_UI_THREAD, "builds": BUILDS}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert {"plotext", "textual_plotext"} <= set(seen["imports"])  # numpy: not needed now
+    assert not [name for name, on_ui in seen["imports"].items() if on_ui], seen
+    assert seen["builds"] and not any(seen["builds"]), seen
