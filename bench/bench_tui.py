@@ -16,6 +16,9 @@
    data (Candidates' first page, Curves, Pareto), paging in the next 200 rows, sorting by
    accuracy, and a refresh after a coordinator writes 10 candidates and 100 metric points
    (poll + the shown tab's reads + drawing). Goal: every one well under the bare app's start.
+   While Curves and Pareto are first shown (and, for reference, while the open app is idle
+   for 1 s), the UI thread's longest stall: the most an asyncio task sleeping 2 ms at a time
+   in the app's event loop woke up late (what a key press would have waited).
 
 Sizes: 10,000 candidates / 100,000 metric points and 100,000 / 1,000,000 (``--sizes``).
 The big runs are written through :meth:`Store.record` as a coordinator writes them (genotypes
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import subprocess
@@ -175,6 +179,40 @@ def big_run(path: Path, candidates: int, metrics: int) -> int:
     return run_id
 
 
+class StallMonitor:
+    """The event loop's longest stall while running: a task sleeps ``tick`` seconds at a time
+    and records how much later than asked it woke up (the UI thread runs the loop)."""
+
+    def __init__(self, tick: float = 0.002) -> None:
+        self.tick = tick
+        self.longest = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(self.tick)
+            self.longest = max(self.longest, time.perf_counter() - asked - self.tick)
+
+    def __enter__(self) -> StallMonitor:
+        self.task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    @property
+    def longest_ms(self) -> float:
+        return 1000 * self.longest
+
+
+def drawn(plot: Any) -> bool:
+    """The plot shows its latest figure (built in a worker; ``drawn`` is absent on code from
+    before that, where the figure was built as the plot rendered)."""
+    return bool(getattr(plot, "drawn", True))
+
+
 async def until(pilot: Any, condition: Callable[[], bool], timeout: float = 120.0) -> float:
     """Milliseconds until ``condition()`` holds, polling every millisecond."""
     started = time.perf_counter()
@@ -186,16 +224,13 @@ async def until(pilot: Any, condition: Callable[[], bool], timeout: float = 120.
 
 
 def bench_in_app(db: Path, run_id: int, candidates: int, refreshes: int) -> dict[str, float]:
-    """Key press -> data shown, for each tab and action, in one running app."""
-    import numpy as np
-
-    from searchers.spaces import get_space
+    """Key press -> data shown, for each tab and action, in one running app. Run it in a fresh
+    interpreter (:func:`in_app_child`): the first showing of Curves and Pareto includes
+    whatever they import (numpy, plotext), which this function itself imports only after
+    them, for the refreshes."""
     from workbench.app import NaswApp
     from workbench.screens.detail import RunDetailScreen
-    from workbench.store import CandidateRow, Progress, Store
 
-    space = get_space("mbconv", "ponas-digits")
-    rng = np.random.default_rng(1)
     figures: dict[str, float] = {}
 
     async def go() -> None:
@@ -214,6 +249,10 @@ def bench_in_app(db: Path, run_id: int, candidates: int, refreshes: int) -> dict
             await until(pilot, overview_ready)
             figures["open (overview shown)"] = 1000 * (time.perf_counter() - started)
             screen = app.screen
+            await until(pilot, lambda: not busy(app, None))  # the Overview's reads are done
+            with StallMonitor() as idle:
+                await asyncio.sleep(1.0)
+            figures["UI stall, idle 1 s (reference)"] = idle.longest_ms
             started = time.perf_counter()
             screen.action_show_tab("candidates")
             await until(pilot, lambda: screen.component("candidates") is not None
@@ -233,18 +272,38 @@ def bench_in_app(db: Path, run_id: int, candidates: int, refreshes: int) -> dict
                         and table.sort_column == "Accuracy" and table.table.row_count > 0
                         and not busy(app, "candidate-page"))
             figures["sort by accuracy (SQL)"] = 1000 * (time.perf_counter() - started)
+            await until(pilot, lambda: not busy(app, None))
             started = time.perf_counter()
-            screen.action_show_tab("curves")
-            await until(pilot, lambda: screen.component("curves") is not None
-                        and screen.component("curves").query_one("#curves-plot").points
-                        == candidates)
-            figures["curves tab, drawn"] = 1000 * (time.perf_counter() - started)
+            with StallMonitor() as stall:
+                screen.action_show_tab("curves")
+
+                def curves_drawn() -> bool:
+                    tab = screen.component("curves")
+                    plot = tab.query_one("#curves-plot") if tab is not None else None
+                    return plot is not None and plot.points == candidates and drawn(plot) \
+                        and drawn(tab.query_one("#metrics-plot"))
+
+                await until(pilot, curves_drawn)
+                figures["curves tab, drawn"] = 1000 * (time.perf_counter() - started)
+            figures["UI stall, curves tab first shown"] = stall.longest_ms
             started = time.perf_counter()
-            screen.action_show_tab("pareto")
-            await until(pilot, lambda: screen.component("pareto") is not None
-                        and screen.component("pareto").plot.view.get("n") == candidates)
-            figures["pareto tab, drawn"] = 1000 * (time.perf_counter() - started)
+            with StallMonitor() as stall:
+                screen.action_show_tab("pareto")
+                await until(pilot, lambda: screen.component("pareto") is not None
+                            and screen.component("pareto").plot.view.get("n") == candidates
+                            and drawn(screen.component("pareto").plot))
+                figures["pareto tab, drawn"] = 1000 * (time.perf_counter() - started)
+            figures["UI stall, pareto tab first shown"] = stall.longest_ms
             screen.action_show_tab("candidates")
+            if not refreshes:
+                return
+            import numpy as np
+
+            from searchers.spaces import get_space
+            from workbench.store import CandidateRow, Progress, Store
+
+            space = get_space("mbconv", "ponas-digits")
+            rng = np.random.default_rng(1)
             writer = Store(db)
             timings = []
             next_id = candidates
@@ -272,12 +331,32 @@ def bench_in_app(db: Path, run_id: int, candidates: int, refreshes: int) -> dict
     return figures
 
 
-def busy(app: Any, group: str) -> bool:
-    """Whether a worker of ``group`` is still pending or running."""
+def in_app_child(db: Path, run_id: int, candidates: int, refreshes: int,
+                 root: Path = ROOT) -> dict[str, float]:
+    """:func:`bench_in_app` in a fresh interpreter (nothing imported yet but the bench), on the
+    code of ``root`` (another checkout, with this bench copied into its ``bench/``)."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(db)) as conn:  # the runs before grew by the refreshes
+        candidates = conn.execute("SELECT count(*) FROM candidates WHERE run_id = ? AND status"
+                                  " != 'running' AND accuracy IS NOT NULL", (run_id,)).fetchone()[0]
+    code = (f"import json, sys; sys.path.insert(0, {str(root / 'bench')!r}); import bench_tui; "
+            f"print(json.dumps(bench_tui.bench_in_app(bench_tui.Path({str(db)!r}), {run_id}, "
+            f"{candidates}, {refreshes})))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True)
+    if done.returncode:
+        raise RuntimeError(f"the in-app bench failed on {root}:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def busy(app: Any, group: str | None) -> bool:
+    """Whether a worker of ``group`` (None: any) is still pending or running."""
     from textual.worker import WorkerState
 
-    return any(w.group == group and w.state in (WorkerState.PENDING, WorkerState.RUNNING)
-               for w in app.workers)
+    return any((group is None or w.group == group)
+               and w.state in (WorkerState.PENDING, WorkerState.RUNNING) for w in app.workers)
 
 
 def main() -> None:
@@ -293,6 +372,11 @@ def main() -> None:
                         help="repeat the alternating starts; medians over the repeats")
     parser.add_argument("--no-in-app", dest="in_app", action="store_false",
                         help="time to first screen only")
+    parser.add_argument("--in-app-repeats", type=int, default=1,
+                        help="fresh interpreters per in-app run; medians")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="a checkout of older code (with this bench copied into its bench/):"
+                        " its in-app figures beside this tree's, from the same databases")
     args = parser.parse_args()
     from tui_support import make_db
 
@@ -335,8 +419,21 @@ def main() -> None:
         for size, (path, run_id) in (dbs.items() if args.in_app else ()):
             print(f"\nin the app, run of {size} candidates / {size * args.points_per_candidate}"
                   " points (ms, and as a fraction of the bare app's start):")
-            for name, ms in bench_in_app(path, run_id, size, args.refreshes).items():
-                print(f"  {name:<42} {ms:7.1f} ms  {ms / (1000 * bare):.2f}x")
+            nows, befores = [], []
+            for _ in range(args.in_app_repeats):  # alternating: the same load for both
+                nows.append(in_app_child(path, run_id, size, args.refreshes))
+                if args.before:  # no refreshes: older code refuses a newer schema
+                    befores.append(in_app_child(path, run_id, size, 0, args.before))
+            now = {k: statistics.median(r[k] for r in nows) for k in nows[0]}
+            before = {k: statistics.median(r[k] for r in befores) for k in befores[0]} \
+                if befores else {}
+            print(f"  (medians of {args.in_app_repeats} fresh interpreters each, alternating)")
+            if before:
+                print(f"  {'':<42} {'this tree':>19}   {'before':>19}")
+            for name, ms in now.items():
+                was = before.get(name)
+                print(f"  {name:<42} {ms:7.1f} ms  {ms / (1000 * bare):5.2f}x" + (
+                    f"   {was:7.1f} ms  {was / (1000 * bare):5.2f}x" if was is not None else ""))
 
 
 if __name__ == "__main__":
