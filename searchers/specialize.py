@@ -64,6 +64,9 @@ _BEAM_STATES = 64
 _SUBGRADIENT_STATES = 512
 #: how often an overflowing pass is retried at a lower ceiling before HiGHS branch and cut
 _BISECTIONS = 4
+#: the rising ceiling's gap above the dual bound grows by this factor per pass: a pass costs
+#: more the further its ceiling lies above the optimum, so small steps overshoot less
+_CEILING_GROWTH = 1.5
 
 
 # -- problem set-up ---------------------------------------------------------------------------
@@ -745,9 +748,9 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
     * Bounds pulling two ways (a band, or ``>=`` and ``<=`` bounds on different rows): the LP
       relaxation's exact prices first (HiGHS; or its proof of infeasibility) -- the
       subgradient's leave a wide gap there -- then the ceiling rises from the dual bound,
-      doubling its gap per pass. A pass that overflows ``max_states`` is abandoned and the
-      ceiling bisected between it and the last pass that found nothing; after
-      ``_BISECTIONS`` of those, HiGHS branch and cut.
+      its gap growing by half per pass. A pass that overflows its cap (``max_states``, doubled
+      per overflow) is abandoned and the ceiling bisected between it and the last pass that
+      found nothing; after ``_BISECTIONS`` of those, HiGHS branch and cut.
     """
     K = problem.A.shape[0]
     if K == 0:
@@ -819,8 +822,9 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
     below, above, bisections = dual, math.inf, 0
     ceiling = min(upper, worst, dual + gap)
     while True:
-        choices, truncated, states = _pass(problem, duals, ceiling, max_states, hulls=True,
-                                           abort=True)
+        # each overflow doubles the cap: near the optimum a few thousand states are normal
+        choices, truncated, states = _pass(problem, duals, ceiling, max_states << bisections,
+                                           hulls=True, abort=True)
         passes, peak = passes + 1, max(peak, states)
         if truncated:
             bisections += 1
@@ -833,9 +837,10 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
         if choices is not None or ceiling >= min(upper, worst):
             return proven()
         below = ceiling
-        gap *= 2
-        ceiling = (below + above) / 2 if math.isfinite(above) else \
-            min(upper, worst, dual + gap)
+        if math.isfinite(above):  # the optimum (if any) is above: retry there, larger cap
+            ceiling, above = above, math.inf
+        else:
+            ceiling = min(upper, worst, dual + (below - dual) * _CEILING_GROWTH)
     best, certain = _solve_milp(problem, milp_time_limit)
     if best is None or (incumbent is not None and problem.loss_of(best) > upper):
         return {"choices": incumbent, "optimal": certain and incumbent is None,

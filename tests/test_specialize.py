@@ -463,3 +463,27 @@ def test_lp_prices_through_scipys_highs_binding_equal_linprog(monkeypatch) -> No
         assert fast_infeasible == slow_infeasible
         if fast is not None:
             assert fast.value == pytest.approx(slow.value, abs=1e-9)
+
+
+def test_integer_infeasible_bands_end_proven_with_any_cap() -> None:
+    """Bands the LP relaxation can meet but no choice vector can: with any frontier cap the
+    rising ceiling ends (no endless bisection) with a proof of infeasibility."""
+    rng = np.random.default_rng(47)
+    seen = 0
+    for _ in range(60):
+        loss = loss_table_from_accuracy(rng.random((5, 12)))
+        tables = {m: rng.integers(1, 1000, size=(5, 12)).astype(float) for m in METRICS}
+        base = {m: 0.0 for m in METRICS}
+        p = _fraction(base, tables, "params", rng.uniform(.2, .8))
+        m = _fraction(base, tables, "madds", rng.uniform(.2, .8))
+        constraints = [("params", ">=", p - 2), ("params", "<=", p + 2),
+                       ("madds", ">=", m - 2), ("madds", "<=", m + 2)]
+        if np.isfinite(brute_force(loss, tables, base, constraints)):
+            continue
+        seen += 1
+        for cap in (1, 2_000):  # 1: every pass overflows, bisection ends in HiGHS
+            result = solve(loss, tables, constraints, base=base, max_states=cap)
+            assert result["feasible"] is False and result["optimal"] is True
+        if seen == 4:
+            break
+    assert seen == 4
