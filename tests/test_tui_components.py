@@ -443,15 +443,22 @@ def batch_fronts(rows: list[tuple[Any, ...]], metric: str) -> tuple[list[int], l
                  for group in (known, feasible))
 
 
+@pytest.mark.parametrize("sample", [0, 1, 8, 256])
 @pytest.mark.parametrize("metric", ["params", "madds"])
-def test_pareto_fronts_in_sql_are_the_batch_fronts(tmp_path: Path, metric: str) -> None:
+def test_pareto_fronts_in_sql_are_the_batch_fronts(tmp_path: Path, metric: str, sample: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the staircase's sample rules out (nothing, a little, most candidates), the
+    window finds the batch fronts, also over the candidates written up to a ``seq``."""
+    monkeypatch.setattr(tui_data, "FRONT_SAMPLE", sample)
     path = tmp_path / "p.db"
     rng = np.random.default_rng(2)
     run_id = write_points(path, random_points(rng, 400))
     rows = tui_data.finished_since(path, run_id, 0)
-    every, feasible = tui_data.pareto_fronts(path, run_id, metric, rows[-1][0])
-    assert ([p[2] for p in every], [p[2] for p in feasible]) == batch_fronts(rows, metric)
-    assert len(every) > 1 and len(feasible) > 1
+    for upto in (rows[len(rows) // 2][0], rows[-1][0]):
+        every, feasible = tui_data.pareto_fronts(path, run_id, metric, upto)
+        assert ([p[2] for p in every], [p[2] for p in feasible]) == batch_fronts(
+            [r for r in rows if r[0] <= upto], metric)
+        assert len(every) > 1 and len(feasible) > 1
 
 
 def test_incremental_fronts_equal_a_full_recompute(tmp_path: Path) -> None:

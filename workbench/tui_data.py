@@ -379,6 +379,8 @@ def curve_view(db_path: str | Path, run_id: int, buckets: int, by_time: bool = F
 
 #: the Pareto tab's cost metrics and their columns
 PARETO_COSTS = {"params": "params", "madds": "madds"}
+#: how many of the most accurate candidates give :func:`pareto_fronts` its staircase
+FRONT_SAMPLE = 256
 
 
 def pareto_fronts(db_path: str | Path, run_id: int, metric: str, upto_seq: int
@@ -391,22 +393,46 @@ def pareto_fronts(db_path: str | Path, run_id: int, metric: str, upto_seq: int
     a front iff it is more accurate than every point before it (among the feasible ones for
     the feasible front), which is :func:`workbench.analysis.pareto_front` over the points in
     write order (ties in cost keep the most accurate, an exact duplicate the first written).
+
+    The window sorts only the candidates that a staircase does not rule out: the fronts of
+    the :data:`FRONT_SAMPLE` most accurate candidates (read along the ``(run_id, accuracy)``
+    index) are real points, so a candidate less accurate than the best of them at its cost or
+    below is dominated and cannot be on a front; the fronts of what is left are the fronts of
+    the run.
     """
     conn = connection(db_path)
     if conn is None:
         return [], []
     column = PARETO_COSTS[metric]
+    sample = conn.execute(
+        f"SELECT {column}, accuracy, coalesce(feasible, 0) != 0 FROM candidates"
+        " WHERE run_id = ? AND status != 'running' AND accuracy IS NOT NULL AND seq <= ?"
+        f" AND {column} IS NOT NULL ORDER BY accuracy DESC LIMIT ?",
+        (run_id, upto_seq, FRONT_SAMPLE)).fetchall()
+    stairs: list[str] = []
+    params: list[Any] = []
+    for points in (sample, [p for p in sample if p[2]]):
+        steps: list[tuple[float, float]] = []  # a front: cost and accuracy rising
+        for cost, accuracy, _ in sorted(points, key=lambda p: (p[0], -p[1])):
+            if not steps or accuracy > steps[-1][1]:
+                steps.append((cost, accuracy))
+        # the best accuracy at this cost or below; -1e308 left of the cheapest step
+        stairs.append("coalesce(CASE" + "".join(f" WHEN {column} >= ? THEN ?" for _ in steps)
+                      + " END, -1e308)" if steps else "-1e308")
+        params += [x for step in reversed(steps) for x in step]
     rows = conn.execute(
         "SELECT cost, accuracy, id, feasible, prev_all, prev_feasible FROM ("
         f" SELECT {column} AS cost, accuracy, id, coalesce(feasible, 0) != 0 AS feasible,"
         "  max(accuracy) OVER w AS prev_all,"
         "  max(CASE WHEN feasible THEN accuracy END) OVER w AS prev_feasible, seq"
         f" FROM candidates WHERE {_FOLDED} AND seq <= ? AND {column} IS NOT NULL"
+        f"  AND (accuracy >= {stairs[0]} OR (coalesce(feasible, 0) != 0"
+        f"   AND accuracy >= {stairs[1]}))"
         f" WINDOW w AS (ORDER BY {column}, accuracy DESC, seq"
         "  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))"
         " WHERE prev_all IS NULL OR accuracy > prev_all OR (feasible AND"
         "  (prev_feasible IS NULL OR accuracy > prev_feasible))"
-        " ORDER BY cost, accuracy DESC, seq", (run_id, upto_seq)).fetchall()
+        " ORDER BY cost, accuracy DESC, seq", (run_id, upto_seq, *params)).fetchall()
     every = [(float(c), float(a), int(i)) for c, a, i, _, prev, _ in rows
              if prev is None or a > prev]
     feasible = [(float(c), float(a), int(i)) for c, a, i, f, _, prev in rows
@@ -431,14 +457,17 @@ def pareto_cloud(db_path: str | Path, run_id: int, metric: str, columns: int,
         f" FROM candidates WHERE {where}", (run_id,)).fetchone()
     if not n:
         return {"n": 0}
+    # one integer per dot, (x * (4 rows + 1) + y) * 2 + feasible: grouping on one integer
+    # sorts ~25% faster than on three columns
     points = conn.execute(
         f"SELECT min(seq), {column}, accuracy, feasible FROM (SELECT seq, {column}, accuracy,"
         "  coalesce(feasible, 0) != 0 AS feasible,"
-        f"  min(CAST(({column} - ?) / ? * 2 * ? AS INTEGER), ?) AS gx,"
-        "  min(CAST((accuracy - ?) / ? * 4 * ? AS INTEGER), ?) AS gy"
-        f"  FROM candidates WHERE {where}) GROUP BY gx, gy, feasible ORDER BY gx, gy, feasible",
-        (lo, (hi - lo) or 1.0, columns, 2 * columns, ylo, (yhi - ylo) or 1.0, rows, 4 * rows,
-         run_id)).fetchall()
+        f"  (min(CAST(({column} - ?) / ? * 2 * ? AS INTEGER), ?) * ?"
+        "   + min(CAST((accuracy - ?) / ? * 4 * ? AS INTEGER), ?)) * 2"
+        "   + (coalesce(feasible, 0) != 0) AS dot"
+        f"  FROM candidates WHERE {where}) GROUP BY dot ORDER BY dot",
+        (lo, (hi - lo) or 1.0, columns, 2 * columns, 4 * rows + 1, ylo, (yhi - ylo) or 1.0,
+         rows, 4 * rows, run_id)).fetchall()
     view: dict[str, Any] = {"n": int(n), "lo": float(lo), "hi": float(hi), "feasible_x": [],
                             "feasible_y": [], "infeasible_x": [], "infeasible_y": []}
     for _, cost, accuracy, feasible in points:
