@@ -206,3 +206,30 @@ def test_screened_morphs_never_start_a_branch(layerwise) -> None:
             assert min(jobs) >= 0
             assert all(feasible(layerwise.costs(g), checks) for g in branches)
 
+
+
+@pytest.mark.parametrize("mode", ["zero", "original"])
+def test_free_repeats_earn_nothing_so_the_policy_does_not_collapse_onto_them(cell,
+                                                                            mode: str) -> None:
+    """A tight cell problem with hard constraints and no re-sampling: paid the earlier
+    result for a repeat (``"original"``), the policy learns to propose known networks, whole
+    episodes ask nothing new and the search stops after a few evaluations; ``"zero"`` uses the
+    whole budget."""
+    searcher = get_searcher("epnas", space=cell, constraints=["params<=42k", "intensity>=2.25"],
+                            budget=60, seed=2, preset="epnas-digits", hard_constraints=True,
+                            resample_tries=0, repeat_reward=mode)
+    while not searcher.done():
+        jobs = searcher.ask(1000)
+        if not jobs:
+            break
+        for job in jobs:
+            searcher.tell(job, synthetic_result(job, cell))
+    if mode == "zero":
+        assert searcher.n_told == 60 and not searcher.exhausted
+    else:
+        assert searcher.exhausted and searcher.n_told < 30
+
+
+def test_repeat_reward_names_the_field(layerwise) -> None:
+    with pytest.raises(NaswError, match="searcher.params.repeat_reward"):
+        get_searcher("epnas", space=layerwise, repeat_reward="half")
