@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from textual.app import App, ComposeResult
-from tui_support import fixed_clock, make_db, text_of, wait_for
+from tui_support import fixed_clock, make_db, plots_drawn, text_of, wait_for
 
 from workbench import tui_data
 from workbench.analysis import pareto_front
@@ -164,8 +164,15 @@ def test_curves_alone_downsampled(db: Path) -> None:
         assert metrics.keys == ["random/accuracy", "random/reward"] and metrics.count == 40
         legend = text_of(tab.query_one("#curves-legend"))
         assert "feasible fraction (right axis)" in legend
+        await wait_for(pilot, lambda: plots_drawn(tab))
+        lines = plot.rendered.split()
+        assert max(line.cell_len for line in lines) == 120 and len(lines) == plot.size.height
         tab.cycle_metric()
-        await wait_for(pilot, lambda: metrics.key == "random/reward")
+        await wait_for(pilot, lambda: metrics.key == "random/reward" and plots_drawn(tab))
+        assert "random/reward" in metrics.rendered.plain
+        await pilot.resize_terminal(90, 30)  # each plot builds the figure of its new size
+        await wait_for(pilot, lambda: plot.size.width == 90 and plots_drawn(tab))
+        assert max(line.cell_len for line in plot.rendered.split()) == 90
 
     hosted(CurvesTab, db, 1, test)
 

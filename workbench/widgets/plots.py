@@ -176,7 +176,8 @@ def build_figure(draw: Any, figure: Mapping[str, Any], width: int, height: int,
     plt.plotsize(width, height)
     plt._set_size(width, height)
     plt.theme(theme)
-    return Text.from_ansi(plt.build())
+    # cropped, not wrapped, while a resized plot waits for the figure of its new size
+    return Text.from_ansi(plt.build(), no_wrap=True, overflow="crop")
 
 
 class LazyPlot(Widget):
