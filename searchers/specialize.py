@@ -293,24 +293,6 @@ def _improve(problem: _Problem, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _lower_hull(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices of the lower convex hull of the points ``(xs, ys)``, left to right."""
-    order = np.lexsort((ys, xs))
-    hull: list[tuple[float, float]] = []
-    for x, y in zip(xs[order].tolist(), ys[order].tolist()):
-        if hull and hull[-1][0] == x:
-            continue  # same x, higher y
-        while len(hull) >= 2:
-            (x1, y1), (x2, y2) = hull[-2], hull[-1]
-            if (y2 - y1) * (x - x1) >= (y - y1) * (x2 - x1):
-                hull.pop()
-            else:
-                break
-        hull.append((x, y))
-    points = np.array(hull)
-    return points[:, 0], points[:, 1]
-
-
 class _HullBound:
     """Per row, the LP relaxation of the layers still to place, as a function of their usage.
 
