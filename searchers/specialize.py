@@ -10,20 +10,23 @@ Two solvers:
 
 * ``solver="exact"`` (default): constraints on one quantity merge into a band
   ``lo <= sum A[l, x_l] <= hi`` (upper, lower, opposing and two-sided bounds are one kind of
-  row). Lagrangian prices (signed, one per row) bound every completion from below. Breadth-
-  first DP passes over the layers keep every partial choice whose bound is within a loss
-  *ceiling*, dropping those that can no longer meet a band, those a bound prices out (the
-  duals' reduced costs; the LP-hull bound of each row and of the price-weighted sum of rows,
-  per partial choice), all but the cheapest of partial choices with equal usage, and dominated
-  ones; reduced-cost fixing first removes the blocks no solution within the ceiling can use,
-  and the layers with the widest usage spread go first. A pass whose best complete state is
-  within its ceiling has proven it optimal. One-way bounds: the subgradient's incumbent and
-  a narrow pass at its loss settle most tables. Bands: the LP relaxation's exact prices
-  (HiGHS, or its proof of infeasibility), then the ceiling rises from the dual bound,
-  doubling its gap per pass; a pass that overflows ``max_states`` is abandoned and the
-  ceiling bisected, and only after four of those does HiGHS branch and cut
-  (``scipy.optimize.milp``, gap 0) take over. ``optimal`` is True whenever the answer (or
-  infeasibility) is proven -- always, short of HiGHS's time limit.
+  row). Lagrangian prices (signed, one per row) bound every completion from below: near the
+  LP relaxation's, by a compiled subgradient ascent (exact off the hull for one row). Then a
+  compiled depth-first branch and bound (:mod:`searchers._specialize_kernel`, numba) walks
+  the layers, widest usage spread first, children by reduced cost, and cuts a partial choice
+  that can no longer meet a band, whose bound (its reduced costs; its loss plus the LP hull
+  of each row, and of the price-weighted surrogate row, over the layers left) passes the
+  cut, or whose usage was met before at its depth with no more loss (a memo: equal usage,
+  equal completions). The cut is a loss ceiling rising from the dual bound (its gap x1.5 per
+  walk that finds nothing), then the best answer found; reduced-cost fixing and the hulls
+  are redone per ceiling. A walk that ends has proven its answer (or infeasibility; so does
+  a dual bound above every choice's loss). Past 200,000 nodes the walk is redone under the
+  LP's exact prices (HiGHS, which also proves LP-infeasibility); past 3,000,000 the numpy
+  breadth-first passes take over -- the same bounds over a frontier of partial choices with
+  equal-usage merging and dominance, a rising and bisected ceiling -- and past their caps
+  HiGHS branch and cut (``scipy.optimize.milp``, gap 0). ``optimal`` is True whenever the
+  answer (or infeasibility) is proven -- always, short of HiGHS's time limit. The first
+  call after installing compiles the kernel (10-20 s on two cores), cached on disk after.
 
 * ``solver="ga"``: the paper's genetic algorithm (20 chromosomes, the 10 best form 5 pairs,
   single-point crossover, per-gene mutation probability 0.1, infeasible children regenerated,
@@ -35,12 +38,13 @@ Constraints are ``(metric, op, value)`` tuples, ``{metric, op, value}`` dicts or
 device LUT). ``intensity`` is ``flops / bytes``, so ``intensity >= I`` is the linear constraint
 ``sum(flops) - I * sum(bytes) >= 0`` (both tables must be present).
 
-Numpy only: importing this module never imports torch.
+Importing this module never imports torch or numba (the kernel is imported on first use).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -698,6 +702,16 @@ def _layer_order(problem: _Problem, allowed: list[np.ndarray]) -> np.ndarray:
     return np.argsort(-(spread / width[:, None]).max(axis=0), kind="stable")
 
 
+def _layer_order_mask(problem: _Problem, allowed: np.ndarray) -> np.ndarray:
+    """:func:`_layer_order` for an (L, C) mask of allowed blocks (no Python loop)."""
+    spread = (np.where(allowed, problem.A, -np.inf).max(axis=2)
+              - np.where(allowed, problem.A, np.inf).min(axis=2))  # (K, L)
+    band = problem.hi - problem.lo
+    whole = spread.sum(axis=1)
+    width = np.where(np.isfinite(band) & (band > 0), band, np.maximum(whole, 1e-300))
+    return np.argsort(-(spread / width[:, None]).max(axis=0), kind="stable")
+
+
 def _pass(problem: _Problem, duals: list[_Dual], ceiling: float, max_states: int,
           hulls: bool, abort: bool = False) -> tuple[np.ndarray | None, bool, int]:
     """One DP pass keeping every partial choice whose bound is within ``ceiling``; an empty
@@ -713,9 +727,160 @@ def _pass(problem: _Problem, duals: list[_Dual], ceiling: float, max_states: int
     return _frontier_dp(problem, order, allowed, duals, ceiling, max_states, bounds, abort)
 
 
+#: the compiled walk's node budget: about 0.1-0.3 s of work; beyond it the numpy passes and
+#: HiGHS take over (none of the benchmark's 19x12 instances comes near it)
+_WALK_NODES = 3_000_000
+#: the walk's loss ceiling starts a little above the LP bound and its gap grows by this
+#: factor per walk that finds nothing: a walk near the optimum is pruned hard by the bounds
+_WALK_GROWTH = 1.5
+#: the first walk runs under the subgradient's prices within this many nodes, the second
+#: under the LP's exact prices (HiGHS) within ``_WALK_NODES``
+_ASCENT_NODES = 200_000
+#: subgradient iterations: within 1e-4 of the LP bound (relative to the loss range) on the
+#: benchmark's tables, typically within 1e-9
+_ASCENT_ITERATIONS = 300
+
+
+class _WalkMemo:
+    """The walk's hash table of (depth, usage) -> least partial loss, kept between walks: a
+    walk claims it with a new stamp instead of clearing it. One per thread (the TUI solves
+    in worker threads and the kernel releases the GIL), so walks never share entries."""
+
+    SLOTS = 1 << 16
+
+    def __init__(self, rows: int) -> None:
+        self.use = np.zeros((self.SLOTS, rows + 1))
+        self.loss = np.zeros(self.SLOTS)
+        self.stamp = np.zeros(self.SLOTS, dtype=np.int64)
+        self.last = 0
+
+    def next_walk(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        self.last += 1
+        return self.use, self.loss, self.stamp, self.last
+
+
+_THREAD = threading.local()
+
+
+def _walk_memo(rows: int) -> _WalkMemo:
+    memos = _THREAD.__dict__.setdefault("memos", {})
+    key = (rows, _WalkMemo.SLOTS)
+    if key not in memos:
+        memos[key] = _WalkMemo(rows)
+    return memos[key]
+
+
+def _ascent_dual(problem: _Problem) -> _Dual:
+    """Near-LP Lagrangian prices from the compiled subgradient ascent (0.1-0.3 ms, where
+    HiGHS takes 0.7-1 ms with its set-up); one row: the exact prices off its hull."""
+    from searchers import _specialize_kernel as kernel
+
+    if problem.A.shape[0] == 1:
+        return _one_row_lp_dual(problem)
+    scale = _row_scale(problem)
+    rows = np.ascontiguousarray(problem.A / scale[:, None, None])
+    mu, _ = kernel.dual_ascent(problem.loss, rows, problem.lo / scale, problem.hi / scale,
+                               _ASCENT_ITERATIONS)
+    return _Dual(problem, mu / scale)
+
+
+def _walk(problem: _Problem, node_limit: int, prices: str = "lp") -> dict[str, Any] | None:
+    """The compiled depth-first branch and bound (:mod:`searchers._specialize_kernel`) under
+    Lagrangian prices (``"lp"``: the LP relaxation's, by HiGHS; ``"ascent"``: near them, by
+    compiled subgradient ascent): its answer is proven optimal (or the table infeasible)
+    when it ends within ``node_limit`` nodes; None when it does not (or the LP failed)."""
+    from searchers import _specialize_kernel as kernel
+
+    K, L = problem.A.shape[0], problem.L
+    if prices == "ascent":
+        dual = _ascent_dual(problem)
+        worst = float(problem.loss.max(axis=1).sum())
+        if dual.value > worst + 1e-9 * (1.0 + abs(worst)):
+            # a lower bound above every choice's loss: nothing is feasible
+            return {"choices": None, "optimal": True, "states": 0, "method": "dual",
+                    "passes": 0}
+    else:
+        dual, infeasible = _lp_dual(problem)
+        if infeasible:
+            return {"choices": None, "optimal": True, "states": 0, "method": "lp",
+                    "passes": 0}
+        if dual is None:
+            return None
+    incumbent, upper = None, math.inf
+    if problem.is_feasible(dual.argmin):
+        incumbent = _improve(problem, dual.argmin)
+        upper = problem.loss_of(incumbent)
+    # hull rows: every row, and with two or more priced rows their price-weighted surrogate
+    weights = [np.eye(K)[k] for k in range(K)]
+    lows, highs = list(problem.lo), list(problem.hi)
+    if np.count_nonzero(dual.mu) >= 2:
+        w = dual.mu / np.abs(dual.mu * _row_scale(problem)).max()
+        with np.errstate(invalid="ignore"):  # 0 * inf: the row is not priced
+            ends = np.nan_to_num(np.stack([w * problem.lo, w * problem.hi]), nan=0.0,
+                                 posinf=np.inf, neginf=-np.inf)
+        weights.append(w)
+        lows.append(float(ends.min(axis=0).sum()))
+        highs.append(float(ends.max(axis=0).sum()))
+    hull_w = np.array(weights)
+    hull_rows = np.tensordot(hull_w, problem.A, axes=1)
+    hull_low, hull_high = np.array(lows, dtype=np.float64), np.array(highs, dtype=np.float64)
+    low_ok, high_ok = problem.lo - problem.tol, problem.hi + problem.tol
+    # the plain bound (every other layer at its least loss) fixes other blocks than the LP's
+    least_loss = float(problem.loss.min(axis=1).sum())
+    excess = problem.loss - problem.loss.min(axis=1, keepdims=True)
+    by_reduced = np.argsort(dual.reduced, axis=1, kind="stable")
+    positive = dual.reduced[dual.reduced > 0]
+    gap = float(np.median(positive)) / 4 if positive.size else 1.0
+    if math.isfinite(upper):
+        gap = min(gap, (upper - dual.value) / 8)
+    gap = max(gap, 1e-9 * (1.0 + abs(dual.value)))
+    worst = float(problem.loss.max(axis=1).sum())
+    ceiling = dual.value + gap
+    memo = _walk_memo(K)
+    spent = passes = 0
+    while True:
+        if ceiling >= min(upper, worst):
+            ceiling = math.inf
+        # reduced-cost fixing: a block whose bound alone passes the cut is out; the layers
+        # are ordered and the hulls built over what is left
+        cut = min(ceiling, upper) + 1e-9 * (1.0 + abs(min(ceiling, upper)))
+        allowed = (dual.reduced <= cut - dual.value) & (excess <= cut - least_loss)
+        counts_by_layer = allowed.sum(axis=1)
+        passes += 1
+        if counts_by_layer.all():
+            order = _layer_order_mask(problem, allowed)
+            ranked = np.take_along_axis(allowed, by_reduced, axis=1)
+            # each layer's allowed blocks, lowest reduced cost first
+            choices = np.take_along_axis(
+                by_reduced, np.argsort(~ranked, axis=1, kind="stable"), axis=1)[order]
+            loss = np.ascontiguousarray(problem.loss[order])
+            xs, ys, start, length, best = kernel.build_hulls(
+                np.ascontiguousarray(hull_rows[:, order]), loss, choices,
+                counts_by_layer[order])
+            out, best_loss, found, nodes = kernel.branch_and_bound(
+                loss, np.ascontiguousarray(problem.A[:, order]),
+                np.ascontiguousarray(dual.reduced[order]), float(dual.value), choices,
+                counts_by_layer[order], low_ok, high_ok, hull_w, hull_low, hull_high, xs, ys,
+                start, length, best, upper, ceiling, int(node_limit - spent),
+                *memo.next_walk())
+            spent += nodes
+            if spent > node_limit:
+                return None
+            if found:
+                incumbent = np.empty(L, dtype=np.int64)
+                incumbent[order] = out
+                upper = best_loss
+        if upper <= ceiling:  # every choice vector within the ceiling was seen
+            break
+        ceiling = dual.value + (ceiling - dual.value) * _WALK_GROWTH
+    return {"choices": incumbent, "optimal": True, "states": int(spent), "method": "walk",
+            "passes": passes}
+
+
 def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
                  milp_time_limit: float = 60.0) -> dict[str, Any]:
-    """Dual bounds, then exact DP passes under a loss ceiling; HiGHS only when they overflow.
+    """The compiled walk (:func:`_walk`), twice at most; then dual bounds and exact DP passes
+    under a loss ceiling; HiGHS only when they overflow.
 
     A pass keeps every partial choice whose bound is at most its ceiling, so a pass that
     finds a complete choice within its ceiling has proven it optimal. What keeps passes small:
@@ -742,6 +907,13 @@ def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
     highest = problem.A.max(axis=2).sum(axis=1)
     if np.any(lowest > problem.hi + problem.tol) or np.any(highest < problem.lo - problem.tol):
         return {"choices": None, "optimal": True, "states": 0, "method": "bounds", "passes": 0}
+    walked = None
+    if _WALK_NODES > 0:  # near-LP prices first; the LP's own if that walk runs long
+        walked = _walk(problem, min(_ASCENT_NODES, _WALK_NODES), prices="ascent")
+        if walked is None:
+            walked = _walk(problem, _WALK_NODES, prices="lp")
+    if walked is not None:
+        return walked
     incumbent: np.ndarray | None = None
     upper = math.inf
     peak = passes = 0
@@ -941,7 +1113,8 @@ def solve(loss_table: Any, cost_tables: Mapping[str, Any], constraints: Iterable
         "constraints": [c.as_dict() for c in parsed],
     }
     if solver == "exact":
-        result["states"] = int(out["states"])  # peak frontier size: how hard the table was
+        # how hard the table was: the walk's nodes, or the passes' peak frontier size
+        result["states"] = int(out["states"])
         result["passes"] = int(out["passes"])
         result["method"] = out["method"]
     result["solve_ms"] = (time.perf_counter() - started) * 1e3

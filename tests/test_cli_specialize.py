@@ -324,3 +324,30 @@ def test_documented_example_is_feasible_on_its_preset(preset_runs, name, preset,
         metric, op, value = parse_constraint(constraint)
         assert (costs[metric] <= value * (1 + 1e-9)) if op == "<=" else \
             (costs[metric] >= value * (1 - 1e-9)), (constraint, costs[metric])
+
+
+def test_a_first_exact_solve_at_a_terminal_says_it_compiles(monkeypatch, capsys) -> None:
+    """Only a person at a terminal is told (once per install the kernel compiles); pipes,
+    scripts and --json readers never see the line."""
+    import io
+
+    import searchers._specialize_kernel as kernel
+    from workbench.cli import specialize as command
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(command.click, "get_text_stream", lambda name: terminal)
+    monkeypatch.setattr(kernel, "needs_compiling", lambda: True)
+    command._say_if_compiling("exact")
+    assert "compiling the exact solver" in capsys.readouterr().err
+    command._say_if_compiling("ga")
+    monkeypatch.setattr(kernel, "needs_compiling", lambda: False)
+    command._say_if_compiling("exact")
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(command.click, "get_text_stream", lambda name: io.StringIO())
+    monkeypatch.setattr(kernel, "needs_compiling", lambda: True)
+    command._say_if_compiling("exact")  # not a terminal
+    assert capsys.readouterr().err == ""

@@ -11,6 +11,17 @@ from searchers.specialize import layer_importance, loss_table_from_accuracy, sol
 METRICS = ("params", "madds", "flops", "bytes")
 
 
+@pytest.fixture(params=["walk", "passes"])
+def exact_path(request, monkeypatch):
+    """Run a test through the compiled walk (the default) and through the numpy passes (the
+    walk disabled, as when it runs out of nodes): both must be exact."""
+    import searchers.specialize as specialize
+
+    if request.param == "passes":
+        monkeypatch.setattr(specialize, "_WALK_NODES", 0)
+    return request.param
+
+
 def brute_force(loss, tables, base, constraints):
     """Minimum loss over every choice vector (meet in the middle over two halves), or inf."""
     L = loss.shape[0]
@@ -59,7 +70,7 @@ def random_instance(rng, layers=6, choices=12):
     return loss, tables, base, constraints
 
 
-def test_exact_solver_equals_brute_force_on_200_random_6x12_tables() -> None:
+def test_exact_solver_equals_brute_force_on_200_random_6x12_tables(exact_path) -> None:
     rng = np.random.default_rng(2024)
     feasible_count = 0
     for _ in range(200):
@@ -67,6 +78,10 @@ def test_exact_solver_equals_brute_force_on_200_random_6x12_tables() -> None:
         result = solve(loss, tables, constraints, base=base)
         expected = brute_force(loss, tables, base, constraints)
         assert result["optimal"] is True
+        if exact_path == "walk":  # proven by the walk (or before it: a bound, no rows)
+            assert result["method"] in ("walk", "dual", "lp", "bounds", "argmin")
+        else:
+            assert result["method"] != "walk"
         if np.isinf(expected):
             assert result["feasible"] is False
             assert result["choices"] is None
@@ -188,7 +203,10 @@ def test_latency_table_and_lower_bounds() -> None:
     assert lower["choices"] == [0, 2] and lower["costs"]["latency_ms"] == pytest.approx(4.5)
 
 
-def test_a_capped_frontier_still_ends_proven_optimal() -> None:
+def test_a_capped_frontier_still_ends_proven_optimal(monkeypatch) -> None:
+    import searchers.specialize as specialize
+
+    monkeypatch.setattr(specialize, "_WALK_NODES", 0)  # the numpy passes' frontier cap
     base, tables = _preset_tables()
     loss = _structured_loss(np.random.default_rng(5), tables)
     constraints = [("params", "<=", _fraction(base, tables, "params", 0.5)),
@@ -230,7 +248,7 @@ def test_loss_table_and_importance_follow_the_paper() -> None:
     np.testing.assert_allclose(layer_importance(loss), [0.1, 0.1])
 
 
-def test_exact_on_tiny_float_tables_with_ties_and_degenerate_shapes() -> None:
+def test_exact_on_tiny_float_tables_with_ties_and_degenerate_shapes(exact_path) -> None:
     """Non-integer costs, tied losses, zero-cost rows, L and C down to 1, no constraints."""
     import itertools
 
@@ -307,7 +325,7 @@ def _check_against(result, expected, tables, base, constraints):
 
 
 @pytest.mark.parametrize("preset", ["ponas-cifar", "ponas-imagenet"])
-def test_exact_equals_the_milp_on_preset_tables_for_every_constraint_type(preset) -> None:
+def test_exact_equals_the_milp_on_preset_tables_for_every_constraint_type(preset, exact_path) -> None:
     from searchers.spaces import get_space
 
     base, tables = get_space("mbconv", preset=preset).cost_tables()
@@ -320,7 +338,7 @@ def test_exact_equals_the_milp_on_preset_tables_for_every_constraint_type(preset
             _check_against(result, expected, tables, base, constraints)
 
 
-def test_exact_equals_the_milp_on_random_full_size_and_60_layer_tables() -> None:
+def test_exact_equals_the_milp_on_random_full_size_and_60_layer_tables(exact_path) -> None:
     rng = np.random.default_rng(23)
     for trial in range(8):
         L = 60 if trial % 4 == 3 else 19
@@ -342,7 +360,7 @@ def test_exact_equals_the_milp_on_random_full_size_and_60_layer_tables() -> None
                        constraints)
 
 
-def test_bands_and_opposing_bounds_equal_brute_force_on_small_tables() -> None:
+def test_bands_and_opposing_bounds_equal_brute_force_on_small_tables(exact_path) -> None:
     rng = np.random.default_rng(29)
     seen_infeasible = seen_feasible = 0
     for _ in range(40):
@@ -369,7 +387,10 @@ def test_bands_and_opposing_bounds_equal_brute_force_on_small_tables() -> None:
     assert seen_feasible > 15 and seen_infeasible > 3
 
 
-def test_an_overflowing_frontier_falls_back_to_highs_and_stays_proven() -> None:
+def test_an_overflowing_frontier_falls_back_to_highs_and_stays_proven(monkeypatch) -> None:
+    import searchers.specialize as specialize
+
+    monkeypatch.setattr(specialize, "_WALK_NODES", 0)  # the numpy passes' frontier cap
     base, tables = _preset_tables()
     rng = np.random.default_rng(31)
     loss = _structured_loss(rng, tables)
@@ -382,12 +403,18 @@ def test_an_overflowing_frontier_falls_back_to_highs_and_stays_proven() -> None:
         assert capped["loss"] == pytest.approx(full["loss"], abs=1e-9)
 
 
-def test_repeated_layers_and_equal_sums_equal_brute_force(monkeypatch) -> None:
+@pytest.mark.parametrize("memo_slots", [1 << 16, 4])
+def test_repeated_layers_and_equal_sums_equal_brute_force(monkeypatch, exact_path,
+                                                         memo_slots) -> None:
     """Stacked networks repeat layer shapes, so many partial choices have equal usage and the
-    solver keeps only the cheapest of each: that merge must never lose the optimum."""
+    solver keeps only the cheapest of each (the passes' merge, the walk's memo; a memo of 4
+    slots overwrites entries all the time): that must never lose the optimum."""
     import searchers.specialize as specialize
 
+    if exact_path == "passes" and memo_slots == 4:
+        pytest.skip("the memo belongs to the walk")
     monkeypatch.setattr(specialize, "_DOMINANCE_FROM", 0)  # merge even small frontiers
+    monkeypatch.setattr(specialize._WalkMemo, "SLOTS", memo_slots)
     rng = np.random.default_rng(37)
     checked = 0
     for _ in range(24):
@@ -465,9 +492,12 @@ def test_lp_prices_through_scipys_highs_binding_equal_linprog(monkeypatch) -> No
             assert fast.value == pytest.approx(slow.value, abs=1e-9)
 
 
-def test_integer_infeasible_bands_end_proven_with_any_cap() -> None:
+def test_integer_infeasible_bands_end_proven_with_any_cap(monkeypatch) -> None:
     """Bands the LP relaxation can meet but no choice vector can: with any frontier cap the
     rising ceiling ends (no endless bisection) with a proof of infeasibility."""
+    import searchers.specialize as specialize
+
+    monkeypatch.setattr(specialize, "_WALK_NODES", 0)  # the numpy passes' frontier cap
     rng = np.random.default_rng(47)
     seen = 0
     for _ in range(60):
@@ -487,3 +517,105 @@ def test_integer_infeasible_bands_end_proven_with_any_cap() -> None:
         if seen == 4:
             break
     assert seen == 4
+
+
+def test_a_walk_out_of_nodes_hands_over_to_the_passes(monkeypatch) -> None:
+    """The walk's node budget is a hand-over, not an answer: with 10 nodes the numpy passes
+    (or HiGHS) finish the job, with the same proven optimum."""
+    import searchers.specialize as specialize
+
+    base, tables = _preset_tables()
+    rng = np.random.default_rng(53)
+    for kind in ("bands-2", "opposing", "upper-2"):
+        loss = _structured_loss(rng, tables)
+        constraints = _kinds(rng, base, tables)[kind]
+        walked = solve(loss, tables, constraints, base=base)
+        with monkeypatch.context() as patched:
+            patched.setattr(specialize, "_WALK_NODES", 10)
+            handed = solve(loss, tables, constraints, base=base)
+        assert walked["optimal"] and handed["optimal"]
+        assert walked["feasible"] == handed["feasible"]
+        if walked["method"] == "walk" and walked["states"] > 10:
+            assert handed["method"] in ("dp", "milp")
+        if walked["feasible"]:
+            assert handed["loss"] == pytest.approx(walked["loss"], abs=1e-9)
+
+
+def test_the_hulls_are_the_lp_relaxation_of_each_suffix() -> None:
+    """The compiled hull of a suffix of layers, at any usage, equals the LP relaxation of
+    "complete those layers with exactly that usage" (HiGHS)."""
+    from scipy.optimize import linprog
+
+    from searchers import _specialize_kernel as kernel
+
+    rng = np.random.default_rng(59)
+    L, C = 5, 7
+    row = rng.integers(0, 50, size=(1, L, C)).astype(float)
+    loss = rng.random((L, C))
+    counts = rng.integers(1, C + 1, size=L)
+    choices = np.array([np.concatenate([rng.permutation(C)]) for _ in range(L)])
+    xs, ys, start, length, best = kernel.build_hulls(row, loss, choices, counts)
+    for j in range(L + 1):
+        layers = range(j, L)
+        n = sum(int(counts[i]) for i in layers)
+        hull_x = xs[start[0, j]: start[0, j] + length[0, j]]
+        hull_y = ys[start[0, j]: start[0, j] + length[0, j]]
+        assert np.all(np.diff(hull_x) > 0) or length[0, j] == 1
+        if n == 0:
+            assert length[0, j] == 1 and hull_x[0] == 0 and hull_y[0] == 0
+            continue
+        cost = np.concatenate([loss[i, choices[i, :counts[i]]] for i in layers])
+        usage = np.concatenate([row[0, i, choices[i, :counts[i]]] for i in layers])
+        convexity = np.zeros((L - j, n))
+        at = 0
+        for k, i in enumerate(layers):
+            convexity[k, at: at + counts[i]] = 1
+            at += counts[i]
+        for target in np.linspace(hull_x[0], hull_x[-1], 9):
+            lp = linprog(cost, A_eq=np.vstack([convexity, usage]),
+                         b_eq=np.concatenate([np.ones(L - j), [target]]), bounds=(0, 1),
+                         method="highs")
+            assert lp.status == 0
+            assert np.interp(target, hull_x, hull_y) == pytest.approx(lp.fun, abs=1e-9)
+        assert np.interp(best[0, j], hull_x, hull_y) == pytest.approx(hull_y.min(), abs=1e-12)
+
+
+def test_the_walks_memo_merges_equal_usage_exactly() -> None:
+    """The walk alone, without any loss bound (zero reduced costs, no hull rows, no ceiling):
+    the memo of (depth, usage) is then what prunes, on tables whose layers repeat three
+    shapes. It must keep the optimum (the cheapest of equal usage) and prune a lot."""
+    from searchers import _specialize_kernel as kernel
+
+    rng = np.random.default_rng(61)
+    checked = 0
+    for _ in range(12):
+        shapes = {m: rng.integers(1, 6, size=(3, 8)).astype(float) for m in ("params", "madds")}
+        shape_of = rng.integers(0, 3, size=7)
+        tables = {m: t[shape_of] for m, t in shapes.items()}
+        loss = loss_table_from_accuracy(rng.random((7, 8)))
+        base = {"params": 0.0, "madds": 0.0}
+        p = _fraction(base, tables, "params", rng.uniform(.3, .7))
+        m = _fraction(base, tables, "madds", rng.uniform(.3, .7))
+        constraints = [("params", ">=", p - 2), ("params", "<=", p + 2),
+                       ("madds", ">=", m - 2), ("madds", "<=", m + 2)]
+        expected = brute_force(loss, tables, base, constraints)
+        A = np.stack([tables["params"], tables["madds"]])
+        choices = np.tile(np.arange(8), (7, 1))
+        counts = np.full(7, 8)
+        no_rows = np.zeros((0, 7, 8))
+        xs, ys, start, length, best = kernel.build_hulls(no_rows, loss, choices, counts)
+        nodes = {}
+        for slots in (1 << 12, 1):
+            memo = (np.zeros((slots, 3)), np.zeros(slots), np.zeros(slots, dtype=np.int64), 1)
+            out, found_loss, found, nodes[slots] = kernel.branch_and_bound(
+                loss, A, np.zeros((7, 8)), 0.0, choices, counts,
+                np.array([p - 2, m - 2]), np.array([p + 2, m + 2]), np.zeros((0, 2)),
+                np.zeros(0), np.zeros(0), xs, ys, start, length, best, np.inf, np.inf,
+                10**7, *memo)
+            assert found == bool(np.isfinite(expected))
+            if found:
+                assert found_loss == pytest.approx(expected, abs=1e-9)
+                assert loss[np.arange(7), out].sum() == pytest.approx(found_loss, abs=1e-12)
+        checked += bool(np.isfinite(expected))
+        assert nodes[1 << 12] < nodes[1]  # one slot: the memo hardly ever holds a match
+    assert checked >= 8

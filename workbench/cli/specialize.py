@@ -21,6 +21,18 @@ from workbench.store import Store
 EXIT_INFEASIBLE = 1
 
 
+def _say_if_compiling(solver: str) -> None:
+    """The exact solver's kernel compiles on its first call after installing (10-20 s): tell
+    a person at a terminal, rather than look hung; pipes and scripts see nothing."""
+    if solver != "exact" or not click.get_text_stream("stderr").isatty():
+        return
+    from searchers._specialize_kernel import needs_compiling
+
+    if needs_compiling():
+        click.echo("compiling the exact solver (once per install, 10-20 s; cached after)",
+                   err=True)
+
+
 def _label(space_choice: int) -> str:
     from searchers.spaces.mbconv import choice_label
 
@@ -127,6 +139,7 @@ def specialize_command(ctx: click.Context, run_id: int, constraints: tuple[str, 
                        calibration_batches: int, no_measure: bool, seed: int,
                        as_json: bool) -> None:
     """Pick the best architecture of a PONAS run's accuracy table under new constraints."""
+    _say_if_compiling(solver)
     with Store(db_path(ctx), create=False) as store:
         result = specialize_run(store, run_id, list(constraints), solver, device=device,
                                 batch_size=batch_size, estimate=estimate,
