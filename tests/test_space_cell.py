@@ -344,6 +344,32 @@ def test_graph_nodes_carry_labels_and_network_costs(digits: CellSpace) -> None:
         assert inside + outside[metric] == total[metric]
 
 
+@pytest.mark.parametrize("preset, overrides", [("pnas-digits", {}), ("pnas-cifar", {}),
+                                               ("pnas-imagenet-mobile", {}),
+                                               ("pnas-digits", {"cell_output": "unused"})])
+def test_costs_assembled_from_terms_equal_each_plans_own_sum(preset: str,
+                                                            overrides: dict) -> None:
+    """costs() reuses per-op-slot terms learned from other genotypes' plans; it must equal
+    summing the genotype's own plan, for sampled cells, other N / F, a beam's children and
+    another input shape (the sum is reset once in between, as its bound would do)."""
+    space = CellSpace(preset, **overrides)
+    rng = np.random.default_rng(11)
+    genotypes = [space.sample(rng) for _ in range(150)]
+    genotypes += [{**g, "N": int(rng.integers(1, 4)), "F": int(rng.integers(8, 33))}
+                  for g in genotypes[:40]]
+    genotypes += space.expand([g for g in genotypes if len(g["blocks"]) == 3][:4])[::7]
+
+    def own_sum(g: dict, *args: object) -> dict:
+        return total_costs(r for _, records in space.plan(g, *args) for r in records)
+
+    for g in genotypes:
+        assert space.costs(g) == own_sum(g)
+    space._cost_terms.clear()
+    for g in genotypes[:20]:
+        assert space.costs(g, (3, 16, 16), 7) == own_sum(g, (3, 16, 16), 7)
+        assert space.costs(g) == own_sum(g)
+
+
 def test_costs_agree_with_fvcore_an_independent_counter() -> None:
     """params and conv+linear MAdds also match fvcore (the tracer's rules for the rest)."""
     space = get_space("cell", "pnas-digits")

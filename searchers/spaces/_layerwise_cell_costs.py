@@ -123,13 +123,23 @@ def record_costs(record: OpRecord) -> tuple[int, int, int, int]:
     return cost.params, cost.madds, cost.flops, cost.bytes
 
 
-def total_costs(records: Iterable[OpRecord]) -> dict[str, float]:
-    """Sum a plan's records; ``intensity`` = flops / bytes (FLOPs per byte accessed)."""
+def record_sums(records: Iterable[OpRecord]) -> list[int]:
+    """``[params, madds, flops, bytes]`` summed over records (integers: exact in any order)."""
     sums = [0, 0, 0, 0]
     for record in records:
         for i, value in enumerate(record_costs(record)):
             sums[i] += value
+    return sums
+
+
+def with_intensity(sums: Iterable[int]) -> dict[str, float]:
+    """The metric dict of summed ``(params, madds, flops, bytes)``, with ``intensity``."""
     return costs.with_intensity(dict(zip(METRICS, sums)))
+
+
+def total_costs(records: Iterable[OpRecord]) -> dict[str, float]:
+    """Sum a plan's records; ``intensity`` = flops / bytes (FLOPs per byte accessed)."""
+    return with_intensity(record_sums(records))
 
 
 conv_out = costs.conv_out_size

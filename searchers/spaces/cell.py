@@ -125,6 +125,8 @@ class CellSpace(Space):
         for key, allowed in (("stem", STEMS), ("cell_output", CELL_OUTPUTS)):
             if self.settings[key] not in allowed:
                 raise UnknownName(f"space.{key}", self.settings[key], allowed)
+        # costs(): per-term sums learned from plans (see costs); bounded by _COST_TERMS_MAX
+        self._cost_terms: dict[tuple[Any, ...], tuple[int, int, int, int]] = {}
 
     @property
     def max_blocks(self) -> int:
@@ -356,8 +358,53 @@ class CellSpace(Space):
 
     def costs(self, genotype: Mapping[str, Any], input_shape: tuple[int, ...] | None = None,
               num_classes: int | None = None) -> dict[str, float]:
-        nodes = self.plan(genotype, input_shape, num_classes)
-        return C.total_costs(r for _, records in nodes for r in records)
+        """The plan's summed costs (:meth:`plan`, :func:`C.total_costs`), assembled from terms.
+
+        A network's costs are a sum over its plan's nodes, and, for one input shape, class
+        count, ``N``, ``F`` and number of output blocks (which set every cell's input
+        channels), each ``cellK/bJ.opS`` node depends only on its op and on where it reads
+        (``H^{c-2}``, ``H^{c-1}`` or a block), and all other nodes together (stem, input
+        preprocessing, adds, concat, head) only on the block count and on which cell inputs
+        are read. Those terms are learned from the plans of the genotypes that first need
+        them, so costing the ~300,000 children of a PNAS beam (its hard-constraint screening)
+        builds a few dozen plans instead of one each; the sums are integers, so the result
+        equals summing the genotype's own plan exactly (tested against it).
+        """
+        blocks, n, f = self._parse(genotype)
+        context = (tuple(input_shape or self.input_shape),
+                   int(num_classes or self.num_classes), n, f, len(self.output_blocks(blocks)))
+        reads = sorted({i for block in blocks for i in block[:2] if i < NUM_CELL_INPUTS})
+        base_key = ("rest", *context, len(blocks), tuple(reads))
+        slot_keys = [("op", *context, min(i, NUM_CELL_INPUTS), o)
+                     for i1, i2, o1, o2 in blocks for i, o in ((i1, o1), (i2, o2))]
+        terms = self._cost_terms
+        if base_key not in terms or any(key not in terms for key in slot_keys):
+            if len(terms) > _COST_TERMS_MAX:
+                terms.clear()
+            terms.update(self._cost_terms_of(genotype, base_key, slot_keys, input_shape,
+                                             num_classes))
+        sums = list(terms[base_key])
+        for key in slot_keys:
+            for m, value in enumerate(terms[key]):
+                sums[m] += value
+        return C.with_intensity(sums)
+
+    def _cost_terms_of(self, genotype: Mapping[str, Any], base_key: tuple[Any, ...],
+                       slot_keys: list[tuple[Any, ...]], input_shape: tuple[int, ...] | None,
+                       num_classes: int | None) -> dict[tuple[Any, ...], tuple[int, ...]]:
+        """Split ``genotype``'s plan into its terms: each op slot's sum over the cells, and
+        the rest (see :meth:`costs`)."""
+        per_slot = [[0, 0, 0, 0] for _ in slot_keys]
+        rest = [0, 0, 0, 0]
+        for name, records in self.plan(genotype, input_shape, num_classes):
+            node = name.rsplit("/", 1)[-1]
+            target = rest
+            if ".op" in node:  # bJ.opS: slot 2J + S - 1
+                block, slot = node[1:].split(".op")
+                target = per_slot[2 * int(block) + int(slot) - 1]
+            for m, value in enumerate(C.record_sums(records)):
+                target[m] += value
+        return {base_key: tuple(rest), **{key: tuple(s) for key, s in zip(slot_keys, per_slot)}}
 
     def graph(self, genotype: Mapping[str, Any]) -> Any:
         """The cell DAG: ``in0`` (H^c-2), ``in1`` (H^c-1), per block two op nodes and an add
@@ -405,6 +452,10 @@ class CellSpace(Space):
         return CellNet(net, [OPS[b[2]] for b in net["blocks"]],
                        [OPS[b[3]] for b in net["blocks"]],
                        int(num_classes or self.num_classes), aux_head=aux_head)
+
+
+#: Cost terms a cell space keeps (a few per (input shape, N, F, output blocks) in use).
+_COST_TERMS_MAX = 65536
 
 
 def pre_records(kind: str, shape: tuple[int, int, int], width: int,
@@ -458,7 +509,8 @@ def op_records(op: str, width: int, stride: int, in_hw: tuple[int, int],
 
 def _is_int(value: Any) -> bool:
     """An integer, numpy integers included (genotypes built from ``rng`` draws), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return type(value) is int or (isinstance(value, numbers.Integral)
+                                   and not isinstance(value, bool))
 
 
 def _input_name(i: int) -> str:
