@@ -173,8 +173,10 @@ def branch_and_bound(loss: np.ndarray, A: np.ndarray, reduced: np.ndarray, value
     ``loss`` (L, C), ``A`` (K, L, C) and ``reduced`` (L, C, the dual's reduced costs with
     dual value ``value``) are in walk order; ``choices[j, :counts[j]]`` are layer ``j``'s
     allowed choices, lowest reduced cost first. A node is cut when a row can no longer meet
-    its band, or when its loss bound -- ``value`` plus its reduced costs so far plus the
-    least the rest can add, or its loss so far plus a hull row's LP bound -- exceeds the cut:
+    its band, or a hull row's interval (``hull_low``/``hull_high``, already widened by the
+    caller for rounding) is out of the rest's reach, or when its loss bound -- ``value``
+    plus its reduced costs so far plus the least the rest can add, or its loss so far plus a
+    hull row's LP bound -- exceeds the cut:
     ``ceiling``, lowered to the best loss found (less a relative 1e-9, so ties do not
     re-open). ``upper`` is an incumbent's loss known to the caller (inf when none): only
     strictly better answers are returned. A completed walk whose answer is within
@@ -262,13 +264,19 @@ def branch_and_bound(loss: np.ndarray, A: np.ndarray, reduced: np.ndarray, value
                 cut = min(cut, s - 1e-9 * (1.0 + abs(s)))
             pos[d] += 1
             continue
-        # the LP-hull bound of each hull row for the layers still to place
+        # each hull row: the rest must bring its usage into the row's interval (a mix of
+        # the bands: a feasibility cut the rows alone miss), and its LP-hull loss bound
         for h in range(H):
             used = 0.0
             for k in range(K):
                 used += hull_w[h, k] * part_use[d + 1, k]
+            first = start[h, d + 1]
+            n = length[h, d + 1]
+            if hull_high[h] - used < xs[first] or hull_low[h] - used > xs[first + n - 1]:
+                ok = False
+                break
             target = min(max(best[h, d + 1], hull_low[h] - used), hull_high[h] - used)
-            if s + _hull_at(xs, ys, start[h, d + 1], length[h, d + 1], target) > cut:
+            if s + _hull_at(xs, ys, first, n, target) > cut:
                 ok = False
                 break
         if not ok:

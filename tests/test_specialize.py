@@ -619,3 +619,25 @@ def test_the_walks_memo_merges_equal_usage_exactly() -> None:
         checked += bool(np.isfinite(expected))
         assert nodes[1 << 12] < nodes[1]  # one slot: the memo hardly ever holds a match
     assert checked >= 8
+
+
+def test_integer_infeasible_bands_are_proven_by_the_walk() -> None:
+    """The same LP-feasible but integer-infeasible bands, with the default path: the walk
+    (its rows' and surrogates' reach cuts) proves them infeasible without HiGHS."""
+    rng = np.random.default_rng(47)
+    seen = 0
+    for _ in range(60):
+        loss = loss_table_from_accuracy(rng.random((5, 12)))
+        tables = {m: rng.integers(1, 1000, size=(5, 12)).astype(float) for m in METRICS}
+        base = {m: 0.0 for m in METRICS}
+        p = _fraction(base, tables, "params", rng.uniform(.2, .8))
+        m = _fraction(base, tables, "madds", rng.uniform(.2, .8))
+        constraints = [("params", ">=", p - 2), ("params", "<=", p + 2),
+                       ("madds", ">=", m - 2), ("madds", "<=", m + 2)]
+        if np.isfinite(brute_force(loss, tables, base, constraints)):
+            continue
+        seen += 1
+        result = solve(loss, tables, constraints, base=base)
+        assert result["feasible"] is False and result["optimal"] is True
+        assert result["method"] in ("walk", "dual", "lp")
+    assert seen >= 4
