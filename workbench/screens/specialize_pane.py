@@ -147,6 +147,12 @@ class SpecializePane(Vertical):
     @work(thread=True, exclusive=True, group="specialize")
     def solve(self, constraints: list[Any]) -> None:
         """Solve on the table measured so far (exact), build the genotype and its graph."""
+        from searchers._specialize_kernel import needs_compiling
+
+        if needs_compiling():  # once per install: say so rather than look stuck
+            self.app.call_from_thread(
+                self.query_one("#specialize-result", Static).update,
+                Text("Compiling the exact solver (once per install, 10-20 s)...", style="dim"))
         try:
             result, genotype, graph = self.specialize(constraints)
         except Exception as err:
