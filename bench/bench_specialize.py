@@ -11,7 +11,10 @@ absolute widths) -- it solves ``--instances`` random PONAS-like accuracy-loss ta
 * ``GA``: the paper's genetic algorithm (§3.3, 1,000 generations): its time and its loss gap
   to the optimum (median / worst / how often it found it),
 * ``MILP``: the same problem as a 0-1 program solved by HiGHS through ``scipy.optimize.milp``
-  (the oracle: the exact loss must never be above it; its CPU ms).
+  (the oracle: the exact loss must equal it; its CPU ms). HiGHS meets a band only within its
+  feasibility tolerance; where its answer breaks a band by that much, the oracle brackets the
+  optimum with HiGHS on the bands as given and shrunk by that tolerance (counted in
+  ``bracketed``).
 
 The exact solver's answer is checked against the MILP on every instance (an ``X`` in the
 ``ok`` column marks a disagreement). Goal: exact median <= 2 ms and worst <= 50 ms on the 19x12
@@ -86,6 +89,28 @@ def tables_of(name: str) -> tuple[dict, dict]:
     return get_space("mbconv", preset=name).cost_tables()
 
 
+#: HiGHS stops within this absolute gap of its bound (its ``mip_abs_gap`` default; scipy's
+#: ``milp`` sets only the relative gap): an exact answer may beat its "optimum" by that much
+_HIGHS_ABS_GAP = 1e-6
+
+
+def milp_bracket(problem: _Problem) -> tuple[float | None, float | None]:
+    """The oracle: HiGHS's MILP optimum as ``(low, high)``, equal when HiGHS's answer meets
+    the bands exactly (``None, None``: proven infeasible). HiGHS accepts a row violated by
+    up to its feasibility tolerance (1e-6 of the scaled row: a few hundred MAdds); when its
+    answer does, it is only a lower bound ``low``, and HiGHS on bands shrunk by that
+    tolerance gives ``high`` (a choice that meets the true bands; None if it finds none).
+    The exact optimum must lie in ``[low - _HIGHS_ABS_GAP, high]``."""
+    choices, proven = _solve_milp(problem, 120.0)
+    if proven:
+        loss = problem.loss_of(choices) if choices is not None else None
+        return loss, loss
+    low = _solve_milp(problem, 120.0, shrink=0.0, strict=False)[0]
+    high = _solve_milp(problem, 120.0, shrink=2e-6)[0]
+    return (problem.loss_of(low) if low is not None else None,
+            problem.loss_of(high) if high is not None else None)
+
+
 def cpu_ms(fn, *args, **kwargs):
     started = time.process_time()
     out = fn(*args, **kwargs)
@@ -97,7 +122,7 @@ def run(table: str, kind: str, instances: int, generations: int, seed: int,
     base, tables = tables_of(table)
     rng = np.random.default_rng(seed)
     exact_ms, milp_ms, ga_ms, gaps = [], [], [], []
-    proven = feasible = milp_fallbacks = disagreements = 0
+    proven = feasible = milp_fallbacks = disagreements = bracketed = 0
     for i in range(instances):
         loss = structured_loss(rng, tables)
         constraints = constraints_of(kind, rng, base, tables)
@@ -106,11 +131,13 @@ def run(table: str, kind: str, instances: int, generations: int, seed: int,
         proven += exact["optimal"]
         milp_fallbacks += exact.get("method") == "milp"
         problem = _Problem(loss, tables, parse_constraints(constraints), base)
-        (oracle, _), ms = cpu_ms(_solve_milp, problem, 120.0)
+        (low, high), ms = cpu_ms(milp_bracket, problem)
         milp_ms.append(ms)
-        oracle_loss = problem.loss_of(oracle) if oracle is not None else None
-        if exact["feasible"] != (oracle_loss is not None) or (
-                oracle_loss is not None and exact["loss"] > oracle_loss + 1e-9):
+        bracketed += low != high
+        if not exact["feasible"]:
+            disagreements += high is not None  # HiGHS found a choice within the bands
+        elif (low is not None and exact["loss"] < low - _HIGHS_ABS_GAP) or (
+                high is not None and exact["loss"] > high + 1e-9) or (low is high is None):
             disagreements += 1
         if not exact["feasible"]:
             continue
@@ -126,6 +153,7 @@ def run(table: str, kind: str, instances: int, generations: int, seed: int,
         "table": table, "kind": kind, "instances": instances, "feasible": feasible,
         "exact_median_ms": float(np.median(exact_ms)), "exact_max_ms": float(np.max(exact_ms)),
         "proven": proven, "milp_fallbacks": milp_fallbacks, "disagreements": disagreements,
+        "milp_bracketed": bracketed,
         "milp_median_ms": float(np.median(milp_ms)), "milp_max_ms": float(np.max(milp_ms)),
         "ga_median_ms": float(np.median(ga_ms)) if ga_ms else None,
         "ga_gap_median": float(np.median(finite)) if finite.size else None,
@@ -168,8 +196,10 @@ def main() -> None:
           + ", ".join(f"{r['table']}/{r['kind']}" for r in small
                       if r["exact_median_ms"] > 2 or r["exact_max_ms"] > 50))
     bad = sum(r["disagreements"] for r in rows)
+    bracketed = sum(r["milp_bracketed"] for r in rows)
     print(f"exact vs MILP: {bad} disagreement(s); every answer proven: "
-          f"{all(r['proven'] == r['instances'] for r in rows)}")
+          f"{all(r['proven'] == r['instances'] for r in rows)}; HiGHS's answer broke a band "
+          f"within its tolerance on {bracketed} instance(s), bracketed there")
 
 
 def _print_row(r: dict, header: bool) -> None:
