@@ -807,38 +807,39 @@ def _walks(problem: _Problem) -> dict[str, Any] | None:
     if ascent.value > worst + 1e-9 * (1.0 + abs(worst)):
         # a lower bound above every choice's loss: nothing is feasible
         return {"choices": None, "optimal": True, "states": 0, "method": "dual", "passes": 0}
-    spent = 0
+    # what the tries hand on: the best answer so far, and the highest ceiling a finished
+    # walk proved empty (no choice vector at or below it: true under any prices)
+    carried: dict[str, Any] = {"choices": None, "upper": math.inf, "floor": -math.inf,
+                               "spent": 0}
     for node_limit, turns in ((_FIRST_WALK_NODES, (0.0,)),
                               (_ASCENT_NODES, _SURROGATE_TURNS)):
-        walked = _walk(problem, ascent, min(node_limit, _WALK_NODES), turns)
+        walked = _walk(problem, ascent, min(node_limit, _WALK_NODES), turns, carried)
         if walked is not None:
-            walked["states"] += spent
             return walked
-        spent += min(node_limit, _WALK_NODES)
     lp, infeasible = _lp_dual(problem)
     if infeasible:
-        return {"choices": None, "optimal": True, "states": spent, "method": "lp", "passes": 0}
+        return {"choices": None, "optimal": True, "states": carried["spent"], "method": "lp",
+                "passes": 0}
     if lp is None:
         return None
-    walked = _walk(problem, lp, _WALK_NODES, _SURROGATE_TURNS)
-    if walked is not None:
-        walked["states"] += spent
-    return walked
+    return _walk(problem, lp, _WALK_NODES, _SURROGATE_TURNS, carried)
 
 
-def _walk(problem: _Problem, dual: _Dual, node_limit: int,
-          turns: tuple[float, ...]) -> dict[str, Any] | None:
+def _walk(problem: _Problem, dual: _Dual, node_limit: int, turns: tuple[float, ...],
+          carried: dict[str, Any]) -> dict[str, Any] | None:
     """The compiled depth-first branch and bound (:mod:`searchers._specialize_kernel`) under
     the prices ``dual``, with surrogate rows at ``turns`` (radians) from their direction:
     its answer is proven optimal (or the table infeasible) when it ends within
-    ``node_limit`` nodes; None when it does not."""
+    ``node_limit`` nodes; None when it does not. ``carried`` (an earlier try's best answer,
+    its proven-empty ceiling, the nodes spent) is read and updated."""
     from searchers import _specialize_kernel as kernel
 
     K, L = problem.A.shape[0], problem.L
-    incumbent, upper = None, math.inf
+    incumbent, upper = carried["choices"], carried["upper"]
     if problem.is_feasible(dual.argmin):
-        incumbent = _improve(problem, dual.argmin)
-        upper = problem.loss_of(incumbent)
+        mine = _improve(problem, dual.argmin)
+        if problem.loss_of(mine) < upper:
+            incumbent, upper = mine, problem.loss_of(mine)
     low_ok, high_ok = problem.lo - problem.tol, problem.hi + problem.tol
     # hull rows: every row, and with two or more priced rows their price-weighted surrogate
     weights = [np.eye(K)[k] for k in range(K)]
@@ -882,8 +883,10 @@ def _walk(problem: _Problem, dual: _Dual, node_limit: int,
     gap = max(gap, 1e-9 * (1.0 + abs(dual.value)))
     worst = float(problem.loss.max(axis=1).sum())
     ceiling = dual.value + gap
+    if math.isfinite(carried["floor"]):  # an earlier try proved nothing lies that low
+        ceiling = max(ceiling, dual.value + (carried["floor"] - dual.value) * _WALK_GROWTH)
     memo = _walk_memo(K)
-    spent = passes = 0
+    spent, passes = 0, 0
     while True:
         if ceiling >= min(upper, worst):
             ceiling = math.inf
@@ -910,17 +913,20 @@ def _walk(problem: _Problem, dual: _Dual, node_limit: int,
                 start, length, best, upper, ceiling, int(node_limit - spent),
                 *memo.next_walk())
             spent += nodes
-            if spent > node_limit:
-                return None
             if found:
                 incumbent = np.empty(L, dtype=np.int64)
                 incumbent[order] = out
                 upper = best_loss
+            if spent > node_limit:  # cut short: hand on what it found
+                carried.update(choices=incumbent, upper=upper,
+                               spent=carried["spent"] + spent)
+                return None
         if upper <= ceiling:  # every choice vector within the ceiling was seen
             break
+        carried["floor"] = max(carried["floor"], ceiling)
         ceiling = dual.value + (ceiling - dual.value) * _WALK_GROWTH
-    return {"choices": incumbent, "optimal": True, "states": int(spent), "method": "walk",
-            "passes": passes}
+    return {"choices": incumbent, "optimal": True, "states": int(carried["spent"] + spent),
+            "method": "walk", "passes": passes}
 
 
 def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,

@@ -526,7 +526,8 @@ def test_a_walk_out_of_nodes_hands_over_to_the_passes(monkeypatch) -> None:
 
     base, tables = _preset_tables()
     rng = np.random.default_rng(53)
-    for kind in ("bands-2", "opposing", "upper-2"):
+    handed_over = 0
+    for kind in ("bands-2", "opposing", "upper-2", "bands-abs"):
         loss = _structured_loss(rng, tables)
         constraints = _kinds(rng, base, tables)[kind]
         walked = solve(loss, tables, constraints, base=base)
@@ -535,10 +536,11 @@ def test_a_walk_out_of_nodes_hands_over_to_the_passes(monkeypatch) -> None:
             handed = solve(loss, tables, constraints, base=base)
         assert walked["optimal"] and handed["optimal"]
         assert walked["feasible"] == handed["feasible"]
-        if walked["method"] == "walk" and walked["states"] > 10:
-            assert handed["method"] in ("dp", "milp")
+        handed_over += handed["method"] in ("dp", "milp")
         if walked["feasible"]:
             assert handed["loss"] == pytest.approx(walked["loss"], abs=1e-9)
+    # (a later try may still finish in 10 nodes on what the earlier ones proved)
+    assert handed_over >= 2
 
 
 def test_the_hulls_are_the_lp_relaxation_of_each_suffix() -> None:
