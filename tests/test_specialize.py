@@ -498,6 +498,15 @@ def test_integer_infeasible_bands_end_proven_with_any_cap(monkeypatch) -> None:
     import searchers.specialize as specialize
 
     monkeypatch.setattr(specialize, "_WALK_NODES", 0)  # the numpy passes' frontier cap
+    for loss, tables, base, constraints in _integer_infeasible_bands(count=4):
+        for cap in (1, 2_000):  # 1: every pass overflows, bisection ends in HiGHS
+            result = solve(loss, tables, constraints, base=base, max_states=cap)
+            assert result["feasible"] is False and result["optimal"] is True
+
+
+def _integer_infeasible_bands(count: int):
+    """The first ``count`` random 5 x 12 tables whose two narrow bands the LP relaxation can
+    meet but no choice vector can (checked by brute force)."""
     rng = np.random.default_rng(47)
     seen = 0
     for _ in range(60):
@@ -510,13 +519,11 @@ def test_integer_infeasible_bands_end_proven_with_any_cap(monkeypatch) -> None:
                        ("madds", ">=", m - 2), ("madds", "<=", m + 2)]
         if np.isfinite(brute_force(loss, tables, base, constraints)):
             continue
+        yield loss, tables, base, constraints
         seen += 1
-        for cap in (1, 2_000):  # 1: every pass overflows, bisection ends in HiGHS
-            result = solve(loss, tables, constraints, base=base, max_states=cap)
-            assert result["feasible"] is False and result["optimal"] is True
-        if seen == 4:
-            break
-    assert seen == 4
+        if seen == count:
+            return
+    raise AssertionError(f"only {seen} integer-infeasible tables in 60 draws")
 
 
 def test_a_walk_out_of_nodes_hands_over_to_the_passes(monkeypatch) -> None:
@@ -626,20 +633,7 @@ def test_the_walks_memo_merges_equal_usage_exactly() -> None:
 def test_integer_infeasible_bands_are_proven_by_the_walk() -> None:
     """The same LP-feasible but integer-infeasible bands, with the default path: the walk
     (its rows' and surrogates' reach cuts) proves them infeasible without HiGHS."""
-    rng = np.random.default_rng(47)
-    seen = 0
-    for _ in range(60):
-        loss = loss_table_from_accuracy(rng.random((5, 12)))
-        tables = {m: rng.integers(1, 1000, size=(5, 12)).astype(float) for m in METRICS}
-        base = {m: 0.0 for m in METRICS}
-        p = _fraction(base, tables, "params", rng.uniform(.2, .8))
-        m = _fraction(base, tables, "madds", rng.uniform(.2, .8))
-        constraints = [("params", ">=", p - 2), ("params", "<=", p + 2),
-                       ("madds", ">=", m - 2), ("madds", "<=", m + 2)]
-        if np.isfinite(brute_force(loss, tables, base, constraints)):
-            continue
-        seen += 1
+    for loss, tables, base, constraints in _integer_infeasible_bands(count=4):
         result = solve(loss, tables, constraints, base=base)
         assert result["feasible"] is False and result["optimal"] is True
         assert result["method"] in ("walk", "dual", "lp")
-    assert seen >= 4
