@@ -330,38 +330,45 @@ def dual_ascent(loss: np.ndarray, A: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                 iterations: int) -> tuple[np.ndarray, float]:
     """Lagrangian prices ``mu`` (one signed per row of ``A``, (K, L, C), rows normalised by
     the caller) by projected subgradient ascent with Polyak steps toward a target that
-    rises above the best value met and shrinks when it is not reached; ``mu[k] > 0``
-    prices the upper side of row ``k``, ``mu[k] < 0`` its lower side (only where that side
-    is finite). Returns the best ``mu`` and its dual value: a valid lower bound on every
-    feasible choice's loss whatever the number of iterations."""
+    rises above the best value met and halves its lead after five steps without progress;
+    ``mu[k] > 0`` prices the upper side of row ``k``, ``mu[k] < 0`` its lower side (only
+    where that side is finite). Stops after ``iterations`` steps, when the lead is below
+    1e-10 of the loss range, or when the argmin meets every band with complementary
+    slackness (optimal). Returns the best ``mu`` and its dual value: a valid lower bound on
+    every feasible choice's loss whatever the number of steps."""
     K, L, C = A.shape[0], A.shape[1], A.shape[2]
+    rows = np.empty((L, C, K))  # row-major per block: the inner loop reads it contiguously
+    for k in range(K):
+        for j in range(L):
+            for c in range(C):
+                rows[j, c, k] = A[k, j, c]
     mu = np.zeros(K)
     best_mu = np.zeros(K)
     best_value = -np.inf
     used = np.zeros(K)
+    grad = np.zeros(K)
     spread = 0.0
     for j in range(L):
         spread += loss[j].max() - loss[j].min()
-    delta = max(spread, 1e-12) * 0.1
+    spread = max(spread, 1e-12)
+    delta = spread * 0.1
     stall = 0
     for _ in range(iterations):
         value = 0.0
-        for k in range(K):
-            used[k] = 0.0
+        used[:] = 0.0
         for j in range(L):
             pick = 0
             least = np.inf
             for c in range(C):
                 w = loss[j, c]
                 for k in range(K):
-                    w += mu[k] * A[k, j, c]
+                    w += mu[k] * rows[j, c, k]
                 if w < least:
                     least = w
                     pick = c
             value += least
             for k in range(K):
-                used[k] += A[k, j, pick]
-        norm = 0.0
+                used[k] += rows[j, pick, k]
         for k in range(K):
             side = hi[k] if mu[k] > 0 else (lo[k] if mu[k] < 0 else 0.0)
             value -= mu[k] * side
@@ -377,7 +384,9 @@ def dual_ascent(loss: np.ndarray, A: np.ndarray, lo: np.ndarray, hi: np.ndarray,
             if stall >= 5:
                 delta *= 0.5
                 stall = 0
-        grad = np.zeros(K)
+                if delta < 1e-10 * spread:
+                    break
+        norm = 0.0
         for k in range(K):
             over = used[k] - hi[k]
             under = used[k] - lo[k]
@@ -404,3 +413,124 @@ def dual_ascent(loss: np.ndarray, A: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                 m = 0.0
             mu[k] = m
     return best_mu, best_value
+
+
+@_jit
+def rising_walks(loss: np.ndarray, A: np.ndarray, reduced: np.ndarray, value: float,
+                 by_reduced: np.ndarray, low_ok: np.ndarray, high_ok: np.ndarray,
+                 hull_w: np.ndarray, hull_low: np.ndarray, hull_high: np.ndarray,
+                 incumbent: np.ndarray, upper: float, floor: float, ceiling: float,
+                 growth: float, small_walk: int, node_limit: int, memo_use: np.ndarray,
+                 memo_loss: np.ndarray, memo_stamp: np.ndarray, stamp: int,
+                 ) -> tuple[float, float, int, int, bool, int]:
+    """Walks (:func:`branch_and_bound`) under a rising loss ceiling, in one compiled call.
+
+    Per ceiling: reduced-cost fixing (a block whose reduced cost, or whose excess over its
+    layer's least loss, alone passes the cut is out), the layers ordered by usage spread
+    relative to their row's band (widest first), each layer's blocks by reduced cost
+    (``by_reduced``: every layer's blocks in that order), the hulls rebuilt over what is
+    left, then one walk. A ceiling that holds no answer is proven empty (``floor``) and the
+    next one's gap above ``value`` grows by ``growth`` (squared after a walk of fewer than
+    ``small_walk`` nodes: cheap walks step faster); an infinite ceiling ends it.
+
+    ``incumbent`` (original layer order) is updated in place. Returns ``(upper, floor,
+    nodes spent, walks, complete, next stamp)``; ``complete`` False: over ``node_limit``.
+    """
+    K, L, C = A.shape[0], A.shape[1], A.shape[2]
+    H = hull_w.shape[0]
+    least_loss = 0.0
+    worst = 0.0
+    least = np.empty(L)
+    for j in range(L):
+        least[j] = loss[j].min()
+        least_loss += least[j]
+        worst += loss[j].max()
+    rows = np.zeros((H, L, C))
+    for h in range(H):
+        for k in range(K):
+            if hull_w[h, k] != 0.0:
+                for j in range(L):
+                    for c in range(C):
+                        rows[h, j, c] += hull_w[h, k] * A[k, j, c]
+    band = np.empty(K)
+    for k in range(K):
+        band[k] = high_ok[k] - low_ok[k]
+    allowed = np.zeros((L, C), dtype=np.bool_)
+    counts = np.zeros(L, dtype=np.int64)
+    key = np.empty(L)
+    spread = np.empty((K, L))
+    choices = np.zeros((L, C), dtype=np.int64)
+    counts_o = np.zeros(L, dtype=np.int64)
+    loss_o = np.empty((L, C))
+    A_o = np.empty((K, L, C))
+    reduced_o = np.empty((L, C))
+    rows_o = np.empty((H, L, C))
+    spent = 0
+    walks = 0
+    while True:
+        if ceiling >= min(upper, worst):
+            ceiling = np.inf
+        top = min(ceiling, upper)
+        cut = top + 1e-9 * (1.0 + abs(top)) if top < np.inf else np.inf
+        empty_layer = False
+        for j in range(L):
+            counts[j] = 0
+            for c in range(C):
+                ok = (reduced[j, c] <= cut - value) and (loss[j, c] - least[j]
+                                                         <= cut - least_loss)
+                allowed[j, c] = ok
+                counts[j] += ok
+            if counts[j] == 0:
+                empty_layer = True
+        walks += 1
+        nodes = 0
+        if not empty_layer:
+            for k in range(K):
+                whole = 0.0
+                for j in range(L):
+                    small, large = np.inf, -np.inf
+                    for c in range(C):
+                        if allowed[j, c]:
+                            small = min(small, A[k, j, c])
+                            large = max(large, A[k, j, c])
+                    spread[k, j] = large - small
+                    whole += large - small
+                width = band[k] if (band[k] < np.inf and band[k] > 0) else max(whole, 1e-300)
+                for j in range(L):
+                    spread[k, j] /= width
+            for j in range(L):
+                key[j] = 0.0 if K == 0 else -spread[:, j].max()
+            order = np.argsort(key, kind="mergesort")
+            for i in range(L):
+                j = order[i]
+                n = 0
+                for c in by_reduced[j]:
+                    if allowed[j, c]:
+                        choices[i, n] = c
+                        n += 1
+                counts_o[i] = n
+                for c in range(C):
+                    loss_o[i, c] = loss[j, c]
+                    reduced_o[i, c] = reduced[j, c]
+                    for k in range(K):
+                        A_o[k, i, c] = A[k, j, c]
+                    for h in range(H):
+                        rows_o[h, i, c] = rows[h, j, c]
+            xs, ys, start, length, best = build_hulls(rows_o, loss_o, choices, counts_o)
+            out, best_loss, found, nodes = branch_and_bound(
+                loss_o, A_o, reduced_o, value, choices, counts_o, low_ok, high_ok, hull_w,
+                hull_low, hull_high, xs, ys, start, length, best, upper, ceiling,
+                node_limit - spent, memo_use, memo_loss, memo_stamp, stamp)
+            stamp += 1
+            spent += nodes
+            if found:
+                for i in range(L):
+                    incumbent[order[i]] = out[i]
+                upper = best_loss
+            if spent > node_limit:
+                return upper, floor, spent, walks, False, stamp
+        if upper <= ceiling:  # every choice vector within the ceiling was seen
+            return upper, floor, spent, walks, True, stamp
+        floor = max(floor, ceiling)
+        step = growth if nodes > small_walk else growth * growth
+        ceiling = value + (ceiling - value) * step

@@ -653,12 +653,17 @@ def _one_row_lp_dual(problem: _Problem) -> _Dual:
     """With one row the LP relaxation is the row's hull (value vs usage) over its band: the
     optimal price is minus the hull's slope where the band clips the hull's minimum (0 when
     the minimum lies inside the band)."""
-    L = problem.L
-    hull = _HullBound(problem.A[0], problem.loss, np.arange(L),
-                      [np.arange(problem.C)] * L)
-    xs, ys = hull.xs[0], hull.ys[0]
-    at = min(max(hull.best[0], float(problem.lo[0])), float(problem.hi[0]))
-    if at == hull.best[0] or len(xs) < 2:
+    from searchers import _specialize_kernel as kernel
+
+    L, C = problem.L, problem.C
+    every = np.tile(np.arange(C, dtype=np.int64), (L, 1))
+    hull_x, hull_y, start, length, best = kernel.build_hulls(
+        np.ascontiguousarray(problem.A[:1]), problem.loss, every, np.full(L, C, dtype=np.int64))
+    xs = hull_x[start[0, 0]: start[0, 0] + length[0, 0]]
+    ys = hull_y[start[0, 0]: start[0, 0] + length[0, 0]]
+    lowest = float(best[0, 0])
+    at = min(max(lowest, float(problem.lo[0])), float(problem.hi[0]))
+    if at == lowest or len(xs) < 2:
         return _Dual(problem, np.zeros(1))
     segment = int(np.clip(np.searchsorted(xs, at) - 1, 0, len(xs) - 2))
     slope = (ys[segment + 1] - ys[segment]) / (xs[segment + 1] - xs[segment])
@@ -708,16 +713,6 @@ def _layer_order(problem: _Problem, allowed: list[np.ndarray]) -> np.ndarray:
     return np.argsort(-(spread / width[:, None]).max(axis=0), kind="stable")
 
 
-def _layer_order_mask(problem: _Problem, allowed: np.ndarray) -> np.ndarray:
-    """:func:`_layer_order` for an (L, C) mask of allowed blocks (no Python loop)."""
-    spread = (np.where(allowed, problem.A, -np.inf).max(axis=2)
-              - np.where(allowed, problem.A, np.inf).min(axis=2))  # (K, L)
-    band = problem.hi - problem.lo
-    whole = spread.sum(axis=1)
-    width = np.where(np.isfinite(band) & (band > 0), band, np.maximum(whole, 1e-300))
-    return np.argsort(-(spread / width[:, None]).max(axis=0), kind="stable")
-
-
 def _pass(problem: _Problem, duals: list[_Dual], ceiling: float, max_states: int,
           hulls: bool, abort: bool = False) -> tuple[np.ndarray | None, bool, int]:
     """One DP pass keeping every partial choice whose bound is within ``ceiling``; an empty
@@ -739,6 +734,8 @@ _WALK_NODES = 3_000_000
 #: the walk's loss ceiling starts a little above the LP bound and its gap grows by this
 #: factor per walk that finds nothing: a walk near the optimum is pruned hard by the bounds
 _WALK_GROWTH = 1.5
+#: a walk below this many nodes was cheap: the next ceiling's gap grows by _WALK_GROWTH**2
+_SMALL_WALK = 1_000
 #: the walk's tries (see :func:`_walks`): node budgets of the first two, under the
 #: subgradient's prices with one surrogate row, then with the surrogate turned
 #: ``_SURROGATE_TURNS``; the third, under the LP's prices, gets ``_WALK_NODES``
@@ -764,11 +761,7 @@ class _WalkMemo:
         self.use = np.zeros((self.SLOTS, rows + 1))
         self.loss = np.zeros(self.SLOTS)
         self.stamp = np.zeros(self.SLOTS, dtype=np.int64)
-        self.last = 0
-
-    def next_walk(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-        self.last += 1
-        return self.use, self.loss, self.stamp, self.last
+        self.last = 0  # the last stamp a walk used
 
 
 _THREAD = threading.local()
@@ -870,63 +863,30 @@ def _walk(problem: _Problem, dual: _Dual, node_limit: int, turns: tuple[float, .
                 lows.append(low)
                 highs.append(high)
     hull_w = np.array(weights)
-    hull_rows = np.tensordot(hull_w, problem.A, axes=1)
     hull_low, hull_high = np.array(lows, dtype=np.float64), np.array(highs, dtype=np.float64)
-    # the plain bound (every other layer at its least loss) fixes other blocks than the LP's
-    least_loss = float(problem.loss.min(axis=1).sum())
-    excess = problem.loss - problem.loss.min(axis=1, keepdims=True)
-    by_reduced = np.argsort(dual.reduced, axis=1, kind="stable")
     positive = dual.reduced[dual.reduced > 0]
     gap = float(np.median(positive)) / 4 if positive.size else 1.0
     if math.isfinite(upper):
         gap = min(gap, (upper - dual.value) / 8)
     gap = max(gap, 1e-9 * (1.0 + abs(dual.value)))
-    worst = float(problem.loss.max(axis=1).sum())
     ceiling = dual.value + gap
     if math.isfinite(carried["floor"]):  # an earlier try proved nothing lies that low
         ceiling = max(ceiling, dual.value + (carried["floor"] - dual.value) * _WALK_GROWTH)
     memo = _walk_memo(K)
-    spent, passes = 0, 0
-    while True:
-        if ceiling >= min(upper, worst):
-            ceiling = math.inf
-        # reduced-cost fixing: a block whose bound alone passes the cut is out; the layers
-        # are ordered and the hulls built over what is left
-        cut = min(ceiling, upper) + 1e-9 * (1.0 + abs(min(ceiling, upper)))
-        allowed = (dual.reduced <= cut - dual.value) & (excess <= cut - least_loss)
-        counts_by_layer = allowed.sum(axis=1)
-        passes += 1
-        if counts_by_layer.all():
-            order = _layer_order_mask(problem, allowed)
-            ranked = np.take_along_axis(allowed, by_reduced, axis=1)
-            # each layer's allowed blocks, lowest reduced cost first
-            choices = np.take_along_axis(
-                by_reduced, np.argsort(~ranked, axis=1, kind="stable"), axis=1)[order]
-            loss = np.ascontiguousarray(problem.loss[order])
-            xs, ys, start, length, best = kernel.build_hulls(
-                np.ascontiguousarray(hull_rows[:, order]), loss, choices,
-                counts_by_layer[order])
-            out, best_loss, found, nodes = kernel.branch_and_bound(
-                loss, np.ascontiguousarray(problem.A[:, order]),
-                np.ascontiguousarray(dual.reduced[order]), float(dual.value), choices,
-                counts_by_layer[order], low_ok, high_ok, hull_w, hull_low, hull_high, xs, ys,
-                start, length, best, upper, ceiling, int(node_limit - spent),
-                *memo.next_walk())
-            spent += nodes
-            if found:
-                incumbent = np.empty(L, dtype=np.int64)
-                incumbent[order] = out
-                upper = best_loss
-            if spent > node_limit:  # cut short: hand on what it found
-                carried.update(choices=incumbent, upper=upper,
-                               spent=carried["spent"] + spent)
-                return None
-        if upper <= ceiling:  # every choice vector within the ceiling was seen
-            break
-        carried["floor"] = max(carried["floor"], ceiling)
-        ceiling = dual.value + (ceiling - dual.value) * _WALK_GROWTH
-    return {"choices": incumbent, "optimal": True, "states": int(carried["spent"] + spent),
-            "method": "walk", "passes": passes}
+    found = np.full(L, -1, dtype=np.int64) if incumbent is None else incumbent.copy()
+    upper, floor, spent, passes, complete, memo.last = kernel.rising_walks(
+        problem.loss, problem.A, dual.reduced, float(dual.value),
+        np.argsort(dual.reduced, axis=1, kind="stable"), low_ok, high_ok, hull_w, hull_low,
+        hull_high, found, float(upper), float(carried["floor"]), float(ceiling),
+        _WALK_GROWTH, _SMALL_WALK, int(node_limit), memo.use, memo.loss, memo.stamp,
+        memo.last + 1)
+    incumbent = found if found[0] >= 0 else None
+    carried.update(choices=incumbent, upper=upper, floor=floor,
+                   spent=carried["spent"] + spent)
+    if not complete:  # cut short: the next try starts from what it found
+        return None
+    return {"choices": incumbent, "optimal": True, "states": int(carried["spent"]),
+            "method": "walk", "passes": int(passes)}
 
 
 def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
