@@ -1,12 +1,13 @@
 """Compiled depth-first branch and bound for :mod:`searchers.specialize` (numba).
 
 The exact solver's numpy passes cost one to two milliseconds of array calls each however few
-partial choices they hold, and a band needs several. This module does the same search as one
-compiled depth-first walk: children in order of their reduced cost, the bounds of the numpy
-passes (each row's band, the dual's reduced costs, the LP-hull bound of every row and of the
-price-weighted surrogate row) checked at every node against the incumbent, so the walk has
-proven its answer optimal when it ends. A node budget bounds the work; a walk that runs out
-says so and the caller falls back to its other means.
+partial choices they hold, and a band needs several. This module does the same search as
+compiled depth-first walks under a rising loss ceiling (:func:`rising_walks`, one call):
+children in order of their reduced cost, the bounds of the numpy passes (each row's band, the
+dual's reduced costs, the LP-hull bound and reach of every row and of price-weighted surrogate
+rows) checked at every node against the incumbent, so a walk has proven its answer optimal
+when it ends. A node budget bounds the work; a walk that runs out says so and the caller
+falls back to its other means. :func:`dual_ascent` gives the prices.
 
 Imported lazily by :func:`searchers.specialize.solve`: numba's import and loading the cached
 machine code take a few hundred milliseconds once per process. The code is compiled once per
@@ -37,7 +38,8 @@ def needs_compiling() -> bool:
     Reads numba's cache index paths, which are not public API: any surprise says False."""
     try:
         return not all(os.path.exists(kernel._cache._cache_file._index_path)
-                       for kernel in (build_hulls, branch_and_bound, dual_ascent))
+                       for kernel in (build_hulls, branch_and_bound, dual_ascent,
+                                      rising_walks))
     except AttributeError:
         return False
 

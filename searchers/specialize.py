@@ -26,7 +26,7 @@ Two solvers:
   equal-usage merging and dominance, a rising and bisected ceiling -- and past their caps
   HiGHS branch and cut (``scipy.optimize.milp``, gap 0). ``optimal`` is True whenever the
   answer (or infeasibility) is proven -- always, short of HiGHS's time limit. The first
-  call after installing compiles the kernel (10-20 s on two cores), cached on disk after.
+  call after installing compiles the kernel (15-35 s on two cores), cached on disk after.
 
 * ``solver="ga"``: the paper's genetic algorithm (20 chromosomes, the 10 best form 5 pairs,
   single-point crossover, per-gene mutation probability 0.1, infeasible children regenerated,
@@ -741,7 +741,7 @@ _SMALL_WALK = 1_000
 #: ``_SURROGATE_TURNS``; the third, under the LP's prices, gets ``_WALK_NODES``
 _FIRST_WALK_NODES = 30_000
 _ASCENT_NODES = 200_000
-#: subgradient iterations: within 1e-4 of the LP bound (relative to the loss range) on the
+#: subgradient steps at most: within 1e-3 of the LP bound (relative to the loss range) on the
 #: benchmark's tables, typically within 1e-9
 _ASCENT_ITERATIONS = 300
 #: the surrogate rows' turns (radians) from the prices' direction in the plane of the two
@@ -776,7 +776,7 @@ def _walk_memo(rows: int) -> _WalkMemo:
 
 
 def _ascent_dual(problem: _Problem) -> _Dual:
-    """Near-LP Lagrangian prices from the compiled subgradient ascent (0.1-0.3 ms, where
+    """Near-LP Lagrangian prices from the compiled subgradient ascent (0.06-0.2 ms, where
     HiGHS takes 0.7-1 ms with its set-up); one row: the exact prices off its hull."""
     from searchers import _specialize_kernel as kernel
 

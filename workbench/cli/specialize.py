@@ -22,15 +22,15 @@ EXIT_INFEASIBLE = 1
 
 
 def _say_if_compiling(solver: str) -> None:
-    """The exact solver's kernel compiles on its first call after installing (10-20 s): tell
+    """The exact solver's kernel compiles on its first call after installing (15-35 s): tell
     a person at a terminal, rather than look hung; pipes and scripts see nothing."""
     if solver != "exact" or not click.get_text_stream("stderr").isatty():
         return
     from searchers._specialize_kernel import needs_compiling
 
     if needs_compiling():
-        click.echo("compiling the exact solver (once per install, 10-20 s; cached after)",
-                   err=True)
+        click.echo("compiling the exact solver (once per install, up to half a minute; "
+                   "cached after)", err=True)
 
 
 def _label(space_choice: int) -> str:

@@ -152,7 +152,7 @@ class SpecializePane(Vertical):
         if needs_compiling():  # once per install: say so rather than look stuck
             self.app.call_from_thread(
                 self.query_one("#specialize-result", Static).update,
-                Text("Compiling the exact solver (once per install, 10-20 s)...", style="dim"))
+                Text("Compiling the exact solver (once per install, up to half a minute)...", style="dim"))
         try:
             result, genotype, graph = self.specialize(constraints)
         except Exception as err:
