@@ -32,6 +32,17 @@ def test_importing_the_app_loads_no_heavy_module() -> None:
     assert not [m for m in HEAVY_AT_IMPORT if m in loaded]
 
 
+#: the subprocess scripts' wait for the run detail screen to have its run
+WAIT_FOR_DETAIL = """
+async def wait_for_detail(app, pilot):
+    for _ in range(400):
+        await pilot.pause(0.05)
+        screen = app.screen
+        if isinstance(screen, RunDetailScreen) and screen.run is not None:
+            return
+"""
+
+
 def test_the_nasw_command_does_not_import_torch() -> None:
     loaded = _modules_after("import workbench.cli\nfrom workbench.app import NaswApp")
     assert "torch" not in loaded
@@ -44,15 +55,11 @@ import asyncio
 from workbench.app import NaswApp
 from workbench.screens.compare import CompareScreen
 from workbench.screens.detail import RunDetailScreen
-
+{WAIT_FOR_DETAIL}
 async def main():
     app = NaswApp({str(db)!r}, run_id=2, poll_interval=0.2)
     async with app.run_test(size=(100, 30)) as pilot:
-        for _ in range(400):
-            await pilot.pause(0.05)
-            screen = app.screen
-            if isinstance(screen, RunDetailScreen) and screen.run is not None:
-                break
+        await wait_for_detail(app, pilot)
         await pilot.press("2", "3", "4")
         for _ in range(400):
             await pilot.pause(0.05)
@@ -139,15 +146,11 @@ BUILDS = []
 
 from workbench.app import NaswApp
 from workbench.screens.detail import RunDetailScreen
-
+{WAIT_FOR_DETAIL}
 async def main():
     app = NaswApp({str(db)!r}, run_id=1, poll_interval=3600)
     async with app.run_test(size=(100, 30)) as pilot:
-        for _ in range(400):
-            await pilot.pause(0.05)
-            screen = app.screen
-            if isinstance(screen, RunDetailScreen) and screen.run is not None:
-                break
+        await wait_for_detail(app, pilot)
         await pilot.press("3")
         for _ in range(400):
             await pilot.pause(0.05)
