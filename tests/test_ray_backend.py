@@ -118,9 +118,10 @@ def test_cancelling_the_run_cancels_its_ray_tasks(tmp_path, local_ray) -> None:
     thread = threading.Thread(target=lambda: outcome.update(status=coordinator.run()))
     thread.start()
     try:
-        # both CPUs busy: jobs 0 and 1 are sleeping on two Ray workers
+        # both CPUs busy: jobs 0 and 1 are sleeping on two Ray workers (starting two Ray
+        # workers that import torch took over 60 s once, beside another test process on 2 cores)
         wait_for(lambda: sorted(p.name for p in local_ray.iterdir())
-                 == ["started-0", "started-1"])
+                 == ["started-0", "started-1"], timeout=180)
         started_at = time.monotonic()
         with Store(db) as store:
             store.send_command(run_id, "cancel")  # what `nasw cancel` does for a live run
