@@ -381,16 +381,42 @@ def _hull_bounds(problem: _Problem, dual: _Dual, order: np.ndarray, allowed: lis
     for k in range(K):
         out.append((np.eye(K)[k], _HullBound(problem.A[k], problem.loss, order, allowed),
                     float(problem.lo[k]), float(problem.hi[k])))
-    weights = dual.mu * _row_scale(problem)
-    if np.count_nonzero(weights) >= 2:
-        weights = weights / _row_scale(problem) / np.abs(weights).max()
+    for weights, low, high in _surrogate_rows(problem, dual, (0.0,)):
+        row = np.tensordot(weights, problem.A, axes=1)
+        out.append((weights, _HullBound(row, problem.loss, order, allowed), low, high))
+    return out
+
+
+def _surrogate_rows(problem: _Problem, dual: _Dual, turns: tuple[float, ...],
+                    ) -> list[tuple[np.ndarray, float, float]]:
+    """``(weights, low, high)`` of the surrogate rows ``sum_k w_k A_k`` that must land in
+    ``[low, high]`` (the rows' bands, tolerances included, widened for rounding): at the
+    dual's normalised prices and, turned by ``turns`` radians in the plane of the two largest
+    prices, at nearby ones -- deeper in a search the usage drifts and another mix of the rows
+    bounds tighter (each is a valid relaxation). None with fewer than two priced rows."""
+    if np.count_nonzero(dual.mu) < 2:
+        return []
+    scale = _row_scale(problem)
+    low_ok, high_ok = problem.lo - problem.tol, problem.hi + problem.tol
+    priced = dual.mu * scale  # prices of the normalised rows
+    first, second = np.argsort(-np.abs(priced), kind="stable")[:2]
+    angle = math.atan2(priced[second], priced[first])
+    radius = math.hypot(priced[first], priced[second])
+    span = np.abs(problem.A).max(axis=(1, 2)) * problem.L
+    out = []
+    for turn in turns:
+        turned = priced.copy()
+        turned[first] = radius * math.cos(angle + turn)
+        turned[second] = radius * math.sin(angle + turn)
+        w = turned / scale / np.abs(turned).max()
         with np.errstate(invalid="ignore"):  # 0 * inf: the row is not priced
-            ends = np.stack([weights * problem.lo, weights * problem.hi])
-        ends = np.where(np.isnan(ends), 0.0, ends)  # 0 * inf: the row is not priced
-        low, high = float(ends.min(axis=0).sum()), float(ends.max(axis=0).sum())
+            ends = np.nan_to_num(np.stack([w * low_ok, w * high_ok]), nan=0.0,
+                                 posinf=np.inf, neginf=-np.inf)
+        rounding = 1e-12 * float(np.abs(w) @ span)
+        low = float(ends.min(axis=0).sum()) - rounding
+        high = float(ends.max(axis=0).sum()) + rounding
         if math.isfinite(low) or math.isfinite(high):
-            row = np.tensordot(weights, problem.A, axes=1)
-            out.append((weights, _HullBound(row, problem.loss, order, allowed), low, high))
+            out.append((w, low, high))
     return out
 
 
@@ -834,34 +860,13 @@ def _walk(problem: _Problem, dual: _Dual, node_limit: int, turns: tuple[float, .
         if problem.loss_of(mine) < upper:
             incumbent, upper = mine, problem.loss_of(mine)
     low_ok, high_ok = problem.lo - problem.tol, problem.hi + problem.tol
-    # hull rows: every row, and with two or more priced rows their price-weighted surrogate
+    # hull rows: every row, and with two or more priced rows their price-weighted surrogates
     weights = [np.eye(K)[k] for k in range(K)]
     lows, highs = list(low_ok), list(high_ok)
-    if np.count_nonzero(dual.mu) >= 2:
-        scale = _row_scale(problem)
-        priced = dual.mu * scale  # prices of the normalised rows
-        # the surrogate at the LP's prices and, turned in the plane of the two largest
-        # prices, at nearby ones: deeper in the walk the usage drifts and another mix of the
-        # rows bounds tighter (each is a valid relaxation; the node takes the largest)
-        first, second = np.argsort(-np.abs(priced), kind="stable")[:2]
-        angle = math.atan2(priced[second], priced[first])
-        radius = math.hypot(priced[first], priced[second])
-        for turn in turns:
-            turned = priced.copy()
-            turned[first] = radius * math.cos(angle + turn)
-            turned[second] = radius * math.sin(angle + turn)
-            w = turned / scale / np.abs(turned).max()
-            with np.errstate(invalid="ignore"):  # 0 * inf: the row is not priced
-                ends = np.nan_to_num(np.stack([w * low_ok, w * high_ok]), nan=0.0,
-                                     posinf=np.inf, neginf=-np.inf)
-            # widened for the rounding of weighted sums (the rows' own tolerances are in)
-            rounding = 1e-12 * float(np.abs(w) @ (np.abs(problem.A).max(axis=(1, 2)) * L))
-            low = float(ends.min(axis=0).sum()) - rounding
-            high = float(ends.max(axis=0).sum()) + rounding
-            if math.isfinite(low) or math.isfinite(high):
-                weights.append(w)
-                lows.append(low)
-                highs.append(high)
+    for w, low, high in _surrogate_rows(problem, dual, turns):
+        weights.append(w)
+        lows.append(low)
+        highs.append(high)
     hull_w = np.array(weights)
     hull_low, hull_high = np.array(lows, dtype=np.float64), np.array(highs, dtype=np.float64)
     positive = dual.reduced[dual.reduced > 0]
@@ -891,7 +896,7 @@ def _walk(problem: _Problem, dual: _Dual, node_limit: int, turns: tuple[float, .
 
 def _solve_exact(problem: _Problem, max_states: int, iterations: int = 30,
                  milp_time_limit: float = 60.0) -> dict[str, Any]:
-    """The compiled walk (:func:`_walk`), twice at most; then dual bounds and exact DP passes
+    """The compiled walk (:func:`_walks`, three tries at most); then dual bounds and exact DP passes
     under a loss ceiling; HiGHS only when they overflow.
 
     A pass keeps every partial choice whose bound is at most its ceiling, so a pass that
